@@ -1,0 +1,209 @@
+"""The trial record (``trial.json``, schema 1): what every trial writes and what ``analysis`` reads.
+
+Format (DESIGN.md, "Trial record")::
+
+    schema: 1, trial_id, experiment_id (null outside NNI), method, task, model, seed,
+    params: {every resolved hyperparameter},
+    status: "SUCCEEDED" | "FAILED" | "RUNNING" | "INTERRUPTED", error: null | "message",
+    evals: [{step, epoch, metrics: {name: value}, score, splits?: {split: {name: value}}}],
+    best: {step, metrics, score}, final: {step, metrics, score},
+    test_predictions: path or null, wall_seconds, train_steps,
+    versions: {python, torch, transformers, datasets, nni, mat}, git_sha
+
+``metrics`` and ``score`` are those of the task's dev split (the one model selection uses). ``splits``
+(optional, additive) holds the metrics of extra evaluation sets (ANLI test, AdvGLUE) at that step.
+Metric values are on the 0-100 scale. Written atomically (temp file + rename). No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+RECORD_FILE = "trial.json"
+STATUSES = ("SUCCEEDED", "FAILED", "RUNNING", "INTERRUPTED")
+
+
+class RecordError(ValueError):
+    """A trial record that cannot be read: the message names the file and the problem."""
+
+
+@dataclass
+class EvalResult:
+    """One evaluation: dev metrics (0-100), their mean as ``score``, and optional extra splits."""
+
+    step: int
+    epoch: float
+    metrics: dict[str, float]
+    score: float
+    splits: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class TrialRecord:
+    """A trial's whole result. Mutable while the trial runs; written with :func:`write_record`."""
+
+    trial_id: str
+    method: str
+    task: str
+    model: str
+    seed: int
+    params: dict[str, Any]
+    experiment_id: str | None = None
+    status: str = "RUNNING"
+    error: str | None = None
+    evals: list[EvalResult] = field(default_factory=list)
+    best: EvalResult | None = None
+    final: EvalResult | None = None
+    test_predictions: str | None = None
+    wall_seconds: float = 0.0
+    train_steps: int = 0
+    versions: dict[str, str | None] = field(default_factory=dict)
+    git_sha: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict, keys in the documented order."""
+        d = asdict(self)
+        for key in ("best", "final"):
+            if d[key] is not None:
+                d[key] = {k: d[key][k] for k in ("step", "epoch", "metrics", "score", "splits")}
+        return {"schema": d.pop("schema"), **d}
+
+    def nni_metric(self, which: str = "best") -> dict[str, float]:
+        """The NNI report dict ``{"default": score, <metric>: value, ...}`` of ``best`` or ``final``."""
+        ev = self.best if which == "best" else self.final
+        if ev is None:
+            raise ValueError(f"the record has no {which} evaluation yet")
+        return nni_metric(ev)
+
+
+def nni_metric(ev: EvalResult) -> dict[str, float]:
+    """``{"default": score, <metric>: value}`` of plain floats, the shape NNI's web UI shows."""
+    return {"default": float(ev.score), **{k: float(v) for k, v in ev.metrics.items()}}
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """Write JSON to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    A reader never sees a half-written file; a failure (full disk) leaves the previous file intact and
+    raises ``OSError``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_clean(dict(data)), f, indent=2, default=_json_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_record(record: TrialRecord, output_dir: str | os.PathLike[str]) -> Path:
+    """Write ``output_dir/trial.json`` atomically and return its path."""
+    return write_json_atomic(Path(output_dir) / RECORD_FILE, record.to_dict())
+
+
+def _eval(d: Mapping[str, Any] | None, where: str) -> EvalResult | None:
+    if d is None:
+        return None
+    try:
+        return EvalResult(
+            step=int(d["step"]),
+            epoch=float(d.get("epoch") or 0.0),
+            metrics={str(k): (math.nan if v is None else float(v)) for k, v in d["metrics"].items()},
+            score=math.nan if d.get("score") is None else float(d["score"]),
+            splits={
+                str(s): {str(k): (math.nan if v is None else float(v)) for k, v in m.items()}
+                for s, m in (d.get("splits") or {}).items()
+            },
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RecordError(f"{where}: malformed evaluation entry {dict(d) if isinstance(d, Mapping) else d!r}: {e}")
+
+
+def record_from_dict(d: Any, source: str = "<dict>") -> TrialRecord:
+    """Build a :class:`TrialRecord` from parsed JSON.
+
+    Raises:
+        RecordError: not an object, unknown schema version, missing field or wrong type; the message
+            names ``source``.
+    """
+    if not isinstance(d, dict):
+        raise RecordError(f"{source}: a trial record must be a JSON object, got {type(d).__name__}")
+    schema = d.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise RecordError(f"{source}: unknown record schema {schema!r} (this version reads schema {SCHEMA_VERSION})")
+    missing = [k for k in ("trial_id", "method", "task", "model", "seed", "params", "status") if k not in d]
+    if missing:
+        raise RecordError(f"{source}: missing field(s) {missing}")
+    if d["status"] not in STATUSES:
+        raise RecordError(f"{source}: status {d['status']!r} is not one of {list(STATUSES)}")
+    if not isinstance(d["params"], dict) or not isinstance(d.get("evals", []), list):
+        raise RecordError(f"{source}: 'params' must be an object and 'evals' a list")
+    try:
+        return TrialRecord(
+            trial_id=str(d["trial_id"]),
+            method=str(d["method"]),
+            task=str(d["task"]),
+            model=str(d["model"]),
+            seed=int(d["seed"]),
+            params=dict(d["params"]),
+            experiment_id=d.get("experiment_id"),
+            status=d["status"],
+            error=d.get("error"),
+            evals=[e for e in (_eval(x, source) for x in d.get("evals", [])) if e is not None],
+            best=_eval(d.get("best"), source),
+            final=_eval(d.get("final"), source),
+            test_predictions=d.get("test_predictions"),
+            wall_seconds=float(d.get("wall_seconds") or 0.0),
+            train_steps=int(d.get("train_steps") or 0),
+            versions=dict(d.get("versions") or {}),
+            git_sha=d.get("git_sha"),
+        )
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"{source}: wrong type in a field: {e}") from e
+
+
+def read_record(path: str | os.PathLike[str]) -> TrialRecord:
+    """Read and validate a ``trial.json``.
+
+    Raises:
+        RecordError: unreadable, not JSON (corrupt or truncated), or not a schema-1 record.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError(f"{path}: not a readable JSON trial record ({type(e).__name__}: {e})") from e
+    return record_from_dict(data, str(path))

@@ -1,0 +1,312 @@
+"""Task registry: one frozen :class:`TaskSpec` per GLUE / ANLI task.
+
+Everything a trial or an analysis needs to know about a task lives in its spec: the Hub id, the local
+file layout (the classic ``glue_data`` layout and ``anli_v1.0``), text fields, labels, metrics and split
+names. Split and column names follow the Hub datasets (``nyu-mll/glue``, ``facebook/anli``), so a dataset
+loaded from local files is interchangeable with one loaded from the Hub.
+
+This module imports no torch (``analysis`` uses it on machines without torch).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """One local file that holds one split.
+
+    Attributes:
+        path: path relative to the data dir, e.g. ``"glue/RTE/dev.tsv"``.
+        fmt: ``"tsv"`` (first line is a header), ``"tsv_noheader"``, ``"jsonl"`` or ``"advglue"``
+            (the AdvGLUE ``dev.json``: one object keyed by task).
+        columns: ``{hub_column: source_column}``; for ``tsv_noheader`` the source column is the
+            0-based position as a string. ``label`` is absent for unlabelled (test) files.
+        n_columns: the number of fields every row must have (``tsv_noheader`` only; for ``tsv`` the
+            header decides).
+        advglue_key: the key in ``dev.json`` (``fmt == "advglue"`` only).
+        index_column: source column holding the example index (``idx``); row number when None.
+    """
+
+    path: str
+    fmt: str
+    columns: Mapping[str, str]
+    n_columns: int | None = None
+    advglue_key: str | None = None
+    index_column: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything about one task. Columns and label ids equal the Hub dataset's.
+
+    Attributes:
+        name: our name (``rte``, ``anli_r1``...).
+        dataset_path, dataset_name: the Hub dataset id and config (``nyu-mll/glue``, ``rte``).
+        text_fields: one or two text columns fed to the tokenizer.
+        label_names: class names in label-id order (empty for regression).
+        num_labels: classes, or 1 for regression (STS-B).
+        is_regression: STS-B only.
+        metrics: metric keys of :mod:`mat.metrics`; the task score is their mean.
+        train_split, eval_splits, test_splits: Hub split names. ``eval_splits[0]`` is the dev set that
+            model selection uses. Test splits of GLUE have label -1.
+        extra_eval_splits: labelled extra evaluation sets (AdvGLUE dev, ANLI test) evaluated on request.
+        local_files: ``{split: (LocalFile, ...)}``; the first file that exists is read.
+        label_aliases: other spellings of labels in local files (ANLI ``e``/``n``/``c``).
+        glue_dir: the folder name in ``glue_data`` (``SST-2``); None for non-GLUE tasks.
+        submission_files: ``{split: file name}`` for the GLUE test server.
+        labelled_test: test files carry gold labels (ANLI).
+    """
+
+    name: str
+    dataset_path: str
+    dataset_name: str | None
+    text_fields: tuple[str, ...]
+    label_names: tuple[str, ...]
+    num_labels: int
+    is_regression: bool
+    metrics: tuple[str, ...]
+    train_split: str
+    eval_splits: tuple[str, ...]
+    test_splits: tuple[str, ...]
+    extra_eval_splits: tuple[str, ...] = ()
+    local_files: Mapping[str, tuple[LocalFile, ...]] = field(default_factory=dict)
+    label_aliases: Mapping[str, str] = field(default_factory=dict)
+    glue_dir: str | None = None
+    submission_files: Mapping[str, str] = field(default_factory=dict)
+    labelled_test: bool = False
+
+    @property
+    def dev_split(self) -> str:
+        """The split used for model selection (the first eval split)."""
+        return self.eval_splits[0]
+
+    @property
+    def all_splits(self) -> tuple[str, ...]:
+        """Every split this task knows, train first."""
+        return (self.train_split, *self.eval_splits, *self.test_splits, *self.extra_eval_splits)
+
+    def label_id(self, value: str) -> int:
+        """Map a label as written in a file to its id.
+
+        Raises:
+            ValueError: the value is not a label of this task.
+        """
+        value = value.strip()
+        value = self.label_aliases.get(value, value)
+        if value in self.label_names:
+            return self.label_names.index(value)
+        if value.lstrip("-").isdigit() and 0 <= int(value) < self.num_labels:
+            return int(value)
+        raise ValueError(
+            f"label {value!r} is not one of {self.name}'s labels {list(self.label_names)} "
+            f"(or their ids 0..{self.num_labels - 1})"
+        )
+
+
+GLUE_HUB = "nyu-mll/glue"
+ANLI_HUB = "facebook/anli"
+ADVGLUE = "advglue/dev.json"
+_NLI3 = ("entailment", "neutral", "contradiction")
+_NLI2 = ("entailment", "not_entailment")
+
+
+def _tsv(path: str, index: str | None = "index", **columns: str) -> LocalFile:
+    return LocalFile(path=path, fmt="tsv", columns=columns, index_column=index)
+
+
+def _adv(key: str, *fields: str) -> LocalFile:
+    cols = {f: f for f in (*fields, "label")}
+    return LocalFile(path=ADVGLUE, fmt="advglue", columns=cols, advglue_key=key, index_column="idx")
+
+
+def _glue(
+    name: str,
+    glue_dir: str,
+    text_fields: tuple[str, ...],
+    label_names: tuple[str, ...],
+    metrics: tuple[str, ...],
+    train: LocalFile,
+    dev: LocalFile,
+    test: LocalFile,
+    adv: LocalFile | None = None,
+    regression: bool = False,
+) -> TaskSpec:
+    files: dict[str, tuple[LocalFile, ...]] = {"train": (train,), "validation": (dev,), "test": (test,)}
+    extra: tuple[str, ...] = ()
+    if adv is not None:
+        files["adv_validation"] = (adv,)
+        extra = ("adv_validation",)
+    return TaskSpec(
+        name=name,
+        dataset_path=GLUE_HUB,
+        dataset_name=name,
+        text_fields=text_fields,
+        label_names=label_names,
+        num_labels=1 if regression else len(label_names),
+        is_regression=regression,
+        metrics=metrics,
+        train_split="train",
+        eval_splits=("validation",),
+        test_splits=("test",),
+        extra_eval_splits=extra,
+        local_files=files,
+        glue_dir=glue_dir,
+        submission_files={"test": f"{glue_dir}.tsv"},
+    )
+
+
+def _mnli() -> TaskSpec:
+    def mnli_tsv(split: str) -> LocalFile:
+        cols = {"premise": "sentence1", "hypothesis": "sentence2"}
+        if not split.startswith("test"):
+            cols["label"] = "gold_label"
+        return LocalFile(path=f"glue/MNLI/{split}.tsv", fmt="tsv", columns=cols, index_column="index")
+
+    reduced = LocalFile(
+        path="glue/MNLI/dev_matched.reduced.jsonl",
+        fmt="jsonl",
+        columns={"premise": "premise", "hypothesis": "hypothesis", "label": "label"},
+    )
+    return TaskSpec(
+        name="mnli",
+        dataset_path=GLUE_HUB,
+        dataset_name="mnli",
+        text_fields=("premise", "hypothesis"),
+        label_names=_NLI3,
+        num_labels=3,
+        is_regression=False,
+        metrics=("accuracy_m", "accuracy_mm"),
+        train_split="train",
+        eval_splits=("validation_matched", "validation_mismatched"),
+        test_splits=("test_matched", "test_mismatched"),
+        extra_eval_splits=("adv_validation_matched", "adv_validation_mismatched"),
+        local_files={
+            "train": (mnli_tsv("train"),),
+            "validation_matched": (mnli_tsv("dev_matched"), reduced),
+            "validation_mismatched": (mnli_tsv("dev_mismatched"),),
+            "test_matched": (mnli_tsv("test_matched"),),
+            "test_mismatched": (mnli_tsv("test_mismatched"),),
+            "adv_validation_matched": (_adv("mnli", "premise", "hypothesis"),),
+            "adv_validation_mismatched": (_adv("mnli-mm", "premise", "hypothesis"),),
+        },
+        glue_dir="MNLI",
+        submission_files={"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
+    )
+
+
+def _anli(r: int) -> TaskSpec:
+    def jl(split: str) -> LocalFile:
+        cols = {"premise": "context", "hypothesis": "hypothesis", "label": "label"}
+        return LocalFile(path=f"anli/R{r}/{split}.jsonl", fmt="jsonl", columns=cols, index_column=None)
+
+    return TaskSpec(
+        name=f"anli_r{r}",
+        dataset_path=ANLI_HUB,
+        dataset_name=None,
+        text_fields=("premise", "hypothesis"),
+        label_names=_NLI3,
+        num_labels=3,
+        is_regression=False,
+        metrics=("accuracy",),
+        train_split=f"train_r{r}",
+        eval_splits=(f"dev_r{r}",),
+        test_splits=(f"test_r{r}",),
+        local_files={f"train_r{r}": (jl("train"),), f"dev_r{r}": (jl("dev"),), f"test_r{r}": (jl("test"),)},
+        label_aliases={"e": "entailment", "n": "neutral", "c": "contradiction"},
+        labelled_test=True,
+    )
+
+
+def _build() -> dict[str, TaskSpec]:
+    cola_cols = {"sentence": "3", "label": "1"}
+    specs = [
+        _glue(
+            "cola", "CoLA", ("sentence",), ("unacceptable", "acceptable"), ("mcc",),
+            LocalFile("glue/CoLA/train.tsv", "tsv_noheader", cola_cols, n_columns=4),
+            LocalFile("glue/CoLA/dev.tsv", "tsv_noheader", cola_cols, n_columns=4),
+            _tsv("glue/CoLA/test.tsv", sentence="sentence"),
+        ),
+        _glue(
+            "sst2", "SST-2", ("sentence",), ("negative", "positive"), ("accuracy",),
+            _tsv("glue/SST-2/train.tsv", None, sentence="sentence", label="label"),
+            _tsv("glue/SST-2/dev.tsv", None, sentence="sentence", label="label"),
+            _tsv("glue/SST-2/test.tsv", sentence="sentence"),
+            adv=_adv("sst2", "sentence"),
+        ),
+        _glue(
+            "mrpc", "MRPC", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("accuracy", "f1"),
+            _tsv("glue/MRPC/train.tsv", None, sentence1="#1 String", sentence2="#2 String", label="Quality"),
+            _tsv("glue/MRPC/dev.tsv", None, sentence1="#1 String", sentence2="#2 String", label="Quality"),
+            _tsv("glue/MRPC/test.tsv", sentence1="#1 String", sentence2="#2 String"),
+        ),
+        _glue(
+            "qqp", "QQP", ("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1"),
+            _tsv("glue/QQP/train.tsv", "id", question1="question1", question2="question2", label="is_duplicate"),
+            _tsv("glue/QQP/dev.tsv", "id", question1="question1", question2="question2", label="is_duplicate"),
+            _tsv("glue/QQP/test.tsv", "id", question1="question1", question2="question2"),
+            adv=_adv("qqp", "question1", "question2"),
+        ),
+        _glue(
+            "stsb", "STS-B", ("sentence1", "sentence2"), (), ("pearson", "spearman"),
+            _tsv("glue/STS-B/train.tsv", sentence1="sentence1", sentence2="sentence2", label="score"),
+            _tsv("glue/STS-B/dev.tsv", sentence1="sentence1", sentence2="sentence2", label="score"),
+            _tsv("glue/STS-B/test.tsv", sentence1="sentence1", sentence2="sentence2"),
+            regression=True,
+        ),
+        _mnli(),
+        _glue(
+            "qnli", "QNLI", ("question", "sentence"), _NLI2, ("accuracy",),
+            _tsv("glue/QNLI/train.tsv", question="question", sentence="sentence", label="label"),
+            _tsv("glue/QNLI/dev.tsv", question="question", sentence="sentence", label="label"),
+            _tsv("glue/QNLI/test.tsv", question="question", sentence="sentence"),
+            adv=_adv("qnli", "question", "sentence"),
+        ),
+        _glue(
+            "rte", "RTE", ("sentence1", "sentence2"), _NLI2, ("accuracy",),
+            _tsv("glue/RTE/train.tsv", sentence1="sentence1", sentence2="sentence2", label="label"),
+            _tsv("glue/RTE/dev.tsv", sentence1="sentence1", sentence2="sentence2", label="label"),
+            _tsv("glue/RTE/test.tsv", sentence1="sentence1", sentence2="sentence2"),
+            adv=_adv("rte", "sentence1", "sentence2"),
+        ),
+        _glue(
+            "wnli", "WNLI", ("sentence1", "sentence2"), ("not_entailment", "entailment"), ("accuracy",),
+            _tsv("glue/WNLI/train.tsv", sentence1="sentence1", sentence2="sentence2", label="label"),
+            _tsv("glue/WNLI/dev.tsv", sentence1="sentence1", sentence2="sentence2", label="label"),
+            _tsv("glue/WNLI/test.tsv", sentence1="sentence1", sentence2="sentence2"),
+        ),
+        _anli(1),
+        _anli(2),
+        _anli(3),
+    ]
+    return {s.name: s for s in specs}
+
+
+TASKS: Mapping[str, TaskSpec] = _build()
+GLUE_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+ANLI_TASKS: tuple[str, ...] = ("anli_r1", "anli_r2", "anli_r3")
+
+# The GLUE diagnostic set (AX): scored with an MNLI model; no labels.
+DIAGNOSTIC_FILE = LocalFile(
+    path="glue/diagnostic/diagnostic.tsv",
+    fmt="tsv",
+    columns={"premise": "sentence1", "hypothesis": "sentence2"},
+    index_column="index",
+)
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look a task up by name (case-insensitive; ``SST-2`` and ``sst-2`` also work).
+
+    Raises:
+        KeyError: unknown name; the message lists the valid names and the closest match.
+    """
+    key = name.strip().lower().replace("-", "")
+    if key in TASKS:
+        return TASKS[key]
+    close = difflib.get_close_matches(key, list(TASKS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise KeyError(f"unknown task {name!r}.{hint} Valid tasks: {', '.join(TASKS)}")
