@@ -1,0 +1,335 @@
+"""Frozen configuration dataclasses, CLI parsing and the NNI parameter merge.
+
+Three groups, kept apart as the accelerate examples do:
+
+* :class:`RunArgs`: run settings (task, model, paths, device, eval cadence). Flags in NNI's
+  ``trialCommand``; never searched.
+* :class:`TrainArgs`: searchable hyperparameters common to every method (learning rate, epochs, batch...).
+* one ``*Args`` per method (:class:`MATArgs`, :class:`FreeLBArgs`, ...): the method's own
+  hyperparameters, named as the method's authors name their flags so published configs port 1:1.
+
+Every field carries ``metadata={"help": ..., "range": (lo, hi) | "choices": (...)}``; ``__post_init__``
+checks it, so an out-of-range value fails when the config is built, with the field name and the allowed
+range in the message. :func:`apply_overrides` merges NNI parameters into a :class:`TrialConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+_INF = math.inf
+
+
+def _f(default: Any, help: str, rng: tuple[float, float] | None = None, choices: Sequence[Any] | None = None) -> Any:
+    meta: dict[str, Any] = {"help": help}
+    if rng is not None:
+        meta["range"] = rng
+        meta["help"] = f"{help} Allowed: [{rng[0]}, {rng[1]}]."
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return field(default=default, metadata=meta)
+
+
+class _Checked:
+    """Mixin: validate every field's type, range and choices after construction."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            _check_field(type(self).__name__, f, value)
+
+
+def _type_name(f: dataclasses.Field[Any]) -> str:
+    """'float', 'int | None'...: the annotation as text (HfArgumentParser resolves it in place)."""
+    t = f.type
+    if isinstance(t, str):
+        return t
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def _check_field(owner: str, f: dataclasses.Field[Any], value: Any) -> None:
+    if value is None:
+        if "None" in _type_name(f):
+            return
+        raise ValueError(f"{owner}.{f.name} must be set")
+    rng = f.metadata.get("range")
+    choices = f.metadata.get("choices")
+    ftype = _type_name(f)
+    if ftype.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ValueError(f"{owner}.{f.name} must be true or false, got {value!r}")
+        return
+    if ftype.startswith(("int", "float")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{owner}.{f.name} must be a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{owner}.{f.name} must be finite, got {value!r}")
+        if rng is not None and not (rng[0] <= value <= rng[1]):
+            raise ValueError(f"{owner}.{f.name}={value!r} is out of range: allowed [{rng[0]}, {rng[1]}]")
+    if choices is not None and value not in choices:
+        raise ValueError(f"{owner}.{f.name}={value!r} is not allowed: choose one of {list(choices)}")
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+@dataclass(frozen=True)
+class RunArgs(_Checked):
+    """Run settings: what to train on, where to write, how often to evaluate. Not searched."""
+
+    task: str = _f("rte", "Task name: cola sst2 mrpc stsb qqp mnli qnli rte wnli anli_r1 anli_r2 anli_r3.")
+    model: str = _f("minilm", "Hub id or local path of the pre-trained model; 'minilm' = the packaged all-MiniLM-L6-v2.")
+    method: str = _f("mat", "Training method.", choices=("vanilla", "mat", "freelb", "smart", "r3f"))
+    output_dir: str | None = _f(None, "Where trial.json, predictions and checkpoints go (default: $NNI_OUTPUT_DIR under NNI, else runs/<task>-<method>-<seed>).")
+    data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
+    cache_dir: str | None = _f(None, "Cache for tokenized datasets (default: ~/.cache/mat_harness).")
+    device: str = _f("auto", "auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    precision: str = _f("auto", "Autocast dtype on CUDA: auto (bf16 if supported, else fp16), bf16, fp16 or fp32. CPU runs fp32.", choices=("auto", "bf16", "fp16", "fp32"))
+    max_length: int = _f(512, "Maximum tokens per example (longer inputs are truncated; batches are padded dynamically).", rng=(8, 4096))
+    max_train_samples: int | None = _f(None, "Use only the first N training examples (as in run_glue).", rng=(1, 10**9))
+    max_eval_samples: int | None = _f(None, "Use only the first N examples of each evaluation split.", rng=(1, 10**9))
+    eval_times: int = _f(1, "Evaluations per epoch (the authors' knob); one more at the end of training.", rng=(1, 10**6))
+    eval_splits: str = _f("", "Comma-separated extra labelled splits to evaluate at each evaluation, e.g. 'adv_validation' (AdvGLUE) or 'test_r1' (ANLI).")
+    eval_batch_size: int = _f(64, "Batch size for evaluation.", rng=(1, 4096))
+    predict: bool = _f(False, "Write test-set predictions in the GLUE submission format at the end (best weights).")
+    diagnostics: bool = _f(False, "MAT: also report the consistency loss with delta = 0 (dropout-only), to see which term acts.")
+    max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs for the schedule).", rng=(1, 10**9))
+    checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT).", rng=(0, 10**9))
+    num_workers: int = _f(0, "DataLoader worker processes.", rng=(0, 64))
+    trial_id: str | None = _f(None, "Trial id written in the record (default: $NNI_TRIAL_JOB_ID under NNI, else the output dir name).")
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainArgs(_Checked):
+    """Searchable hyperparameters shared by every method."""
+
+    learning_rate: float | None = _f(None, "Peak learning rate (MAT: = sampling_step_theta). Default 2e-5, or sampling_step_theta for MAT.", rng=(0.0, 1.0))
+    epochs: float = _f(3.0, "Training epochs (fractions allowed).", rng=(0.0, 1000.0))
+    batch_size: int = _f(32, "Training batch size.", rng=(1, 65536))
+    seed: int = _f(42, "Random seed (python, numpy, torch, data order).", rng=(0, 2**32 - 1))
+    warmup_ratio: float = _f(0.1, "Fraction of steps with linear warm-up (the authors' default 0.1).", rng=(0.0, 1.0))
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).", rng=(0.0, 1.0))
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0: off).", rng=(0.0, _INF))
+    lr_scheduler_type: str = _f("linear", "transformers.get_scheduler schedule.", choices=("linear", "cosine", "constant", "constant_with_warmup", "polynomial"))
+    adam_epsilon: float = _f(1e-8, "Epsilon of AdamW / the adam sampler.", rng=(0.0, 1.0))
+
+
+DEFAULT_LEARNING_RATE = 2e-5
+
+
+# ----------------------------------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class VanillaArgs(_Checked):
+    """Plain fine-tuning: no method hyperparameters."""
+
+
+@dataclass(frozen=True)
+class MATArgs(_Checked):
+    """MAT (Algorithm 2), with the authors' flag names (Charles-Zhong/MAT ``run.sh``)."""
+
+    sampling_times_delta: int = _f(5, "K_delta: SGLD steps of the perturbation delta per batch.", rng=(0, 10000))
+    sampling_times_theta: int = _f(10, "K_theta: SGLD steps of the parameters per batch.", rng=(1, 10000))
+    sampling_step_delta: float = _f(1e-3, "gamma_delta: step size of the delta ascent.", rng=(0.0, _INF))
+    sampling_step_theta: float | None = _f(None, "gamma_theta: the learning rate of the theta steps; sets learning_rate (the two may not disagree).", rng=(0.0, 1.0))
+    sampling_noise_ratio: float = _f(0.1, "Thermal noise epsilon = ratio * gamma (Langevin noise sqrt(2 gamma) * epsilon * xi).", rng=(0.0, _INF))
+    lambda_s: float = _f(1.0, "lambda: weight of the consistency term R (symmetric KL; squared error for regression).", rng=(0.0, _INF))
+    beta_s: float = _f(0.3, "beta: EMA coefficient inside the sampling loops (delta-bar, theta-bar).", rng=(0.0, 1.0))
+    beta_p: float = _f(0.3, "beta_p: final mix theta_{t+1} = beta_p * theta_t + (1 - beta_p) * theta-bar.", rng=(0.0, 1.0))
+    adv_init_type: str = _f("randn", "Initial delta: zero, rand (uniform [-eps, eps]) or randn (eps * N(0, 1)).", choices=("zero", "rand", "randn"))
+    adv_init_epsilon: float = _f(1e-5, "Scale of the initial delta.", rng=(0.0, _INF))
+    adv_max_norm: float = _f(1e-5, "Per-example L-inf bound on delta, applied last (0: unbounded).", rng=(0.0, _INF))
+    sampler: str = _f("adam", "Preconditioner of the theta sampler: sgld (torch.optim.SGD), rmsprop (RMSprop) or adam (AdamW).", choices=("sgld", "rmsprop", "adam"))
+    delta_update: str = _f("normalized", "delta ascent direction: normalized (g / ||g||_inf per example, the authors' code) or raw (gamma * g, paper eq. 11).", choices=("normalized", "raw"))
+
+
+@dataclass(frozen=True)
+class FreeLBArgs(_Checked):
+    """FreeLB (Zhu et al., ICLR 2020), flag names of zhuchen03/FreeLB."""
+
+    adv_steps: int = _f(2, "K: ascent steps on delta; parameter gradients are averaged over them.", rng=(1, 1000))
+    adv_init_mag: float = _f(1e-2, "Magnitude of the random initial delta (0: zero init).", rng=(0.0, _INF))
+    adv_lr: float = _f(1e-1, "Step size of the delta ascent.", rng=(0.0, _INF))
+    adv_max_norm: float = _f(0.0, "Radius of the delta ball (0: unbounded).", rng=(0.0, _INF))
+    norm_type: str = _f("l2", "Norm of the ascent and the ball: l2 or linf.", choices=("l2", "linf"))
+
+
+@dataclass(frozen=True)
+class SMARTArgs(_Checked):
+    """SMART (Jiang et al., ACL 2020): mt-dnn ``--adv_*`` flags plus the Bregman proximal term."""
+
+    adv_alpha: float = _f(1.0, "lambda_s: weight of the smoothness regulariser R_s.", rng=(0.0, _INF))
+    adv_k: int = _f(1, "T_x: ascent steps on the noisy input.", rng=(0, 1000))
+    adv_step_size: float = _f(1e-3, "eta: ascent step size.", rng=(0.0, _INF))
+    adv_noise_var: float = _f(1e-5, "sigma^2: variance of the initial input noise.", rng=(0.0, _INF))
+    adv_epsilon: float = _f(1e-5, "epsilon: radius of the perturbation ball.", rng=(0.0, _INF))
+    adv_p_norm: str = _f("inf", "Norm of the ascent normalisation: inf, l2 or l1.", choices=("inf", "l2", "l1"))
+    adv_norm_level: int = _f(0, "0: normalise per example (sentence); 1: per token.", choices=(0, 1))
+    bregman_mu: float = _f(1.0, "mu: weight of the momentum Bregman proximal term (0: off).", rng=(0.0, _INF))
+    bregman_beta: float = _f(0.99, "beta: EMA coefficient of the teacher theta-tilde.", rng=(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class R3FArgs(_Checked):
+    """R3F (Aghajanyan et al., ICLR 2021), flag names of fairseq ``examples/rxf``."""
+
+    noise_type: str = _f("uniform", "Noise on the embeddings: normal (N(0, eps^2)) or uniform (U(-eps, eps)).", choices=("normal", "uniform"))
+    eps: float = _f(1e-5, "sigma: noise scale.", rng=(0.0, _INF))
+    r3f_lambda: float = _f(1.0, "lambda: weight of the symmetric-KL consistency term.", rng=(0.0, _INF))
+
+
+METHOD_ARGS: Mapping[str, type] = {
+    "vanilla": VanillaArgs,
+    "mat": MATArgs,
+    "freelb": FreeLBArgs,
+    "smart": SMARTArgs,
+    "r3f": R3FArgs,
+}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial runs with. ``train.learning_rate`` is always resolved (never None)."""
+
+    run: RunArgs
+    train: TrainArgs
+    method: Any
+
+    def __post_init__(self) -> None:
+        expected = METHOD_ARGS[self.run.method]
+        if not isinstance(self.method, expected):
+            raise ValueError(f"method args {type(self.method).__name__} do not match --method {self.run.method} ({expected.__name__})")
+        lr = resolve_learning_rate(self.train, self.method)
+        if lr != self.train.learning_rate:
+            object.__setattr__(self, "train", dataclasses.replace(self.train, learning_rate=lr))
+
+    def params(self) -> dict[str, Any]:
+        """Every resolved hyperparameter (train + method), as written in the record's ``params``."""
+        return {**dataclasses.asdict(self.train), **dataclasses.asdict(self.method)}
+
+
+def resolve_learning_rate(train: TrainArgs, method: Any) -> float:
+    """The learning rate: ``learning_rate``, or MAT's ``sampling_step_theta``, or 2e-5.
+
+    Raises:
+        ValueError: both are given and differ.
+    """
+    theta = getattr(method, "sampling_step_theta", None)
+    lr = train.learning_rate
+    if lr is not None and theta is not None and not math.isclose(lr, theta, rel_tol=1e-9):
+        raise ValueError(
+            f"learning_rate={lr} and sampling_step_theta={theta} disagree: they are the same quantity "
+            "(the theta sampler's step size); give one of them"
+        )
+    return float(lr if lr is not None else theta if theta is not None else DEFAULT_LEARNING_RATE)
+
+
+# ------------------------------------------------------------------------------------ NNI overrides
+
+ALIASES: Mapping[str, tuple[str, ...]] = {
+    # The paper tunes one K for both loops (Table 7); this key sets both fields.
+    "sampling_times": ("sampling_times_delta", "sampling_times_theta"),
+}
+
+
+def searchable_keys(method: str) -> list[str]:
+    """The keys :func:`apply_overrides` accepts for ``method``."""
+    keys = [f.name for f in fields(TrainArgs)] + [f.name for f in fields(METHOD_ARGS[method])]
+    keys += [a for a, targets in ALIASES.items() if all(t in keys for t in targets)]
+    return keys
+
+
+def _coerce(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
+    ftype = _type_name(f)
+    if ftype.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if ftype.startswith("int") and isinstance(value, float) and value.is_integer():
+        return int(value)  # NNI's quniform/randint can send 5.0
+    if ftype.startswith("int") and isinstance(value, float):
+        raise ValueError(f"{owner}.{f.name} must be an integer, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
+    """Merge NNI parameters into ``cfg`` and return a new, validated config.
+
+    Int values for float fields are coerced to float, integral floats for int fields to int. MAT's
+    ``sampling_times`` sets both ``sampling_times_delta`` and ``sampling_times_theta``; its
+    ``sampling_step_theta`` and ``learning_rate`` are kept equal (giving one sets both).
+
+    Raises:
+        ValueError: unknown key (the message names it, the closest valid key and all valid keys), wrong
+            type, or a value out of range (the field and the allowed range).
+    """
+    valid = searchable_keys(cfg.run.method)
+    expanded: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown parameter {key!r} for method {cfg.run.method}.{hint} Valid keys: {', '.join(valid)}")
+        for target in ALIASES.get(key, (key,)):
+            expanded[target] = value
+    groups: dict[str, dict[str, Any]] = {"train": {}, "method": {}}
+    for group in groups:
+        obj = getattr(cfg, group)
+        for f in fields(obj):
+            if f.name in expanded:
+                groups[group][f.name] = _coerce(type(obj).__name__, f, expanded[f.name])
+    train, method = cfg.train, cfg.method
+    mparams = groups["method"]
+    tparams = groups["train"]
+    # learning_rate and sampling_step_theta are one quantity: an override of either moves both.
+    if hasattr(method, "sampling_step_theta"):
+        if "learning_rate" in tparams and "sampling_step_theta" not in mparams:
+            mparams["sampling_step_theta"] = tparams["learning_rate"]
+        elif "sampling_step_theta" in mparams and "learning_rate" not in tparams:
+            tparams["learning_rate"] = mparams["sampling_step_theta"]
+    return TrialConfig(run=cfg.run, train=dataclasses.replace(train, **tparams), method=dataclasses.replace(method, **mparams))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def build_parser(method: str) -> Any:
+    """An ``HfArgumentParser`` over RunArgs, TrainArgs and the method's args."""
+    import copy
+    import types
+
+    from transformers import HfArgumentParser
+
+    class _Parser(HfArgumentParser):  # our "range" metadata is for __post_init__, not for argparse
+        @staticmethod
+        def _parse_dataclass_field(parser: Any, field: dataclasses.Field[Any]) -> None:
+            f = copy.copy(field)
+            f.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != "range"})
+            HfArgumentParser._parse_dataclass_field(parser, f)
+
+    return _Parser((RunArgs, TrainArgs, METHOD_ARGS[method]))
+
+
+def parse_cli(argv: Sequence[str] | None = None) -> TrialConfig:
+    """Parse trial flags (every flag named exactly as its config field) into a :class:`TrialConfig`.
+
+    ``--method`` is read first, so ``--help`` shows the chosen method's flags.
+    """
+    import argparse
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default=RunArgs.method, choices=list(METHOD_ARGS))
+    known, _ = pre.parse_known_args(argv)
+    parser = build_parser(known.method)
+    parser.description = (
+        "Fine-tune a pre-trained model on a GLUE/ANLI task with MAT or a baseline; writes trial.json. "
+        "Under NNI, the parameters NNI sends override the flags. Use --method M --help for M's flags."
+    )
+    run, train, method = parser.parse_args_into_dataclasses(args=argv)
+    return TrialConfig(run=run, train=train, method=method)
