@@ -41,7 +41,10 @@ def make_tiny_model_dir(path: str | os.PathLike[str], num_labels: int = 2, seed:
     path.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz.,'"]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    import inspect
+
+    vocab_arg = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"
+    tok = BertTokenizerFast(**{vocab_arg: str(path / "vocab.txt")}, do_lower_case=True)
     tok.save_pretrained(path)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(tiny_bert_config(num_labels=num_labels, vocab_size=len(vocab)))
