@@ -1,0 +1,417 @@
+"""Raw data (Hub or local files), tokenization and loaders.
+
+Raw data comes from the Hugging Face Hub (``nyu-mll/glue``, ``facebook/anli``) by default, or from a local
+folder in the classic layout (``glue/<TASK>/{train,dev,test}.tsv``, ``anli/R{1,2,3}/{train,dev,test}.jsonl``,
+``advglue/dev.json``) given as ``data_dir`` or by the environment variable ``MAT_DATA_DIR``. Either way the
+result is a ``datasets.DatasetDict`` with the Hub's split names, columns and label ids, plus ``idx``.
+
+Local files are read strictly: TSVs with quoting off (default CSV quoting merges rows: MRPC train gives
+3570 rows instead of 3668), every row checked for its field count and label, and any problem raised as
+:class:`DataError` naming the file and line. Splits whose files are absent are simply missing from the
+DatasetDict; :func:`require_split` turns a request for one into an error naming the expected file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from mat.tasks import LocalFile, TaskSpec, get_task
+
+DATA_DIR_ENV = "MAT_DATA_DIR"
+ADVGLUE_HUB = "AI-Secure/adv_glue"
+# AdvGLUE on the Hub: one config per task, split "validation".
+ADVGLUE_HUB_CONFIGS: Mapping[tuple[str, str], str] = {
+    ("sst2", "adv_validation"): "adv_sst2",
+    ("qqp", "adv_validation"): "adv_qqp",
+    ("qnli", "adv_validation"): "adv_qnli",
+    ("rte", "adv_validation"): "adv_rte",
+    ("mnli", "adv_validation_matched"): "adv_mnli",
+    ("mnli", "adv_validation_mismatched"): "adv_mnli_mismatched",
+}
+
+
+class DataError(ValueError):
+    """Bad or missing data: the message names the file (and line) and what to do."""
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """``data_dir``, else ``$MAT_DATA_DIR``, else None (the Hub).
+
+    Raises:
+        DataError: the folder does not exist.
+    """
+    chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    if chosen is None:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        source = "--data_dir" if data_dir is not None else f"${DATA_DIR_ENV}"
+        raise DataError(
+            f"data dir {str(path)!r} (from {source}) does not exist. Point it at a folder with the "
+            "glue_data layout (glue/<TASK>/train.tsv ...), or unset it to load from the Hugging Face Hub."
+        )
+    return path
+
+
+# ------------------------------------------------------------------------------------ local files
+
+
+def _features(task: TaskSpec) -> Any:
+    import datasets
+
+    cols: dict[str, Any] = {f: datasets.Value("string") for f in task.text_fields}
+    cols["label"] = datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_names))
+    cols["idx"] = datasets.Value("int32")
+    return datasets.Features(cols)
+
+
+def _tsv_rows(path: Path, spec: LocalFile) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number, {source column: value}) with quoting off; field counts checked."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if spec.fmt == "tsv":
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DataError(f"{path}: empty file (expected a header line)") from None
+            names = header
+        else:
+            names = [str(i) for i in range(spec.n_columns or 0)]
+        rows = list(reader)
+    while rows and not any(rows[-1]):  # trailing blank lines
+        rows.pop()
+    first = 2 if spec.fmt == "tsv" else 1
+    for n, row in enumerate(rows):
+        line = first + n
+        if len(row) != len(names):
+            raise DataError(
+                f"{path}:{line}: expected {len(names)} tab-separated fields, got {len(row)}. "
+                "The file is malformed (a tab inside a field, or a broken line): fix or re-download it."
+            )
+        yield line, dict(zip(names, row))
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg}); fix or re-download the file") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{line_no}: expected a JSON object per line")
+            yield line_no, obj
+
+
+def _advglue_rows(path: Path, key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if key not in data:
+        raise DataError(f"{path}: no key {key!r} (has {sorted(data)})")
+    for i, obj in enumerate(data[key]):
+        yield i, obj
+
+
+def read_local_file(task: TaskSpec, path: Path, spec: LocalFile) -> Any:
+    """Read one local file into a ``datasets.Dataset`` with the Hub's columns and label ids.
+
+    Raises:
+        DataError: wrong field count, a missing column, a label outside the task's label set, or
+            invalid JSON; the message names file and line (for AdvGLUE: the example number).
+    """
+    import datasets
+
+    if spec.fmt in ("tsv", "tsv_noheader"):
+        rows: Iterator[tuple[int, Mapping[str, Any]]] = _tsv_rows(path, spec)
+    elif spec.fmt == "jsonl":
+        rows = _jsonl_rows(path)
+    elif spec.fmt == "advglue":
+        rows = _advglue_rows(path, spec.advglue_key or "")
+    else:
+        raise ValueError(f"unknown local format {spec.fmt!r}")
+    where = "example" if spec.fmt == "advglue" else "line"
+    out: dict[str, list[Any]] = {f: [] for f in (*task.text_fields, "label", "idx")}
+    has_label = "label" in spec.columns
+    for n, (line, row) in enumerate(rows):
+        for field, src in spec.columns.items():
+            if src not in row:
+                raise DataError(f"{path}:{where} {line}: missing column {src!r} (has {sorted(row)})")
+            if field == "label":
+                out["label"].append(_label(task, row[src], f"{path}:{where} {line}"))
+            else:
+                out[field].append(str(row[src]))
+        if not has_label:
+            out["label"].append(-1.0 if task.is_regression else -1)
+        idx = row.get(spec.index_column) if spec.index_column else None
+        try:
+            out["idx"].append(int(idx) if idx is not None and str(idx).strip() != "" else n)
+        except ValueError:
+            raise DataError(f"{path}:{where} {line}: index {idx!r} is not an integer") from None
+    if not out["idx"]:
+        raise DataError(f"{path}: no examples in the file")
+    return datasets.Dataset.from_dict(out, features=_features(task))
+
+
+def _label(task: TaskSpec, value: Any, where: str) -> int | float:
+    if task.is_regression:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: label {value!r} is not a number ({task.name} is a regression task)") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    try:
+        return task.label_id(str(value))
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
+
+
+def local_split_files(task: TaskSpec, data_dir: Path, split: str) -> list[Path]:
+    """The candidate files for ``split`` under ``data_dir``, in order of preference."""
+    return [data_dir / f.path for f in task.local_files.get(split, ())]
+
+
+def load_local(task: TaskSpec, data_dir: Path) -> Any:
+    """Every split of ``task`` whose file exists under ``data_dir``, as a DatasetDict.
+
+    Raises:
+        DataError: no file of the task exists (the message lists the expected paths), or a file is bad.
+    """
+    import datasets
+
+    out = {}
+    for split, candidates in task.local_files.items():
+        for spec in candidates:
+            path = data_dir / spec.path
+            if path.is_file():
+                out[split] = read_local_file(task, path, spec)
+                break
+    if not out:
+        expected = sorted({str(data_dir / f.path) for fs in task.local_files.values() for f in fs})
+        raise DataError(f"no data files for task {task.name!r} under {data_dir}; expected some of: {', '.join(expected)}")
+    return datasets.DatasetDict(out)
+
+
+# ------------------------------------------------------------------------------------------- Hub
+
+
+def load_hub(task: TaskSpec) -> Any:
+    """The task's splits from the Hub (the path users with network take)."""
+    import datasets
+
+    if task.dataset_name is None:  # facebook/anli: all rounds in one dataset; keep this round's splits
+        full = datasets.load_dataset(task.dataset_path)
+        keep = {s: full[s] for s in (task.train_split, *task.eval_splits, *task.test_splits) if s in full}
+        ds = datasets.DatasetDict(keep)
+    else:
+        ds = datasets.load_dataset(task.dataset_path, task.dataset_name)
+    drop = [c for c in next(iter(ds.values())).column_names if c not in (*task.text_fields, "label", "idx")]
+    return ds.remove_columns(drop) if drop else ds
+
+
+def load_raw(task_name: str, data_dir: str | os.PathLike[str] | None = None) -> Any:
+    """Raw examples of a task: columns = its text fields, ``label``, ``idx``; Hub split names.
+
+    Args:
+        task_name: a task name (``rte``, ``anli_r1``, ...).
+        data_dir: local folder in the glue_data layout; default ``$MAT_DATA_DIR``, else the Hub.
+
+    Returns:
+        ``datasets.DatasetDict``; local splits whose files are absent are missing from it. Test splits
+        without gold labels have label -1. AdvGLUE dev (``adv_validation*``) is included when local.
+
+    Raises:
+        KeyError: unknown task. DataError: missing folder or files, malformed rows, bad labels.
+    """
+    task = get_task(task_name)
+    root = resolve_data_dir(data_dir)
+    return load_hub(task) if root is None else load_local(task, root)
+
+
+def require_split(raw: Any, task: TaskSpec, split: str, data_dir: str | os.PathLike[str] | None = None) -> Any:
+    """``raw[split]``, fetching AdvGLUE from the Hub if needed, else a clear error.
+
+    Raises:
+        DataError: the split is not a split of the task, or its file is absent (names the file).
+    """
+    if split in raw:
+        return raw[split]
+    if split not in task.all_splits:
+        raise DataError(f"{task.name} has no split {split!r}; its splits are {list(task.all_splits)}")
+    root = resolve_data_dir(data_dir)
+    if root is None and (task.name, split) in ADVGLUE_HUB_CONFIGS:
+        import datasets
+
+        ds = datasets.load_dataset(ADVGLUE_HUB, ADVGLUE_HUB_CONFIGS[(task.name, split)], split="validation")
+        return ds.remove_columns([c for c in ds.column_names if c not in (*task.text_fields, "label", "idx")])
+    files = [str(p) for p in local_split_files(task, root, split)] if root is not None else []
+    where = f"expected file: {' or '.join(files)}" if files else f"not in the Hub dataset {task.dataset_path}"
+    raise DataError(f"{task.name}: split {split!r} is not available ({where})")
+
+
+# ------------------------------------------------------------------------------ combined NLI (ANLI)
+
+
+@dataclass(frozen=True)
+class NLISource:
+    """One NLI training set of the ANLI recipe, mapped to premise/hypothesis/label (0 e, 1 n, 2 c)."""
+
+    name: str
+    hub_path: str
+    hub_name: str | None
+    hub_split: str
+    premise: str
+    hypothesis: str
+    label_map: Mapping[Any, int] | None = None  # None: labels are already 0/1/2 in e/n/c order
+    local_path: str = ""  # under data_dir; JSONL with premise/hypothesis/label (text or id)
+
+
+# Nie et al. (2020) train ANLI models on SNLI + MNLI + FEVER-NLI + ANLI (R1-R3), as the MAT paper does (§4.2).
+NLI_SOURCES: tuple[NLISource, ...] = (
+    NLISource("mnli", "nyu-mll/glue", "mnli", "train", "premise", "hypothesis", local_path="nli/mnli/train.jsonl"),
+    NLISource("snli", "stanfordnlp/snli", None, "train", "premise", "hypothesis", local_path="nli/snli/train.jsonl"),
+    NLISource(
+        "fever_nli", "pietrolesci/nli_fever", None, "train", "premise", "hypothesis",
+        label_map={"SUPPORTS": 0, "NOT ENOUGH INFO": 1, "REFUTES": 2, 0: 0, 1: 1, 2: 2},
+        local_path="nli/fever_nli/train.jsonl",
+    ),
+    *(
+        NLISource(f"anli_r{r}", "facebook/anli", None, f"train_r{r}", "premise", "hypothesis", local_path=f"anli/R{r}/train.jsonl")
+        for r in (1, 2, 3)
+    ),
+)
+
+
+def load_combined_nli(
+    data_dir: str | os.PathLike[str] | None = None, sources: Sequence[NLISource] = NLI_SOURCES
+) -> Any:
+    """The combined NLI training set (MNLI + SNLI + FEVER-NLI + ANLI R1-R3), shuffled by nothing.
+
+    Rows with no gold label (SNLI's -1) are dropped and counted in ``dataset.info.description``.
+    Locally each source is ``data_dir/<local_path>`` (JSONL: premise/hypothesis/label, or ANLI's
+    context/hypothesis/label e|n|c). Every source must be present.
+
+    Raises:
+        DataError: a source is missing, or a row is malformed.
+    """
+    import datasets
+
+    anli = get_task("anli_r1")
+    root = resolve_data_dir(data_dir)
+    parts = []
+    dropped = 0
+    for src in sources:
+        if root is None:
+            ds = datasets.load_dataset(src.hub_path, src.hub_name, split=src.hub_split)
+            premises, hyps, labels = ds[src.premise], ds[src.hypothesis], ds["label"]
+            where = [f"{src.hub_path}[{i}]" for i in range(len(labels))]
+        else:
+            path = root / src.local_path
+            if not path.is_file():
+                raise DataError(f"combined NLI: {src.name} is missing: expected {path}")
+            premises, hyps, labels, where = [], [], [], []
+            for line, obj in _jsonl_rows(path):
+                premises.append(obj.get("premise", obj.get("context")))
+                hyps.append(obj.get("hypothesis"))
+                labels.append(obj.get("label"))
+                where.append(f"{path}:{line}")
+        out: dict[str, list[Any]] = {"premise": [], "hypothesis": [], "label": [], "source": []}
+        for p, h, lab, w in zip(premises, hyps, labels, where):
+            if p is None or h is None:
+                raise DataError(f"{w}: missing premise or hypothesis")
+            if lab in (-1, "-1", "-", None):
+                dropped += 1
+                continue
+            if src.label_map is not None and lab in src.label_map:
+                y = src.label_map[lab]
+            else:
+                y = _label(anli, lab, w)
+            out["premise"].append(p)
+            out["hypothesis"].append(h)
+            out["label"].append(int(y))
+            out["source"].append(src.name)
+        parts.append(datasets.Dataset.from_dict(out))
+    combined = datasets.concatenate_datasets(parts)
+    combined = combined.cast_column("label", datasets.ClassLabel(names=list(anli.label_names)))
+    combined.info.description = f"combined NLI ({', '.join(s.name for s in sources)}); {dropped} unlabelled rows dropped"
+    return combined
+
+
+# -------------------------------------------------------------------------------- tokenization
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/mat_harness`` or ``~/.cache/mat_harness``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mat_harness"
+
+
+def _tokenizer_key(tokenizer: Any) -> str:
+    ident = f"{type(tokenizer).__name__}|{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}"
+    return hashlib.sha1(ident.encode()).hexdigest()[:12]
+
+
+def tokenize(
+    ds: Any,
+    tokenizer: Any,
+    task: TaskSpec,
+    max_length: int = 512,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Tokenize one split (``datasets.map``, batched, cached on disk), truncating to ``max_length``.
+
+    Returns a Dataset with ``input_ids``, ``attention_mask`` (and ``token_type_ids`` where the tokenizer
+    makes them), ``labels`` and ``idx``; no padding (the collator pads each batch).
+    """
+    fields = task.text_fields
+
+    def encode(batch: Mapping[str, list[Any]]) -> Any:
+        texts = [batch[f] for f in fields]
+        enc = tokenizer(*texts, truncation=True, max_length=max_length)
+        enc["labels"] = batch["label"]
+        return enc
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    kwargs: dict[str, Any] = {}
+    fingerprint = getattr(ds, "_fingerprint", None)
+    if fingerprint is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        name = f"tok-{task.name}-{fingerprint}-{_tokenizer_key(tokenizer)}-{max_length}.arrow"
+        kwargs["cache_file_name"] = str(cache / name)
+    remove = [c for c in ds.column_names if c != "idx"]
+    return ds.map(encode, batched=True, remove_columns=remove, desc=f"Tokenizing {task.name}", **kwargs)
+
+
+def make_loader(
+    ds: Any, tokenizer: Any, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0
+) -> Any:
+    """A ``DataLoader`` that pads each batch with ``DataCollatorWithPadding``.
+
+    Shuffling uses its own ``torch.Generator`` seeded with ``seed``: the order depends on the seed only.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    columns = [c for c in ds.column_names if c != "idx"]
+    ds = ds.with_format("torch", columns=columns)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=gen if shuffle else None,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+        num_workers=num_workers,
+    )

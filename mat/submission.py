@@ -1,0 +1,100 @@
+"""GLUE test-server submission files (``CoLA.tsv`` ... ``AX.tsv``) and their zip. No torch.
+
+Each file is ``index<TAB>prediction`` with a header line. The server expects label *strings* for the
+NLI-style tasks (MNLI-m, MNLI-mm, QNLI, RTE and the diagnostic AX) and integers 0/1 for CoLA, SST-2,
+MRPC, QQP and WNLI; STS-B takes a float score, which we clip to [0, 5].
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from mat.tasks import get_task
+
+# Submission files the GLUE server wants, in its own naming.
+GLUE_SUBMISSION_FILES: tuple[str, ...] = (
+    "CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
+    "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv",
+)
+STRING_LABEL_TASKS = frozenset({"mnli", "qnli", "rte"})
+AX_FILE = "AX.tsv"
+
+
+def format_predictions(task_name: str, predictions: Sequence[float]) -> list[str]:
+    """Predictions (class ids, or STS-B scores) as the strings the server expects."""
+    task = get_task(task_name)
+    if task.is_regression:
+        return [f"{min(5.0, max(0.0, float(p))):.3f}" for p in predictions]
+    out = []
+    for p in predictions:
+        i = int(p)
+        if not 0 <= i < task.num_labels:
+            raise ValueError(f"{task.name}: prediction {p!r} is not a class id 0..{task.num_labels - 1}")
+        out.append(task.label_names[i] if task.name in STRING_LABEL_TASKS else str(i))
+    return out
+
+
+def write_prediction_file(
+    path: str | os.PathLike[str], task_name: str, indices: Sequence[int], predictions: Sequence[float]
+) -> Path:
+    """Write one ``index<TAB>prediction`` file (header included), sorted by index.
+
+    Raises:
+        ValueError: lengths differ, duplicate indices, or a prediction outside the label set.
+    """
+    if len(indices) != len(predictions):
+        raise ValueError(f"{len(indices)} indices for {len(predictions)} predictions")
+    if len(set(int(i) for i in indices)) != len(indices):
+        raise ValueError("duplicate example indices: every test example must be predicted exactly once")
+    labels = format_predictions(task_name, predictions)
+    rows = sorted(zip((int(i) for i in indices), labels))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("index\tprediction\n" + "".join(f"{i}\t{label}\n" for i, label in rows), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def submission_name(task_name: str, split: str) -> str:
+    """The server's file name for ``task``'s test split (``MNLI-m.tsv`` ...); AX for the diagnostic set."""
+    if split == "diagnostic":
+        return AX_FILE
+    task = get_task(task_name)
+    if split not in task.submission_files:
+        raise ValueError(f"{task.name} split {split!r} has no GLUE submission file (test splits: {list(task.submission_files)})")
+    return task.submission_files[split]
+
+
+def zip_submission(folder: str | os.PathLike[str], out: str | os.PathLike[str], require_all: bool = False) -> Path:
+    """Zip the submission files found in ``folder`` (flat, as the server wants) into ``out``.
+
+    Raises:
+        FileNotFoundError: no submission file in ``folder``, or (``require_all``) some are missing.
+    """
+    folder = Path(folder)
+    present = [name for name in GLUE_SUBMISSION_FILES if (folder / name).is_file()]
+    missing = [name for name in GLUE_SUBMISSION_FILES if name not in present]
+    if not present or (require_all and missing):
+        raise FileNotFoundError(f"{folder}: missing GLUE submission files {missing}")
+    out = Path(out)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in present:
+            zf.write(folder / name, arcname=name)
+    return out
+
+
+def collect_submission(files: Mapping[str, str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> Path:
+    """Copy per-trial prediction files ``{server name: path}`` into one folder ready for :func:`zip_submission`."""
+    import shutil
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, src in files.items():
+        if name not in GLUE_SUBMISSION_FILES:
+            raise ValueError(f"{name!r} is not a GLUE submission file name; valid: {list(GLUE_SUBMISSION_FILES)}")
+        shutil.copyfile(src, out / name)
+    return out
