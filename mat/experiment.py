@@ -1,0 +1,147 @@
+"""Start an NNI experiment with ``nnictl`` and follow it through NNI's REST API until it ends.
+
+``python -m mat.experiment run nni_configs/quickstart.yml --port 8080`` is ``nnictl create`` plus a wait:
+it prints the web UI address, a line whenever the trial counts change, and a summary table at the end,
+and exits non-zero unless every trial SUCCEEDED (NNI itself says DONE even when all trials FAILED).
+No ``import nni`` here: ``nnictl`` runs as a subprocess and the REST API is plain HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from typing import Any, Sequence
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+FINISHED = ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL")
+TRIAL_DONE = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
+
+
+class ExperimentError(RuntimeError):
+    """nnictl failed, or the experiment did not end as asked."""
+
+
+def nnictl() -> str:
+    """Path of ``nnictl``, next to this interpreter first (a venv), else on PATH."""
+    from pathlib import Path
+
+    here = Path(sys.executable).parent / "nnictl"
+    found = str(here) if here.exists() else shutil.which("nnictl")
+    if not found:
+        raise ExperimentError("nnictl not found: install the nni extra (`pip install 'mat-harness[nni]'`)")
+    return found
+
+
+def create(config: str, port: int, timeout: float = 120) -> str:
+    """``nnictl create --config CONFIG --port PORT``; returns the experiment id.
+
+    Raises:
+        ExperimentError: nnictl exits non-zero or prints no experiment id (its output is in the message).
+    """
+    proc = subprocess.run(
+        [nnictl(), "create", "--config", config, "--port", str(port)],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    out = ANSI.sub("", proc.stdout + proc.stderr)
+    m = re.search(r"Experiment ID:\s*(\w+)", out) or re.search(r"experiment id:?\s*(\w+)", out, re.I)
+    if proc.returncode != 0 or not m:
+        raise ExperimentError(f"nnictl create failed (exit {proc.returncode}):\n{out}")
+    return m.group(1)
+
+
+def stop(experiment_id: str, timeout: float = 60) -> None:
+    """``nnictl stop ID`` (errors ignored: the experiment may already be stopped)."""
+    subprocess.run([nnictl(), "stop", experiment_id], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def rest(port: int, path: str, timeout: float = 10) -> Any:
+    """GET ``http://127.0.0.1:PORT/api/v1/nni/PATH`` as JSON."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=timeout) as r:
+        return json.loads(r.read().decode())
+
+
+def trial_jobs(port: int) -> list[dict[str, Any]]:
+    """The trials, each with ``trialJobId``, ``status``, parsed ``parameters`` and ``final`` (dict or None)."""
+    out = []
+    for t in rest(port, "trial-jobs"):
+        params = json.loads(t["hyperParameters"][0]).get("parameters", {}) if t.get("hyperParameters") else {}
+        final = None
+        if t.get("finalMetricData"):
+            data = json.loads(t["finalMetricData"][0]["data"])
+            final = json.loads(data) if isinstance(data, str) else data
+        out.append({**t, "parameters": params, "final": final})
+    return out
+
+
+def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True) -> str:
+    """Poll until the experiment is DONE/STOPPED/ERROR; returns that status.
+
+    Raises:
+        ExperimentError: ``timeout`` seconds passed first.
+    """
+    start, last = time.time(), None
+    while time.time() - start < timeout:
+        try:
+            status = rest(port, "check-status")["status"]
+            counts = Counter(t["status"] for t in rest(port, "trial-jobs"))
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+            status, counts = "STARTING", Counter()
+        line = f"[{time.time() - start:6.0f}s] {status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if echo and line.split(": ", 1) != (last or "").split(": ", 1):
+            print(line, flush=True)
+            last = line
+        if status in FINISHED and all(s in TRIAL_DONE for s in counts.elements()):
+            return status
+        time.sleep(poll)
+    raise ExperimentError(f"the experiment did not finish within {timeout:.0f} s")
+
+
+def summary(jobs: list[dict[str, Any]]) -> str:
+    """A plain-text table: trial, status, default metric, parameters."""
+    rows = [f"{'trial':<8} {'status':<10} {'default':>9}  parameters"]
+    for t in sorted(jobs, key=lambda t: t.get("sequenceId", 0)):
+        d = t["final"].get("default") if isinstance(t["final"], dict) else t["final"]
+        dv = f"{d:9.4f}" if isinstance(d, (int, float)) else f"{'-':>9}"
+        rows.append(f"{t['trialJobId']:<8} {t['status']:<10} {dv}  {json.dumps(t['parameters'], sort_keys=True)}")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``run CONFIG`` starts, waits and summarises; exit 0 only if every trial SUCCEEDED."""
+    p = argparse.ArgumentParser(prog="python -m mat.experiment", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="nnictl create, then wait for the end and print a summary")
+    r.add_argument("config", help="NNI experiment config (YAML), e.g. nni_configs/quickstart.yml")
+    r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
+    r.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the end (default 3600)")
+    r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep the web UI up)")
+    args = p.parse_args(argv)
+    exp = create(args.config, args.port)
+    print(f"experiment {exp} started; web UI: http://127.0.0.1:{args.port}  (stop it with: nnictl stop {exp})", flush=True)
+    try:
+        status = wait(args.port, args.timeout)
+        jobs = trial_jobs(args.port)
+    except BaseException:
+        stop(exp)
+        raise
+    print(summary(jobs))
+    bad = [t["trialJobId"] for t in jobs if t["status"] != "SUCCEEDED"]
+    print(f"experiment {exp}: {status}; {len(jobs) - len(bad)}/{len(jobs)} trials SUCCEEDED; records in ~/nni-experiments/{exp}/")
+    if args.stop:
+        stop(exp)
+    if bad or not jobs:
+        print(f"not every trial SUCCEEDED: {bad}; see their logs in the web UI or trial.json", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
