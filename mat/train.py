@@ -6,7 +6,6 @@ records, checkpoints, signals); the method objects own one training step each an
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -291,6 +290,7 @@ def _fit(
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
+    from mat.checkpoint import CheckpointManager
     from mat.methods import get_method
     from mat.optim import build_optimizer
 
@@ -327,15 +327,27 @@ def _fit(
         max_grad_norm=train.max_grad_norm, autocast_dtype=autocast, diagnostics=run.diagnostics,
     )
     when = eval_steps(steps_per_epoch, total, run.eval_times)
+    ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator)
+    keep_best = run.predict or run.checkpoint_every > 0
+    epoch, skip = 0, 0
+    resumed = ckpt.load_latest(record, state)
+    if resumed is not None:
+        epoch, skip = resumed.epoch, resumed.batch_in_epoch
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", resumed.path, state.step, epoch, skip)
     log.info(
         "task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
         task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
     )
     model.train()
-    bar = tqdm(total=total, desc=f"{run.method} {task.name}", disable=not show_progress, dynamic_ncols=True)
-    epoch = 0
+    bar = tqdm(total=total, initial=state.step, desc=f"{run.method} {task.name}", disable=not show_progress, dynamic_ncols=True)
     while state.step < total:
-        for batch in train_loader:
+        ckpt.epoch_start(epoch)
+        for i, batch in enumerate(train_loader):
+            if i < skip:  # resuming: batches this epoch already trained on (same order: same generator state)
+                continue
+            if i == skip and resumed is not None:
+                ckpt.restore_rng(resumed)  # the RNG exactly as it was after the checkpointed step
+                resumed = None
             batch = {k: v.to(device) for k, v in batch.items()}
             stats = method.step(batch)
             state.step += 1
@@ -346,19 +358,27 @@ def _fit(
             bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items() if k in ("loss", "adv_loss")})
             if state.step in when:
                 ev = evaluate(model, eval_sets, task, device, autocast, state.step, state.step / steps_per_epoch)
-                _record_eval(record, ev, model, state, run.predict)
+                _record_eval(record, ev, model, state, keep_best)
                 log.info("step %d: %s score %.4f", ev.step, ev.metrics, ev.score)
                 if on_eval is not None:
                     on_eval(ev, record)
                 write_record(record, out_dir)
             if state.stop_signal is not None:
-                path = save_checkpoint(out_dir, model, optimizer, scheduler, method, state.step)
+                path = ckpt.save(state, record, epoch, i + 1)
                 raise TrainingInterrupted(f"stopped by {signal.Signals(state.stop_signal).name} at step {state.step}; checkpoint {path}")
+            if run.checkpoint_every and state.step % run.checkpoint_every == 0 and state.step < total:
+                ckpt.save(state, record, epoch, i + 1)
             if state.step >= total:
                 break
-        epoch += 1
+        if resumed is not None:  # the checkpoint closed an epoch: its batches were replayed, none trained
+            ckpt.restore_rng(resumed)
+            resumed = None
+        epoch, skip = epoch + 1, 0
     bar.close()
     record.final = record.evals[-1]
+    if run.save_model:
+        model.save_pretrained(out_dir / "model")
+        tokenizer.save_pretrained(out_dir / "model")
     if run.predict:
         if state.best_state is not None:
             model.load_state_dict(state.best_state)
@@ -390,21 +410,3 @@ def write_test_predictions(
     if not written:
         raise ValueError(f"--predict: {task.name} has no test split available to predict")
     return pred_dir
-
-
-def save_checkpoint(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, method: Any, step: int) -> Path:
-    """Write ``checkpoint.pt`` atomically: model, optimizer, scheduler, method state, RNG states, step."""
-    path = out_dir / "checkpoint.pt"
-    tmp = out_dir / ".checkpoint.pt.tmp"
-    state = {
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "method": method.state_dict() if hasattr(method, "state_dict") else {},
-        "torch_rng": torch.get_rng_state(),
-        "python_rng": copy.deepcopy(random.getstate()),
-    }
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path

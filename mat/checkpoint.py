@@ -1,0 +1,190 @@
+"""Resumable checkpoints: everything needed to continue a trial bit for bit after it was killed.
+
+A checkpoint (``<output_dir>/checkpoints/checkpoint-<step>.pt``) holds the model, optimizer, scheduler and
+method state (e.g. SMART's teacher), the RNG states of torch (CPU and CUDA), numpy and python, the data
+loader's generator state at the start of the current epoch and the position in it, the step, the
+evaluations so far, and a fingerprint of the config and code version. ``best.pt`` beside it holds the
+best-so-far weights. Writes are atomic (temp file + ``os.replace``); only the newest checkpoint and the
+best weights are kept. Loading uses ``torch.load(weights_only=True)``: no arbitrary pickle is executed.
+A checkpoint whose fingerprint differs from the running config is refused with the differing fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mat import __version__
+from mat.config import TrialConfig
+from mat.records import TrialRecord, record_from_dict
+
+log = logging.getLogger("mat.checkpoint")
+FORMAT = 1
+_NAME = re.compile(r"checkpoint-(\d+)\.pt$")
+# Run settings that change what is trained (the rest, e.g. output_dir or device, do not).
+_RUN_KEYS = ("task", "model", "method", "max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (other config or code version, unreadable)."""
+
+
+def fingerprint(cfg: TrialConfig) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed: hyperparameters, training run settings, code version."""
+    from mat.train import git_sha
+
+    run = {k: getattr(cfg.run, k) for k in _RUN_KEYS}
+    return json.loads(json.dumps({"mat": __version__, "git_sha": git_sha(), "run": run, "params": cfg.params()}))
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: checkpoint {a!r} != now {b!r}"]
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Resumed:
+    """Where a resumed run continues: the epoch, the batches of it already trained on, the RNG states."""
+
+    path: Path
+    epoch: int
+    batch_in_epoch: int
+    rng: dict[str, Any]
+
+
+class CheckpointManager:
+    """Saves and restores the whole training state of one trial's output dir."""
+
+    def __init__(self, out_dir: Path, cfg: TrialConfig, model: Any, optimizer: Any, scheduler: Any, method: Any, generator: torch.Generator) -> None:
+        self.dir = Path(out_dir) / "checkpoints"
+        self.fingerprint = fingerprint(cfg)
+        self.model, self.optimizer, self.scheduler, self.method = model, optimizer, scheduler, method
+        self.generator = generator
+        self._epoch_state = generator.get_state().clone()
+        self._best_saved: int | None = None
+
+    def epoch_start(self, epoch: int) -> None:
+        """Remember the loader generator's state before the epoch's iterator draws from it."""
+        self._epoch_state = self.generator.get_state().clone()
+
+    # ------------------------------------------------------------------------------------------ save
+
+    def save(self, state: Any, record: TrialRecord, epoch: int, batch_in_epoch: int) -> Path:
+        """Write ``checkpoint-<step>.pt`` (and ``best.pt`` when the best changed), prune older ones.
+
+        ``epoch``/``batch_in_epoch``: the epoch being trained and how many of its batches are done. The
+        loader generator is saved as it was at the start of that epoch: a resumed run replays the epoch's
+        draws exactly (the sampler draws again lazily when an epoch's iterator runs out, so the state at
+        an epoch's last batch is not yet the next epoch's start state).
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        gen = self._epoch_state
+        np_state = np.random.get_state()
+        payload = {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "step": state.step,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "generator": gen.clone(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method": self.method.state_dict() if hasattr(self.method, "state_dict") else {},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                "python": list(random.getstate()),
+            },
+            "record": {k: v for k, v in record.to_dict().items() if k in ("evals", "best")},
+        }
+        path = self.dir / f"checkpoint-{state.step}.pt"
+        _save_atomic(payload, path)
+        if state.best_state is not None and record.best is not None and self._best_saved != record.best.step:
+            _save_atomic({"step": record.best.step, "model": state.best_state}, self.dir / "best.pt")
+            self._best_saved = record.best.step
+        for old in self.dir.glob("checkpoint-*.pt"):
+            if old != path and _NAME.search(old.name):
+                old.unlink(missing_ok=True)
+        log.info("checkpoint %s", path)
+        return path
+
+    # ------------------------------------------------------------------------------------------ load
+
+    def latest(self) -> Path | None:
+        """The newest ``checkpoint-<step>.pt``, or None."""
+        found = [(int(m.group(1)), p) for p in self.dir.glob("checkpoint-*.pt") if (m := _NAME.search(p.name))]
+        return max(found)[1] if found else None
+
+    def load_latest(self, record: TrialRecord, state: Any) -> Resumed | None:
+        """Restore model, optimizer, scheduler, method, loader generator, step and evaluations.
+
+        Returns None when there is no checkpoint. The RNG states are returned, not applied: the loop
+        applies them (:meth:`restore_rng`) once it has skipped the batches already trained on.
+
+        Raises:
+            CheckpointError: unreadable, another format, or another config/code version.
+        """
+        path = self.latest()
+        if path is None:
+            return None
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
+            raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {e}); delete it to start over") from e
+        if ck.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: checkpoint format {ck.get('format')!r}, this version reads {FORMAT}; delete it to start over")
+        diff = _diff(ck["fingerprint"], self.fingerprint)
+        if diff:
+            raise CheckpointError(
+                f"{path} was written by another config or code version and is not resumed ({'; '.join(diff)}). "
+                "Delete the checkpoints folder to start over, or use another --output_dir."
+            )
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        if hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(ck["method"])
+        self.generator.set_state(ck["generator"])
+        state.step = int(ck["step"])
+        partial = record_from_dict({**record.to_dict(), **ck["record"]}, str(path))
+        record.evals, record.best = partial.evals, partial.best
+        best = self.dir / "best.pt"
+        if record.best is not None and best.is_file():
+            b = torch.load(best, map_location="cpu", weights_only=True)
+            if int(b["step"]) == record.best.step:
+                state.best_state = b["model"]
+                self._best_saved = record.best.step
+        return Resumed(path=path, epoch=int(ck["epoch"]), batch_in_epoch=int(ck["batch_in_epoch"]), rng=ck["rng"])
+
+    @staticmethod
+    def restore_rng(resumed: Resumed) -> None:
+        """Put every RNG back to its state right after the checkpointed step."""
+        rng = resumed.rng
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        name, keys, pos, has_gauss, gauss = rng["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+
