@@ -17,6 +17,7 @@ Metric values are on the 0-100 scale. Written atomically (temp file + rename). N
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -122,6 +123,15 @@ def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(
+                e.errno,
+                f"no space left on the device while writing {path}: free disk space (or point the output dir "
+                "elsewhere) and rerun; the previous version of the file is intact",
+            ) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -152,7 +152,14 @@ def default_output_dir(cfg: TrialConfig) -> Path:
     """``$NNI_OUTPUT_DIR`` is the trial's folder under NNI (the trial script passes it); else ``runs/...``."""
     if cfg.run.output_dir:
         return Path(cfg.run.output_dir)
-    return Path("runs") / f"{get_task(cfg.run.task).name}-{cfg.run.method}-seed{cfg.train.seed}"
+    return Path("runs") / f"{_task_name(cfg.run.task)}-{cfg.run.method}-seed{cfg.train.seed}"
+
+
+def _task_name(name: str) -> str:
+    try:
+        return get_task(name).name
+    except KeyError:
+        return name  # a record of a trial that failed on its task name keeps the name it was given
 
 
 def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str | None = None) -> TrialRecord:
@@ -162,7 +169,7 @@ def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str
         trial_id=trial_id or cfg.run.trial_id or out.name,
         experiment_id=experiment_id,
         method=cfg.run.method,
-        task=get_task(cfg.run.task).name,
+        task=_task_name(cfg.run.task),
         model=cfg.run.model,
         seed=cfg.train.seed,
         params=cfg.params(),

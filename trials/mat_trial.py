@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from mat.config import TrialConfig, apply_overrides, parse_cli  # noqa: E402
 from mat.records import EvalResult, TrialRecord, nni_metric, write_record  # noqa: E402
+from mat.tasks import get_task  # noqa: E402
 
 log = logging.getLogger("mat.trial")
 
@@ -68,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("NNI trial %s of experiment %s, parameters %s", trial_id, exp_id, params)
     try:
         cfg = apply_overrides(cfg, params)
-    except ValueError as e:
-        msg = f"bad parameters: {e}"
+        get_task(cfg.run.task)
+    except (ValueError, KeyError) as e:
+        msg = f"bad parameters: {e}" if isinstance(e, ValueError) else str(e.args[0])
         log.error(msg)
         from mat.train import default_output_dir
 
@@ -95,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     final = record.nni_metric("best")
     if nni is not None:
         nni.report_final_result(final)  # exactly once: a second report stalls NNI 3.0's TPE (#5689)
-    log.info("trial SUCCEEDED: best %s (step %d); record %s", final, record.best.step if record.best else -1, cfg.run.output_dir)
+    from mat.train import default_output_dir
+
+    log.info("trial SUCCEEDED: best %s (step %d); record %s", final, record.best.step if record.best else -1, default_output_dir(cfg) / "trial.json")
     print(f"best: {final}", flush=True)
     return 0
 
