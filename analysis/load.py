@@ -30,7 +30,6 @@ from the trial's own ``TrialJobEvent``, which NNI 3.0 can fill with another tria
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import shlex
@@ -46,8 +45,6 @@ import pandas as pd
 
 from mat.records import RECORD_FILE, EvalResult, RecordError, TrialRecord, read_record
 from mat.tasks import get_task
-
-log = logging.getLogger(__name__)
 
 DEV = "dev"
 KINDS = ("eval", "best", "final")
@@ -96,7 +93,8 @@ class _Builder:
 
     trials: list[tuple[Any, ...]] = field(default_factory=list)
     params: list[Mapping[str, Any]] = field(default_factory=list)
-    rows: list[list[Any]] = field(default_factory=lambda: [[] for _ in range(7)])
+    # (trial index, kind, step, epoch, split, metric, value)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, path: str | os.PathLike[str], reason: str) -> None:
@@ -110,19 +108,17 @@ class _Builder:
 
     def add(self, trial: int, kind: str | None, step: float, epoch: float, split: str | None,
             metric: str | None, value: float) -> None:
-        for col, v in zip(self.rows, (trial, kind, step, epoch, split, metric, value)):
-            col.append(v)
+        self.rows.append((trial, kind, step, epoch, split, metric, value))
 
     def add_eval(self, trial: int, kind: str, ev: EvalResult) -> None:
-        for m, v in ev.metrics.items():
-            self.add(trial, kind, ev.step, ev.epoch, DEV, m, v)
+        step, epoch = ev.step, ev.epoch
+        self.rows.extend([(trial, kind, step, epoch, DEV, m, v) for m, v in ev.metrics.items()])
         for split, metrics in ev.splits.items():
-            for m, v in metrics.items():
-                self.add(trial, kind, ev.step, ev.epoch, split, m, v)
+            self.rows.extend([(trial, kind, step, epoch, split, m, v) for m, v in metrics.items()])
 
     def close_trial(self, trial: int, n_before: int) -> None:
         """Give a trial that got no evaluation row its one placeholder row."""
-        if len(self.rows[0]) == n_before:
+        if len(self.rows) == n_before:
             self.add(trial, None, math.nan, math.nan, None, None, math.nan)
 
     def frame(self) -> pd.DataFrame:
@@ -130,15 +126,15 @@ class _Builder:
         params = pd.DataFrame.from_records(list(self.params), index=range(len(self.params)))
         params.columns = [f"param.{c}" for c in params.columns]
         trials = pd.concat([trials, params], axis=1)
-        idx = np.asarray(self.rows[0], dtype=np.int64)
-        df = trials.iloc[idx].reset_index(drop=True)
+        cols: list[Sequence[Any]] = list(zip(*self.rows)) if self.rows else [()] * 7
+        df = trials.iloc[np.asarray(cols[0], dtype=np.int64)].reset_index(drop=True)
         evals = pd.DataFrame({
-            "kind": pd.array(self.rows[1], dtype=object),
-            "step": np.asarray(self.rows[2], dtype=float),
-            "epoch": np.asarray(self.rows[3], dtype=float),
-            "split": pd.array(self.rows[4], dtype=object),
-            "metric": pd.array(self.rows[5], dtype=object),
-            "value": np.asarray(self.rows[6], dtype=float),
+            "kind": pd.array(cols[1], dtype=object),
+            "step": np.asarray(cols[2], dtype=float),
+            "epoch": np.asarray(cols[3], dtype=float),
+            "split": pd.array(cols[4], dtype=object),
+            "metric": pd.array(cols[5], dtype=object),
+            "value": np.asarray(cols[6], dtype=float),
         })
         df = pd.concat([df, evals], axis=1)
         df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
@@ -148,13 +144,16 @@ class _Builder:
 
 
 def check_record(record: TrialRecord) -> str | None:
-    """Why a parsed record cannot be used (unknown task, a metric its task lacks), or None."""
+    """Why a parsed record cannot be used, or None: an unknown task, or a metric (dev or extra split) that
+    the task does not have (``mat.metrics`` names every split's metrics with the task's metric keys)."""
     try:
         spec = get_task(record.task)
     except KeyError as e:
         return str(e.args[0])
     evals = [*record.evals, *(e for e in (record.best, record.final) if e is not None)]
-    extra = sorted({m for ev in evals for m in ev.metrics} - set(spec.metrics))
+    names = {m for ev in evals for m in ev.metrics}
+    names |= {m for ev in evals for split in ev.splits.values() for m in split}
+    extra = sorted(names - set(spec.metrics))
     if extra:
         return f"metric(s) {extra} are not metrics of task {spec.name!r} {list(spec.metrics)}"
     return None
@@ -170,7 +169,7 @@ def _record_info(rec: TrialRecord, source: str, status: str | None = None,
 
 
 def _add_record(b: _Builder, rec: TrialRecord, info: Sequence[Any]) -> None:
-    n = len(b.rows[0])
+    n = len(b.rows)
     t = b.add_trial(info, rec.params)
     for ev in rec.evals:
         b.add_eval(t, "eval", ev)
@@ -204,11 +203,8 @@ def find_record_files(root: str | os.PathLike[str]) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"no such records file or folder: {root}")
-    found: list[Path] = []
-    for dirpath, _dirs, files in os.walk(root):
-        if RECORD_FILE in files:
-            found.append(Path(dirpath) / RECORD_FILE)
-    return sorted(found)
+    found = [os.path.join(d, RECORD_FILE) for d, _dirs, files in os.walk(root) if RECORD_FILE in files]
+    return [Path(p) for p in sorted(found)]
 
 
 def load_records(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
@@ -395,7 +391,7 @@ def _add_nni_only(b: _Builder, store: NniStore, exp_id: str, trial: str, metrics
             b.skip(source, f"metric(s) {extra} are not metrics of task {spec.name!r} {list(spec.metrics)}")
             return
         task = spec.name
-    n = len(b.rows[0])
+    n = len(b.rows)
     info = (exp_id, trial, method, task, model, seed, status, error, config_key(params), source)
     t = b.add_trial(info, params)
     for mtype, seq, data in values:
@@ -406,7 +402,12 @@ def _add_nni_only(b: _Builder, store: NniStore, exp_id: str, trial: str, metrics
 
 
 def _load_nni_into(b: _Builder, exp_dir: Path) -> None:
-    store = read_nni_store(exp_dir / "db" / "nni.sqlite")
+    db = exp_dir / "db" / "nni.sqlite"
+    try:
+        store = read_nni_store(db)
+    except (sqlite3.DatabaseError, ValueError) as e:  # not a database, missing tables, bad profile JSON
+        b.skip(db, f"not a readable NNI 3.0 store ({type(e).__name__}: {e})")
+        return
     exp_id = exp_dir.name
     params_by_id = parameter_records(store)
     metrics_by_trial = dict(tuple(store.metrics.groupby("trialJobId", sort=False)))
@@ -465,20 +466,22 @@ def load_nni_experiment(experiment: str, nni_dir: str | os.PathLike[str] | None 
 def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate tidy frames, keeping every ``skipped`` entry and each (experiment, trial) once.
 
-    A trial loaded twice (an NNI experiment also given as a records folder) keeps its first copy.
+    A trial loaded twice (an NNI experiment also given as a records folder, or two copies of one record)
+    keeps its first copy; the others are listed as skipped.
     """
     skipped = [s for f in frames for s in f.attrs.get("skipped", [])]
-    frames = [f for f in frames if len(f)]
+    frames = [f.assign(_frame=i) for i, f in enumerate(frames) if len(f)]
     if not frames:
         out = _Builder().frame()
     else:
         out = pd.concat(frames, ignore_index=True, sort=False)
-        first_source = out.groupby(["experiment", "trial"], sort=False)["source"].transform("first")
-        dup = out["source"] != first_source
+        origin = out["_frame"].astype(str) + "\x00" + out["source"].astype(str)
+        dup = origin != origin.groupby([out["experiment"], out["trial"]], sort=False).transform("first")
         if dup.any():
             for src in out.loc[dup, "source"].unique():
-                warnings.warn(f"skipped {src}: trial already loaded from another source", AnalysisWarning)
-                skipped.append((str(src), "trial already loaded from another source"))
+                reason = "trial already loaded from another source"
+                warnings.warn(f"skipped {src}: {reason}", AnalysisWarning, stacklevel=2)
+                skipped.append((str(src), reason))
             out = out[~dup].reset_index(drop=True)
         params = sorted(c for c in out.columns if c.startswith("param."))
         out = out[list(COLUMNS) + params]

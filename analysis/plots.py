@@ -1,0 +1,324 @@
+"""Figures: a pure ``*_info`` function computes the numbers, a thin renderer draws them.
+
+* :func:`seed_box_info` / :func:`seed_box_plot`: the paper's Figure 3, per-seed task scores (a task's
+  metrics averaged) by task and method as box plots, tasks split into two panels by their y-range.
+* :func:`ablation_info` / :func:`ablation_plot`: a swept hyperparameter against the score, mean ± std.
+* :func:`learning_curve_info` / :func:`learning_curve_plot`: dev score over the intermediate evaluations.
+* :func:`hparam_info` / :func:`hparam_plot`: each searched hyperparameter against the trial scores.
+
+Renderers return a ``Figure`` drawn on its own Agg canvas, made without pyplot: nothing is shown, no global
+backend or style is changed, and in a notebook (``%matplotlib inline``) the returned figure displays.
+:func:`save_figure` writes PNG and PDF.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.load import DEV
+from analysis.tables import TASK_LABELS, setting_label
+
+TASK_ORDER = list(TASK_LABELS)
+STYLE = "whitegrid"
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6, 4),
+               **kw: object) -> tuple[Figure, np.ndarray]:
+    """A figure on its own Agg canvas (no pyplot, no global state) and its (nrows, ncols) axes array."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    with sns.axes_style(STYLE):
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)  # type: ignore[arg-type]
+    return fig, axes
+
+
+def _task_sort(tasks: Sequence[str]) -> list[str]:
+    return sorted(dict.fromkeys(tasks), key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
+
+
+def _methods(values: Sequence[str]) -> list[str]:
+    """Methods in a stable order: vanilla first, mat last, the rest alphabetical."""
+    rank = {"vanilla": 0, "mat": 2}
+    return sorted(dict.fromkeys(values), key=lambda m: (rank.get(m, 1), m))
+
+
+# ------------------------------------------------------------------------------------------ Figure 3
+
+
+@dataclass(frozen=True)
+class BoxInfo:
+    """What Figure 3 draws.
+
+    Attributes:
+        data: per-seed rows ``task, method, seed, value`` (value = the task score).
+        stats: per (task, method): ``n, median, q1, q3, whislo, whishi`` as matplotlib's box plot
+            computes them (linear-interpolated quartiles; whiskers at the furthest points within 1.5 IQR).
+        panels: the task groups, one per panel, each in GLUE order.
+        methods: hue order.
+    """
+
+    data: pd.DataFrame
+    stats: pd.DataFrame
+    panels: list[list[str]]
+    methods: list[str]
+
+
+def split_panels(medians: pd.Series, n_panels: int = 2) -> list[list[str]]:
+    """Split tasks into ``n_panels`` groups at the widest gaps between their median scores (the paper's
+    two y-ranges); each group in GLUE order, the lower-scoring group first."""
+    order = medians.sort_values()
+    if len(order) <= 1 or n_panels <= 1:
+        return [_task_sort(list(order.index))]
+    gaps = np.diff(order.to_numpy())
+    cuts = sorted(np.argsort(gaps)[::-1][: n_panels - 1] + 1)
+    groups = np.split(np.asarray(order.index), cuts)
+    return [_task_sort(list(g)) for g in groups if len(g)]
+
+
+def _box_stats(v: np.ndarray) -> tuple[int, float, float, float, float, float]:
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    iqr = q3 - q1
+    lo = v[v >= q1 - 1.5 * iqr].min()
+    hi = v[v <= q3 + 1.5 * iqr].max()
+    return len(v), float(med), float(q1), float(q3), float(lo), float(hi)
+
+
+def seed_box_info(scores: pd.DataFrame, split: str = DEV, n_panels: int = 2) -> BoxInfo:
+    """Figure 3's numbers from :func:`analysis.aggregate.trial_scores` rows (one config per method).
+
+    Args:
+        scores: per-trial rows; the ``score`` metric on ``split`` (the mean of a task's metrics) is used.
+        split: which split's scores.
+        n_panels: how many y-ranges to split the tasks into.
+    """
+    d = scores[(scores["metric"] == "score") & (scores["split"] == split)]
+    data = d[["task", "method", "seed", "value"]].dropna(subset=["value"]).reset_index(drop=True)
+    rows = [(t, m, *_box_stats(g["value"].to_numpy(dtype=float))) for (t, m), g in data.groupby(["task", "method"])]
+    stats = pd.DataFrame(rows, columns=["task", "method", "n", "median", "q1", "q3", "whislo", "whishi"])
+    medians = data.groupby("task")["value"].median()
+    return BoxInfo(data, stats, split_panels(medians, n_panels) if len(medians) else [], _methods(data["method"]))
+
+
+def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
+    """Draw :class:`BoxInfo`: one panel per task group, a box per (task, method), own y-range per panel."""
+    widths = [max(1, len(p)) for p in info.panels] or [1]
+    fig, axes = new_figure(1, len(widths), (1.4 * sum(widths) + 2, 4.2), gridspec_kw={"width_ratios": widths})
+    for ax, tasks in zip(axes[0], info.panels):
+        panel = info.data[info.data["task"].isin(tasks)]
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated `vert`
+            warnings.filterwarnings("ignore", message=".*vert: bool.*")
+            sns.boxplot(data=panel, x="task", y="value", hue="method", order=tasks, hue_order=info.methods,
+                        ax=ax, whis=1.5, fliersize=3)
+        ax.set_xticks(range(len(tasks)), [TASK_LABELS.get(t, t) for t in tasks])
+        ax.set_xlabel("")
+        ax.set_ylabel("score (task metrics averaged)")
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+    fig.suptitle(title, y=0.02, va="bottom", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.92))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ ablation
+
+
+def ablation_info(scores: pd.DataFrame, param: str, split: str = DEV) -> pd.DataFrame:
+    """Mean, std and n over seeds per (task, metric, setting of ``param``).
+
+    Args:
+        scores: per-trial rows with a ``param.<param>`` column (trials of one sweep).
+        param: the swept hyperparameter (without the ``param.`` prefix).
+
+    Returns:
+        ``task, metric, setting, n, mean, std`` sorted by task, metric and numeric setting.
+    """
+    col = f"param.{param}"
+    d = scores[(scores["split"] == split) & scores[col].notna()]
+    g = d.groupby(["task", "metric", col])["value"].agg(["count", "mean", "std"]).reset_index()
+    g = g.rename(columns={col: "setting", "count": "n"})
+    g["n"] = g["n"].astype(int)
+    return g.sort_values(["task", "metric", "setting"], key=lambda s: s.map(_numeric_or_text)).reset_index(drop=True)
+
+
+def _numeric_or_text(v: object) -> object:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _log_x(values: Sequence[float]) -> bool:
+    v = np.asarray([x for x in values if isinstance(x, (int, float)) and not math.isnan(x)], dtype=float)
+    return bool(len(v) > 1 and (v > 0).all() and v.max() / v.min() >= 20)
+
+
+def ablation_plot(info: pd.DataFrame, param: str, metric: str = "score") -> Figure:
+    """One error-bar line per task (mean ± std over seeds) against the settings of ``param``."""
+    d = info[info["metric"] == metric]
+    fig, axes = new_figure(1, 1, (6, 4))
+    ax = axes[0][0]
+    for task, g in d.groupby("task", sort=False):
+        ax.errorbar(g["setting"].astype(float), g["mean"], yerr=g["std"].fillna(0.0), marker="o", capsize=3,
+                    label=TASK_LABELS.get(task, task))
+    if _log_x(d["setting"].astype(float).tolist()):
+        ax.set_xscale("log")
+    ticks = sorted(set(d["setting"].astype(float)))
+    ax.set_xticks(ticks, [setting_label(t) for t in ticks])
+    ax.set_xlabel(param)
+    ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------- learning curves
+
+
+def learning_curve_info(df: pd.DataFrame, split: str = DEV,
+                        statuses: Sequence[str] | None = ("SUCCEEDED",)) -> pd.DataFrame:
+    """Dev score over the intermediate evaluations: mean and std over trials per (task, method, step).
+
+    Args:
+        df: the tidy frame of :mod:`analysis.load` (its ``kind == "eval"`` rows are used).
+        split: the split whose metrics make the score (their mean, per trial and step).
+        statuses: trial statuses to include (None: all, partial trials too).
+
+    Returns:
+        ``task, method, step, n, mean, std``.
+    """
+    d = df[(df["kind"] == "eval") & (df["split"] == split) & (df["metric"] != "default")]
+    if statuses is not None:
+        d = d[d["status"].isin(list(statuses))]
+    per_trial = d.groupby(["task", "method", "experiment", "trial", "step"], sort=False)["value"].mean()
+    g = per_trial.groupby(["task", "method", "step"]).agg(["count", "mean", "std"]).reset_index()
+    return g.rename(columns={"count": "n"}).astype({"n": int})
+
+
+def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
+    """One panel per task: a line per method (mean over trials) with a ±std band."""
+    tasks = _task_sort(info["task"])
+    nrows = max(1, math.ceil(len(tasks) / ncols))
+    fig, axes = new_figure(nrows, ncols, (4 * ncols, 2.8 * nrows))
+    methods = _methods(info["method"])
+    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
+    for ax, task in zip(axes.flat, tasks):
+        for method in methods:
+            g = info[(info["task"] == task) & (info["method"] == method)].sort_values("step")
+            if g.empty:
+                continue
+            ax.plot(g["step"], g["mean"], color=palette[method], label=method)
+            sd = g["std"].fillna(0.0)
+            ax.fill_between(g["step"], g["mean"] - sd, g["mean"] + sd, color=palette[method], alpha=0.15)
+        ax.set_title(TASK_LABELS.get(task, task), fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("dev score")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+    # fixed margins: a grid of equal panels needs no tight_layout (which measures every label: slow)
+    top = 1 - 0.45 / fig.get_figheight()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / fig.get_figheight(), top=top - 0.25 / fig.get_figheight(),
+                        hspace=0.55, wspace=0.28)
+    return fig
+
+
+# ----------------------------------------------------------------------------------- hyperparameters
+
+
+def searched_params(scores: pd.DataFrame) -> list[str]:
+    """Numeric ``param.*`` columns (seed excluded) that take at least two values."""
+    out = []
+    for c in scores.columns:
+        if not c.startswith("param.") or c == "param.seed":
+            continue
+        v = pd.to_numeric(scores[c], errors="coerce")
+        if v.notna().any() and v.dropna().nunique() > 1 and scores[c].map(lambda x: isinstance(x, bool)).sum() == 0:
+            out.append(c.removeprefix("param."))
+    return out
+
+
+def hparam_info(scores: pd.DataFrame, params: Sequence[str] | None = None, split: str = DEV,
+                metric: str = "score") -> pd.DataFrame:
+    """Each trial's ``metric`` against each searched hyperparameter (default: :func:`searched_params`).
+
+    Returns:
+        Long rows ``task, method, param, setting, value, delta``; ``delta`` is the value minus the mean of
+        the same (task, method) over all its trials, so tasks with different score levels share an axis.
+    """
+    d = scores[(scores["split"] == split) & (scores["metric"] == metric)]
+    params = list(params) if params is not None else searched_params(d)
+    delta = d["value"] - d.groupby(["task", "method"])["value"].transform("mean")
+    frames = []
+    for p in params:
+        setting = pd.to_numeric(d[f"param.{p}"], errors="coerce")
+        part = pd.DataFrame({"task": d["task"], "method": d["method"], "param": p, "setting": setting,
+                             "value": d["value"], "delta": delta}).dropna(subset=["setting", "value"])
+        frames.append(part)
+    cols = ["task", "method", "param", "setting", "value", "delta"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def hparam_plot(info: pd.DataFrame) -> Figure:
+    """One panel per hyperparameter: every trial's ``delta`` (score minus its task's mean) against the
+    setting, coloured by method, with each method's mean per setting as a line."""
+    params = list(dict.fromkeys(info["param"]))
+    methods = _methods(info["method"])
+    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
+    fig, axes = new_figure(1, max(1, len(params)), (4.2 * max(1, len(params)), 3.8))
+    for ax, p in zip(axes[0], params):
+        g = info[info["param"] == p]
+        sns.scatterplot(data=g, x="setting", y="delta", hue="method", hue_order=methods, palette=palette, ax=ax,
+                        s=12, alpha=0.35, linewidth=0, legend=False, rasterized=True)
+        for method, gm in g.groupby("method", sort=False):
+            mean = gm.groupby("setting")["delta"].mean()
+            ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette[method], label=method)
+        if _log_x(g["setting"].tolist()):
+            ax.set_xscale("log")
+        ax.set_xlabel(p)
+        ax.set_ylabel("dev score - task mean")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def save_figure(fig: Figure, stem: str | Path, dpi: int = 110) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` and return both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=dpi)
+    fig.savefig(paths[1])
+    return paths
+
+
+def box_artist_stats(fig: Figure) -> pd.DataFrame:
+    """Read back what a :func:`seed_box_plot` drew: per panel, method (container) and box position, the
+    median line's y and the box's bottom and top (q1, q3). Used by the tests."""
+    rows = []
+    for panel, ax in enumerate(fig.axes):
+        for hue, container in enumerate(getattr(ax, "containers", [])):
+            if not hasattr(container, "medians"):
+                continue
+            for pos, (med, box) in enumerate(zip(container.medians, container.boxes)):
+                ys = box.get_path().vertices[:, 1]
+                rows.append((panel, hue, pos, float(np.mean(med.get_ydata())), float(ys.min()), float(ys.max()),
+                             float(np.mean(med.get_xdata()))))
+    return pd.DataFrame(rows, columns=["panel", "hue", "position", "median", "q1", "q3", "x"])
+

@@ -1,0 +1,133 @@
+"""Figures: the *_info numbers by hand, and the drawn artists equal them (no image diffs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import aggregate as agg
+from analysis import plots
+from analysis.load import COLUMNS
+
+# Per-seed dev metrics (5 seeds) for two methods; MRPC has two metrics that Figure 3 averages.
+VALUES = {
+    ("cola", "vanilla"): {"mcc": [50.0, 58.0, 59.0, 60.0, 61.0]},  # 50 lies below q1 - 1.5 IQR = 55
+    ("cola", "mat"): {"mcc": [60.0, 61.0, 62.0, 63.0, 64.0]},
+    ("rte", "vanilla"): {"accuracy": [66.0, 67.0, 68.0, 69.0, 70.0]},
+    ("rte", "mat"): {"accuracy": [70.0, 71.0, 72.0, 74.0, 78.0]},
+    ("sst2", "vanilla"): {"accuracy": [92.0, 92.5, 93.0, 93.5, 94.0]},
+    ("sst2", "mat"): {"accuracy": [93.0, 93.0, 93.5, 94.0, 94.5]},
+    ("mrpc", "vanilla"): {"accuracy": [86.0, 86.0, 87.0, 88.0, 88.0], "f1": [90.0, 90.0, 91.0, 92.0, 92.0]},
+    ("mrpc", "mat"): {"accuracy": [88.0, 89.0, 90.0, 91.0, 92.0], "f1": [90.0, 91.0, 92.0, 93.0, 94.0]},
+}
+
+
+def tidy() -> pd.DataFrame:
+    out = []
+    for (task, method), metrics in VALUES.items():
+        for metric, values in metrics.items():
+            for seed, v in enumerate(values, 1):
+                out.append(dict(experiment="e", trial=f"{task}-{method}-{seed}", method=method, task=task, model="m",
+                                seed=seed, status="SUCCEEDED", error=None, config="c", source="s", kind="best",
+                                step=100.0, epoch=1.0, split="dev", metric=metric, value=v))
+    return pd.DataFrame(out)[list(COLUMNS)]
+
+
+@pytest.fixture(scope="module")
+def box() -> plots.BoxInfo:
+    return plots.seed_box_info(agg.trial_scores(tidy()))
+
+
+def test_box_info_by_hand(box: plots.BoxInfo) -> None:
+    s = box.stats.set_index(["task", "method"])
+    # MRPC/mat: scores (88+90)/2 ... (92+94)/2 = 89, 90, 91, 92, 93
+    assert s.loc[("mrpc", "mat"), ["n", "median", "q1", "q3", "whislo", "whishi"]].tolist() == [5, 91, 90, 92, 89, 93]
+    # MRPC/vanilla: 88, 88, 89, 90, 90
+    assert s.loc[("mrpc", "vanilla"), ["median", "q1", "q3"]].tolist() == [89, 88, 90]
+    # CoLA/vanilla: q1 58, q3 60, IQR 2: 50 is an outlier, the lower whisker ends at 58
+    assert s.loc[("cola", "vanilla"), ["median", "q1", "q3", "whislo", "whishi"]].tolist() == [59, 58, 60, 58, 61]
+    # RTE/mat: 70, 71, 72, 74, 78 -> q1 71, q3 74, upper fence 78.5 keeps 78
+    assert s.loc[("rte", "mat"), ["median", "q1", "q3", "whishi"]].tolist() == [72, 71, 74, 78]
+    assert box.panels == [["cola", "rte"], ["sst2", "mrpc"]]  # the two y-ranges, GLUE order within
+    assert box.methods == ["vanilla", "mat"]
+
+
+def test_drawn_boxes_equal_the_info(box: plots.BoxInfo) -> None:
+    before = plt.get_fignums()
+    fig = plots.seed_box_plot(box)
+    assert plt.get_fignums() == before  # not registered with pyplot: nothing to show or leak
+    assert len(fig.axes) == 2
+    drawn = plots.box_artist_stats(fig)
+    stats = box.stats.set_index(["task", "method"])
+    assert len(drawn) == len(stats) == 8
+    for row in drawn.itertuples():
+        task = box.panels[row.panel][row.position]
+        method = box.methods[row.hue]
+        exp = stats.loc[(task, method)]
+        assert (row.median, row.q1, row.q3) == pytest.approx((exp["median"], exp["q1"], exp["q3"])), (task, method)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["CoLA", "RTE"]
+    cont = ax.containers[0]  # vanilla in the CoLA/RTE panel; whiskers come in (low, high) pairs per box
+    whisk = [w.get_ydata() for w in cont.whiskers]
+    assert list(whisk[0]) == [58.0, 58.0] and list(whisk[1]) == [60.0, 61.0]
+    assert [list(f.get_ydata()) for f in cont.fliers][0] == [50.0]
+    # separate y-ranges: the low panel's y-limits do not reach the high panel's values
+    assert fig.axes[0].get_ylim()[1] < 80 < fig.axes[1].get_ylim()[0]
+
+
+def test_ablation_info_and_plot() -> None:
+    scores = pd.DataFrame({
+        "task": ["cola"] * 6, "metric": "score", "split": "dev", "param.lambda_s": [0.1, 0.1, 1.0, 1.0, 10.0, 10.0],
+        "value": [60.0, 62.0, 61.0, 61.0, 58.0, 62.0],
+    })
+    info = plots.ablation_info(scores, "lambda_s")
+    assert info[["setting", "n", "mean"]].values.tolist() == [[0.1, 2, 61.0], [1.0, 2, 61.0], [10.0, 2, 60.0]]
+    assert info["std"].tolist() == pytest.approx([np.sqrt(2), 0.0, np.sqrt(8)])
+    fig = plots.ablation_plot(info, "lambda_s")
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    assert list(line.get_xdata()) == [0.1, 1.0, 10.0] and list(line.get_ydata()) == [61.0, 61.0, 60.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "1", "10"]
+
+
+def test_learning_curve_info() -> None:
+    df = tidy().assign(kind="eval")
+    two_steps = pd.concat([df.assign(step=100.0), df.assign(step=200.0, value=df["value"] + 1.0)])
+    info = plots.learning_curve_info(two_steps)
+    mrpc = info[(info["task"] == "mrpc") & (info["method"] == "mat")]
+    assert mrpc[["step", "n", "mean"]].values.tolist() == [[100.0, 5, 91.0], [200.0, 5, 92.0]]
+    assert mrpc["std"].tolist() == pytest.approx([np.std([89, 90, 91, 92, 93], ddof=1)] * 2)
+    fig = plots.learning_curve_plot(info)
+    assert sum(ax.get_visible() for ax in fig.axes) == 4
+    assert sum(len(ax.lines) for ax in fig.axes) == 8  # 4 tasks x 2 methods
+
+
+def test_hparam_info_only_searched_numeric_params() -> None:
+    scores = pd.DataFrame({
+        "task": "rte", "method": "mat", "split": "dev", "metric": "score", "value": [70.0, 71.0, 72.0],
+        "param.learning_rate": [1e-5, 2e-5, 3e-5], "param.batch": [32, 32, 32], "param.seed": [1, 2, 3],
+        "param.sampler": ["sgld", "adam", "sgld"],
+    })
+    assert plots.searched_params(scores) == ["learning_rate"]
+    info = plots.hparam_info(scores)
+    assert info[["param", "setting", "value", "delta"]].values.tolist() == [
+        ["learning_rate", 1e-5, 70.0, -1.0], ["learning_rate", 2e-5, 71.0, 0.0], ["learning_rate", 3e-5, 72.0, 1.0]]
+    fig = plots.hparam_plot(info)
+    assert fig.axes[0].collections[0].get_offsets().shape == (3, 2)
+    assert list(fig.axes[0].lines[0].get_ydata()) == [-1.0, 0.0, 1.0]  # the method's mean per setting
+
+
+def test_save_figure_png_and_pdf(tmp_path: Path, box: plots.BoxInfo) -> None:
+    paths = plots.save_figure(plots.seed_box_plot(box), tmp_path / "fig3")
+    assert [p.name for p in paths] == ["fig3.png", "fig3.pdf"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_split_panels_at_the_widest_gap() -> None:
+    med = pd.Series({"cola": 60.0, "rte": 72.0, "sst2": 93.0, "qnli": 91.0, "wnli": 56.0})
+    assert plots.split_panels(med) == [["cola", "rte", "wnli"], ["sst2", "qnli"]]
+    assert plots.split_panels(med, n_panels=1) == [["cola", "sst2", "qnli", "rte", "wnli"]]
