@@ -69,15 +69,30 @@ def rest(port: int, path: str, timeout: float = 10) -> Any:
 
 
 def trial_jobs(port: int) -> list[dict[str, Any]]:
-    """The trials, each with ``trialJobId``, ``status``, parsed ``parameters`` and ``final`` (dict or None)."""
+    """The trials, each with ``trialJobId``, ``status``, ``parameters`` and ``final`` (dict or None).
+
+    A trial's parameters are found through the ``parameterId`` of its own metrics, not through its
+    ``hyperParameters`` field: NNI 3.0 can list a trial with another trial's parameters there when trials
+    run side by side (microsoft/nni#5726), while the metrics carry the right id.
+    """
+    jobs = rest(port, "trial-jobs")
+    by_id: dict[str, dict[str, Any]] = {}
+    for t in jobs:
+        for h in t.get("hyperParameters") or []:
+            rec = json.loads(h)
+            by_id[str(rec.get("parameter_id"))] = rec.get("parameters", {})
+    metric_pid: dict[str, str] = {}
+    for m in rest(port, "metric-data"):
+        metric_pid.setdefault(m["trialJobId"], str(m.get("parameterId")))
     out = []
-    for t in rest(port, "trial-jobs"):
-        params = json.loads(t["hyperParameters"][0]).get("parameters", {}) if t.get("hyperParameters") else {}
+    for t in jobs:
+        own = json.loads(t["hyperParameters"][0]) if t.get("hyperParameters") else {}
+        pid = metric_pid.get(t["trialJobId"], str(own.get("parameter_id")))
         final = None
         if t.get("finalMetricData"):
             data = json.loads(t["finalMetricData"][0]["data"])
             final = json.loads(data) if isinstance(data, str) else data
-        out.append({**t, "parameters": params, "final": final})
+        out.append({**t, "parameters": by_id.get(pid, own.get("parameters", {})), "final": final})
     return out
 
 
@@ -94,10 +109,10 @@ def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True) -> str
             counts = Counter(t["status"] for t in rest(port, "trial-jobs"))
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             status, counts = "STARTING", Counter()
-        line = f"[{time.time() - start:6.0f}s] {status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        if echo and line.split(": ", 1) != (last or "").split(": ", 1):
-            print(line, flush=True)
-            last = line
+        state = f"{status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if echo and state != last:
+            print(f"[{time.time() - start:6.0f}s] {state}", flush=True)
+            last = state
         if status in FINISHED and all(s in TRIAL_DONE for s in counts.elements()):
             return status
         time.sleep(poll)

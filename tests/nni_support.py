@@ -1,9 +1,10 @@
-"""Helpers for tests that start real NNI experiments with ``nnictl``.
+"""Helpers for tests that start real NNI experiments (``nnictl``), and the servers they need.
 
-Every experiment runs with its own ``HOME`` (NNI keeps its experiment list and all results under
-``$HOME/nni-experiments``), so test runs never see each other's experiments, and on its own free port.
-:func:`running_experiment` always calls ``nnictl stop``, whatever the test did. Results are read the way a
-user reads them: NNI's REST API (``/api/v1/nni/...``) and the files in the experiment folder.
+Starting, waiting and stopping go through :mod:`mat.experiment`, the same code ``make quickstart`` runs.
+Every experiment gets its own ``HOME`` (NNI keeps its experiment list and all results under
+``$HOME/nni-experiments``), set with pytest's ``monkeypatch`` so ``nnictl`` and the trials it starts
+inherit it, and its own free port; :func:`running_experiment` always calls ``nnictl stop``.
+Results are read as a user reads them: NNI's REST API and the files in the experiment folder.
 """
 
 from __future__ import annotations
@@ -11,54 +12,49 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import pytest
 import yaml
 
+from mat import experiment as nni_runner
+
 REPO = Path(__file__).resolve().parents[1]
-TRIAL_SCRIPT = REPO / "trials" / "mat_trial.py"
-NNICTL = (sys.executable, "-m", "nni.tools.nnictl.nnictl")
-FINISHED = ("DONE", "STOPPED", "ERROR")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
 
 
 def free_port() -> int:
-    """A TCP port that nothing listens on right now (the OS picks it)."""
+    """A TCP port nothing listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def nni_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment for ``nnictl`` and, through it, the trials (local trials inherit it).
+def isolate(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """Point ``HOME`` at ``home`` for ``nnictl`` and the local trials it starts (they inherit it).
 
-    ``HOME`` is ``home``; the repo goes first on ``PYTHONPATH`` so trials import this checkout's ``mat``;
-    one thread per trial, since trials run side by side on few cores; the Hugging Face libraries offline.
+    Also: one thread per trial (trials run side by side on few cores) and the Hugging Face libraries
+    offline (tests never touch the network).
     """
-    env = dict(os.environ)
-    env.update(
-        HOME=str(home),
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-        PYTHONUNBUFFERED="1",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-    )
-    env.update(extra)
-    return env
+    home.mkdir(parents=True, exist_ok=True)
+    for key, value in {
+        "HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+    }.items():
+        mp.setenv(key, value)
+    mp.delenv("MAT_DATA_DIR", raising=False)  # tests pass --data_dir explicitly
 
 
 def write_config(path: Path, config: Mapping[str, Any]) -> Path:
@@ -67,21 +63,25 @@ def write_config(path: Path, config: Mapping[str, Any]) -> Path:
     return path
 
 
-def trial_command(*args: str, python: str = sys.executable) -> str:
-    """``<python> trials/mat_trial.py <args>``: the interpreter by absolute path (pyenv shims are not used)."""
-    import shlex
+def trial_command(*flags: str, python: str = sys.executable) -> str:
+    """``<python> trials/mat_trial.py <flags>``, the interpreter by absolute path (no pyenv shims)."""
+    return " ".join(shlex.quote(w) for w in (python, "trials/mat_trial.py", *flags))
 
-    return " ".join(shlex.quote(a) for a in (python, "trials/mat_trial.py", *args))
+
+def decode(data: Any) -> Any:
+    """NNI metric data: a JSON string of a JSON string of the reported dict."""
+    while isinstance(data, str):
+        data = json.loads(data)
+    return data
 
 
 @dataclass
 class Experiment:
-    """A started experiment: its id, REST port and the ``HOME`` it lives in."""
+    """A started experiment: id, REST port and the ``HOME`` it lives in."""
 
     id: str
     port: int
     home: Path
-    env: dict[str, str]
 
     @property
     def url(self) -> str:
@@ -91,122 +91,194 @@ class Experiment:
     def dir(self) -> Path:
         return self.home / "nni-experiments" / self.id
 
-    def get(self, api: str, timeout: float = 10.0) -> Any:
-        """GET ``/api/v1/nni/<api>`` and parse the JSON."""
-        with urllib.request.urlopen(f"{self.url}/api/v1/nni/{api}", timeout=timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
+    def get(self, api: str) -> Any:
+        return nni_runner.rest(self.port, api)
 
-    def status(self) -> str:
-        return str(self.get("check-status")["status"])
+    def trial_dir(self, trial_id: str) -> Path:
+        """A local trial's folder (its ``NNI_OUTPUT_DIR``: ``trial.json``, ``trial.stderr``...)."""
+        return self.dir / "environments" / "local-env" / "trials" / trial_id
 
-    def trial_jobs(self) -> list[dict[str, Any]]:
-        return list(self.get("trial-jobs"))
-
-    def metric_data(self) -> list[dict[str, Any]]:
-        return list(self.get("metric-data"))
-
-    def trial_dir(self, trial_id: str, env_name: str = "local-env") -> Path:
-        """Where a local trial ran: its ``NNI_OUTPUT_DIR`` (``trial.json``, ``trial.log``...)."""
-        return self.dir / "environments" / env_name / "trials" / trial_id
-
-    def wait(self, timeout: float, poll: float = 2.0) -> str:
-        """Poll ``check-status`` until DONE/STOPPED/ERROR; return it.
-
-        Raises:
-            TimeoutError: still running after ``timeout`` seconds; the message holds the status, the trials'
-                states and the end of NNI's logs.
-        """
-        deadline = time.monotonic() + timeout
-        status = "?"
-        while time.monotonic() < deadline:
-            try:
-                status = self.status()
-            except (urllib.error.URLError, OSError):
-                status = "UNREACHABLE"
-            if status in FINISHED:
-                return status
-            time.sleep(poll)
-        raise TimeoutError(f"experiment {self.id} still {status} after {timeout:.0f} s\n{self.diagnostics()}")
+    def wait(self, timeout: float) -> str:
+        """Wait until DONE/STOPPED/ERROR with every trial finished; the failure message has NNI's logs."""
+        try:
+            return nni_runner.wait(self.port, timeout, echo=False)
+        except nni_runner.ExperimentError as e:
+            raise nni_runner.ExperimentError(f"{e}\n{self.diagnostics()}") from None
 
     def diagnostics(self) -> str:
-        """Trial states and the end of NNI's manager and dispatcher logs, for failure messages."""
+        """Trial states and the end of NNI's manager and dispatcher logs."""
         lines = []
         with contextlib.suppress(Exception):
-            for job in self.trial_jobs():
-                lines.append(f"trial {job.get('trialJobId')}: {job.get('status')}")
+            lines += [f"trial {t['trialJobId']}: {t['status']}" for t in self.get("trial-jobs")]
         for name in ("nnimanager.log", "dispatcher.log"):
             log = self.dir / "log" / name
             if log.is_file():
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                lines += [f"--- {name}", *tail]
+                lines += [f"--- {name}", *log.read_text(errors="replace").splitlines()[-20:]]
         return "\n".join(lines)
 
 
-def final_metric(job: Mapping[str, Any]) -> Any:
-    """A trial job's final metric, decoded (NNI stores a JSON string of a JSON string)."""
-    data = job["finalMetricData"][0]["data"]
-    while isinstance(data, str):
-        data = json.loads(data)
-    return data
-
-
-def metric_value(entry: Mapping[str, Any]) -> Any:
-    """One ``metric-data`` entry's value, decoded."""
-    data = entry["data"]
-    while isinstance(data, str):
-        data = json.loads(data)
-    return data
-
-
-def hyper_parameters(job: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters NNI sent to a trial job (``hyperParameters[0]``, a JSON string)."""
-    return dict(json.loads(job["hyperParameters"][0])["parameters"])
-
-
-def start_experiment(config: Path, home: Path, env: Mapping[str, str], port: int | None = None) -> Experiment:
-    """``nnictl create --config <config> --port <port>``; return the started experiment.
-
-    Raises:
-        RuntimeError: ``nnictl`` failed or printed no experiment id; the message holds its output.
-    """
-    port = port or free_port()
-    proc = subprocess.run(
-        [*NNICTL, "create", "--config", str(config), "--port", str(port)],
-        env=dict(env), capture_output=True, text=True, timeout=180,
-    )
-    out = _ANSI.sub("", proc.stdout + proc.stderr)
-    match = re.search(r"Experiment ID: (\w+)", out)
-    if proc.returncode != 0 or match is None:
-        raise RuntimeError(f"nnictl create failed (exit {proc.returncode}):\n{out}")
-    return Experiment(id=match.group(1), port=port, home=home, env=dict(env))
-
-
-def stop_experiment(exp: Experiment) -> None:
-    """``nnictl stop <id>``; never raises (teardown)."""
-    with contextlib.suppress(Exception):
-        subprocess.run([*NNICTL, "stop", exp.id], env=exp.env, capture_output=True, text=True, timeout=120)
-
-
 @contextlib.contextmanager
-def running_experiment(config: Path, home: Path, env: Mapping[str, str]) -> Iterator[Experiment]:
-    """Start an experiment and stop it on exit, whatever happened in between."""
-    exp = start_experiment(config, home, env)
+def running_experiment(config: Path, home: Path) -> Iterator[Experiment]:
+    """``nnictl create`` (via :func:`mat.experiment.create`) on a free port; ``nnictl stop`` on exit, always.
+
+    ``HOME`` must already point at ``home`` (:func:`isolate`).
+    """
+    assert os.environ["HOME"] == str(home), "call isolate() first: nnictl finds its experiments under $HOME"
+    port = free_port()
+    exp = Experiment(id=nni_runner.create(str(config), port), port=port, home=home)
     try:
         yield exp
     finally:
-        stop_experiment(exp)
+        nni_runner.stop(exp.id)
 
 
-def chromium_path() -> str | None:
+def chromium() -> str | None:
     """Debian's Chromium (``apt-get install chromium``), or None."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-CHROMIUM_ARGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-)
+# ---------------------------------------------------------------------------------------------- sshd
+
+SSHD = Path("/usr/sbin/sshd")
+SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
+
+
+@dataclass
+class SSHServer:
+    """A private sshd on 127.0.0.1: its port, the client key it accepts, and the HOME its sessions get."""
+
+    port: int
+    user: str
+    key: Path
+    home: Path
+
+
+@contextlib.contextmanager
+def sshd(root: Path) -> Iterator[SSHServer]:
+    """Run ``sshd -D`` with its own config, host key, client key and port; stop it (by its pid) on exit.
+
+    Sessions get ``HOME=<root>/home`` (``SetEnv``), so NNI's remote-side files stay under ``root``; the
+    user is the current one (root in CI), key login only.
+    """
+    import getpass
+
+    root.mkdir(parents=True, exist_ok=True)
+    home = root / "home"
+    home.mkdir(exist_ok=True)
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
+    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+    port = free_port()
+    config = root / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {root / 'host_key'}", f"PidFile {root / 'sshd.pid'}",
+        "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+        "UsePAM no", f"AuthorizedKeysFile {root / 'authorized_keys'}", "StrictModes no",
+        f"SetEnv HOME={home}", f"Subsystem sftp {SFTP_SERVER}", "",
+    ]))
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
+    log = open(root / "sshd.log", "w")
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()}")
+            time.sleep(0.2)
+        yield SSHServer(port=port, user=getpass.getuser(), key=root / "client_key", home=home)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
+# ------------------------------------------------------------------------------------- stop / resume
+
+
+def resume(exp: Experiment, timeout: float = 120) -> None:
+    """``nnictl resume <id> --port <port>``: a stopped experiment runs again, on its own port.
+
+    NNI 3.0 re-dispatches the trials that were RUNNING or WAITING at the stop under their own trial ids
+    (docs/resume.md). ``HOME`` must still point at ``exp.home``.
+
+    Raises:
+        ExperimentError: nnictl exits non-zero (its output is in the message).
+    """
+    assert os.environ["HOME"] == str(exp.home), "nnictl finds its experiments under $HOME"
+    proc = subprocess.run(
+        [nni_runner.nnictl(), "resume", exp.id, "--port", str(exp.port)],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        out = nni_runner.ANSI.sub("", proc.stdout + proc.stderr)
+        raise nni_runner.ExperimentError(f"nnictl resume {exp.id} failed (exit {proc.returncode}):\n{out}")
+
+
+def wait_for(condition: Any, timeout: float, what: str, poll: float = 0.5) -> Any:
+    """Call ``condition()`` until it returns something truthy (returned); ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(poll)
+
+
+RESUMABLE_SCRIPT_TUNER = '''\
+"""Hands out a fixed list of parameter sets in order, each once, across ``nnictl resume``.
+
+A resumed experiment starts a new tuner; this one keeps how many sets it issued in NNI's checkpoint
+folder (``$NNI_CHECKPOINT_DIRECTORY``), so it goes on where it stopped. Written by tests/nni_support.py.
+"""
+import json
+import os
+from pathlib import Path
+
+from nni import NoMoreTrialError
+from nni.tuner import Tuner
+
+
+class ResumableScriptedTuner(Tuner):
+    def __init__(self, parameters, optimize_mode="maximize"):
+        self.parameters = [dict(p) for p in parameters]
+        self.optimize_mode = optimize_mode
+        self.state = Path(os.environ.get("NNI_CHECKPOINT_DIRECTORY") or ".") / "scripted_tuner_issued.json"
+        self.issued = json.loads(self.state.read_text()) if self.state.is_file() else 0
+
+    def generate_parameters(self, parameter_id, **kwargs):
+        if self.issued >= len(self.parameters):
+            raise NoMoreTrialError("the script is exhausted")
+        params = self.parameters[self.issued]
+        self.issued += 1
+        self.state.write_text(json.dumps(self.issued))
+        return params
+
+    def receive_trial_result(self, parameter_id, parameters, value, **kwargs):
+        pass
+
+    def update_search_space(self, search_space):
+        pass
+'''
+
+
+def resumable_scripted_tuner(folder: Path, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write :data:`RESUMABLE_SCRIPT_TUNER` into ``folder``; return the ``tuner`` config that uses it.
+
+    Unlike ``tests/fixtures/nni/scripted_tuner.py`` (which starts its list over in a resumed experiment),
+    it issues every set once over the experiment's life.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "resumable_scripted_tuner.py").write_text(RESUMABLE_SCRIPT_TUNER)
+    return {
+        "codeDirectory": str(folder),
+        "className": "resumable_scripted_tuner.ResumableScriptedTuner",
+        "classArgs": {"parameters": parameters, "optimize_mode": "maximize"},
+    }
