@@ -98,7 +98,8 @@ class RunArgs(_Checked):
     predict: bool = _f(False, "Write test-set predictions in the GLUE submission format at the end (best weights).")
     diagnostics: bool = _f(False, "MAT: also report the consistency loss with delta = 0 (dropout-only), to see which term acts.")
     max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs for the schedule).", rng=(1, 10**9))
-    checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT).", rng=(0, 10**9))
+    checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT). A rerun into the same output dir resumes from it.", rng=(0, 10**9))
+    save_model: bool = _f(False, "Save the final model and tokenizer to <output_dir>/model (safetensors) at the end.")
     num_workers: int = _f(0, "DataLoader worker processes.", rng=(0, 64))
     trial_id: str | None = _f(None, "Trial id written in the record (default: $NNI_TRIAL_JOB_ID under NNI, else the output dir name).")
 
@@ -134,7 +135,11 @@ class VanillaArgs(_Checked):
 
 @dataclass(frozen=True)
 class MATArgs(_Checked):
-    """MAT (Algorithm 2), with the authors' flag names (Charles-Zhong/MAT ``run.sh``)."""
+    """MAT (Algorithm 2), with the authors' flag names (Charles-Zhong/MAT ``MAT.py``, ``utils/argparse.py``).
+
+    The defaults are the authors' best CoLA/BERT-base run (``BEST_LOGs/CoLA_bert-base-uncased_*.log``: K_θ 10,
+    K_δ 5, γ_δ 1e-3, β 0.3/0.3, Adam, randn init 1e-5, max norm 1e-5), with noise ratio 0.1 and λ 1.
+    """
 
     sampling_times_delta: int = _f(5, "K_delta: SGLD steps of the perturbation delta per batch.", rng=(0, 10000))
     sampling_times_theta: int = _f(10, "K_theta: SGLD steps of the parameters per batch.", rng=(1, 10000))
@@ -144,42 +149,46 @@ class MATArgs(_Checked):
     lambda_s: float = _f(1.0, "lambda: weight of the consistency term R (symmetric KL; squared error for regression).", rng=(0.0, _INF))
     beta_s: float = _f(0.3, "beta: EMA coefficient inside the sampling loops (delta-bar, theta-bar).", rng=(0.0, 1.0))
     beta_p: float = _f(0.3, "beta_p: final mix theta_{t+1} = beta_p * theta_t + (1 - beta_p) * theta-bar.", rng=(0.0, 1.0))
-    adv_init_type: str = _f("randn", "Initial delta: zero, rand (uniform [-eps, eps]) or randn (eps * N(0, 1)).", choices=("zero", "rand", "randn"))
+    adv_init_type: str = _f("randn", "Initial delta on the real tokens: zero, rand (eps * U[0, 1), as the authors' torch.rand) or randn (eps * N(0, 1)).", choices=("zero", "rand", "randn"))
     adv_init_epsilon: float = _f(1e-5, "Scale of the initial delta.", rng=(0.0, _INF))
-    adv_max_norm: float = _f(1e-5, "Per-example L-inf bound on delta, applied last (0: unbounded).", rng=(0.0, _INF))
+    adv_max_norm: float = _f(1e-5, "Per-example L-inf bound on delta: an example above it is rescaled onto it, after the noise (0: unbounded).", rng=(0.0, _INF))
     sampler: str = _f("adam", "Preconditioner of the theta sampler: sgld (torch.optim.SGD), rmsprop (RMSprop) or adam (AdamW).", choices=("sgld", "rmsprop", "adam"))
     delta_update: str = _f("normalized", "delta ascent direction: normalized (g / ||g||_inf per example, the authors' code) or raw (gamma * g, paper eq. 11).", choices=("normalized", "raw"))
 
 
 @dataclass(frozen=True)
 class FreeLBArgs(_Checked):
-    """FreeLB (Zhu et al., ICLR 2020), flag names of zhuchen03/FreeLB."""
+    """FreeLB (Zhu et al., ICLR 2020), flag names of zhuchen03/FreeLB ``run_glue_freelb.py`` (--adv-steps ...).
 
-    adv_steps: int = _f(2, "K: ascent steps on delta; parameter gradients are averaged over them.", rng=(1, 1000))
-    adv_init_mag: float = _f(1e-2, "Magnitude of the random initial delta (0: zero init).", rng=(0.0, _INF))
+    The script's own defaults (steps 1, lr 0, init 0) are vanilla training; the defaults here are in the range
+    of its launch scripts (e.g. ALBERT SST-2: adv_lr 0.1, init_mag 1.0, max_norm 0.6, 3 steps).
+    """
+
+    adv_steps: int = _f(2, "K: ascent steps on delta (K forward+backward passes); parameter gradients are averaged over them.", rng=(1, 1000))
+    adv_init_mag: float = _f(1e-2, "Magnitude of the random initial delta on the real tokens (l2: U(-1,1) * mag / sqrt(tokens * hidden); linf: U(-mag, mag); 0: zero init).", rng=(0.0, _INF))
     adv_lr: float = _f(1e-1, "Step size of the delta ascent.", rng=(0.0, _INF))
     adv_max_norm: float = _f(0.0, "Radius of the delta ball (0: unbounded).", rng=(0.0, _INF))
-    norm_type: str = _f("l2", "Norm of the ascent and the ball: l2 or linf.", choices=("l2", "linf"))
+    norm_type: str = _f("l2", "Norm of the ascent (g / ||g|| per example) and of the ball: l2 or linf (clamp per element).", choices=("l2", "linf"))
 
 
 @dataclass(frozen=True)
 class SMARTArgs(_Checked):
     """SMART (Jiang et al., ACL 2020): mt-dnn ``--adv_*`` flags plus the Bregman proximal term."""
 
-    adv_alpha: float = _f(1.0, "lambda_s: weight of the smoothness regulariser R_s.", rng=(0.0, _INF))
+    adv_alpha: float = _f(1.0, "lambda_s: weight of the smoothness regulariser R_s (0: off).", rng=(0.0, _INF))
     adv_k: int = _f(1, "T_x: ascent steps on the noisy input.", rng=(0, 1000))
     adv_step_size: float = _f(1e-3, "eta: ascent step size.", rng=(0.0, _INF))
-    adv_noise_var: float = _f(1e-5, "sigma^2: variance of the initial input noise.", rng=(0.0, _INF))
-    adv_epsilon: float = _f(1e-5, "epsilon: radius of the perturbation ball.", rng=(0.0, _INF))
-    adv_p_norm: str = _f("inf", "Norm of the ascent normalisation: inf, l2 or l1.", choices=("inf", "l2", "l1"))
-    adv_norm_level: int = _f(0, "0: normalise per example (sentence); 1: per token.", choices=(0, 1))
+    adv_noise_var: float = _f(1e-5, "sigma: scale of the initial noise N(0, sigma^2) on the embeddings (mt-dnn multiplies N(0, 1) by this value, despite its name).", rng=(0.0, _INF))
+    adv_epsilon: float = _f(1e-5, "epsilon: radius of the perturbation ball in adv_p_norm (paper, Algorithm 1).", rng=(0.0, _INF))
+    adv_p_norm: str = _f("inf", "Norm of the ascent normalisation and the ball: inf (g / max|g|), l2 or l1 (sign(g), as mt-dnn).", choices=("inf", "l2", "l1"))
+    adv_norm_level: int = _f(0, "0: normalise (and project) per token, mt-dnn's default; 1: per example (sentence).", choices=(0, 1))
     bregman_mu: float = _f(1.0, "mu: weight of the momentum Bregman proximal term (0: off).", rng=(0.0, _INF))
-    bregman_beta: float = _f(0.99, "beta: EMA coefficient of the teacher theta-tilde.", rng=(0.0, 1.0))
+    bregman_beta: float = _f(0.99, "beta: EMA coefficient of the teacher theta-tilde (theta-tilde <- beta * theta-tilde + (1 - beta) * theta after each step).", rng=(0.0, 1.0))
 
 
 @dataclass(frozen=True)
 class R3FArgs(_Checked):
-    """R3F (Aghajanyan et al., ICLR 2021), flag names of fairseq ``examples/rxf``."""
+    """R3F (Aghajanyan et al., ICLR 2021), flag names and defaults of fairseq ``examples/rxf`` (--eps --r3f-lambda --noise-type)."""
 
     noise_type: str = _f("uniform", "Noise on the embeddings: normal (N(0, eps^2)) or uniform (U(-eps, eps)).", choices=("normal", "uniform"))
     eps: float = _f(1e-5, "sigma: noise scale.", rng=(0.0, _INF))
@@ -237,6 +246,8 @@ def resolve_learning_rate(train: TrainArgs, method: Any) -> float:
 ALIASES: Mapping[str, tuple[str, ...]] = {
     # The paper tunes one K for both loops (Table 7); this key sets both fields.
     "sampling_times": ("sampling_times_delta", "sampling_times_theta"),
+    # Algorithm 2 has one beta for the sampling EMAs and the final mix (line 12); this key sets both.
+    "beta": ("beta_s", "beta_p"),
 }
 
 
@@ -313,7 +324,7 @@ def build_parser(method: str) -> Any:
             f.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != "range"})
             HfArgumentParser._parse_dataclass_field(parser, f)
 
-    return _Parser((RunArgs, TrainArgs, METHOD_ARGS[method]))
+    return _Parser((RunArgs, TrainArgs, METHOD_ARGS[method]), allow_abbrev=False)  # --lambda_ must not mean --lambda_s
 
 
 def parse_cli(argv: Sequence[str] | None = None) -> TrialConfig:
@@ -323,7 +334,7 @@ def parse_cli(argv: Sequence[str] | None = None) -> TrialConfig:
     """
     import argparse
 
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--method", default=RunArgs.method, choices=list(METHOD_ARGS))
     known, _ = pre.parse_known_args(argv)
     parser = build_parser(known.method)

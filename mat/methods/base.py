@@ -1,0 +1,345 @@
+"""What every training method shares: model inputs, forwards on embeddings, backward and optimizer steps.
+
+A method is built as ``Method(model, optimizer, scheduler, task, args)`` (DESIGN.md, "Method interface")
+and runs one whole training step per call of :meth:`Method.step`. This module holds the plumbing so the
+method modules read like their papers:
+
+* the word-embedding module (``model.get_input_embeddings()``) and forwards with ``inputs_embeds``, for any
+  ``AutoModelForSequenceClassification`` (keys the forward does not take, e.g. DistilBERT's
+  ``token_type_ids``, are dropped);
+* autocast around forwards (losses are always float32, see :mod:`mat.losses`), and a ``GradScaler`` of the
+  method's own when autocasting to float16;
+* gradient clipping before every optimizer step, gradients w.r.t. an input only (``torch.autograd.grad``);
+* tensor helpers: per-example norms, contiguous ("flat") buffers shaped like the parameters.
+
+With ``inputs_embeds``, Hugging Face models add the position and token-type embeddings themselves, so a
+perturbation of the word embeddings (B, T, H) is what the adversarial methods add. RoBERTa then numbers
+positions 0..T-1 instead of skipping padding: identical for right-padded batches (what
+``DataCollatorWithPadding`` gives), different for left padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from mat.losses import consistency_loss, task_loss
+
+# Batch keys that are never model keyword inputs here: ids become embeddings, labels go to our losses.
+_NOT_FORWARDED = ("input_ids", "labels", "inputs_embeds")
+
+
+def input_embeddings(model: nn.Module) -> nn.Module:
+    """The word-embedding module of ``model`` (its ``get_input_embeddings()``).
+
+    Raises:
+        TypeError: the model has no usable ``get_input_embeddings()`` (the message names its class).
+    """
+    try:
+        emb = model.get_input_embeddings()  # type: ignore[operator]
+    except (AttributeError, NotImplementedError):
+        emb = None
+    if not isinstance(emb, nn.Module):
+        raise TypeError(
+            f"{type(model).__name__} does not expose its word embeddings through get_input_embeddings(); "
+            "the training methods perturb the word embeddings and need it (use an "
+            "AutoModelForSequenceClassification)"
+        )
+    return emb
+
+
+def forward_keys(model: nn.Module) -> frozenset[str]:
+    """The named keyword inputs of ``model.forward``.
+
+    Raises:
+        TypeError: the forward takes no ``inputs_embeds``.
+    """
+    params = inspect.signature(model.forward).parameters
+    names = frozenset(n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    if "inputs_embeds" not in names:
+        raise TypeError(f"{type(model).__name__}.forward takes no inputs_embeds; the training methods need it")
+    return names
+
+
+def per_example_norm(x: Tensor, p: float | str = "inf") -> Tensor:
+    """Norm of each example of ``x`` (B, ...) over all its other dims, shaped (B, 1, ..., 1) to broadcast.
+
+    Args:
+        x: (B, ...) tensor.
+        p: ``"inf"``/``inf``, ``2``/``"l2"`` or ``1``/``"l1"``.
+    """
+    flat = x.reshape(x.shape[0], -1)
+    if p in ("inf", float("inf")):
+        n = flat.abs().amax(dim=1)
+    elif p in (2, "l2"):
+        n = flat.norm(p=2, dim=1)
+    elif p in (1, "l1"):
+        n = flat.abs().sum(dim=1)
+    else:
+        raise ValueError(f"unknown norm {p!r}: use inf, l2 or l1")
+    return n.view(-1, *([1] * (x.dim() - 1)))
+
+
+def flat_like(tensors: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """Zeroed contiguous buffers shaped like ``tensors``: one flat buffer per (device, dtype), and views.
+
+    Returns:
+        ``(buffers, views)``: ``views[i]`` has the shape, dtype and device of ``tensors[i]`` and lives in
+        one of ``buffers``, so a whole-buffer op (``zero_``, ``normal_``, ``lerp_``) is one kernel.
+    """
+    by_key: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_key.setdefault((t.device, t.dtype), []).append(i)
+    buffers: list[Tensor] = []
+    views: list[Tensor | None] = [None] * len(tensors)
+    for (device, dtype), idx in by_key.items():
+        buf = torch.zeros(sum(tensors[i].numel() for i in idx), device=device, dtype=dtype)
+        offset = 0
+        for i in idx:
+            n = tensors[i].numel()
+            views[i] = buf[offset : offset + n].view_as(tensors[i])
+            offset += n
+        buffers.append(buf)
+    return buffers, [v for v in views if v is not None]
+
+
+class FlatParams:
+    """The trainable parameters moved into contiguous buffers, so a whole-model update is one kernel.
+
+    Each parameter's ``.data`` becomes a view of one flat buffer per (device, dtype) (the ``Parameter``
+    objects, which the optimizer holds, stay the same); :meth:`like` allocates buffers of the same layout
+    (θ̂, θ̄, a teacher, the gradients), so ``a.lerp_(b, w)`` over two layouts' buffers is the update of every
+    parameter at once. Elementwise work over ~100 tensors otherwise costs ~100 kernels (each an OpenMP
+    region on CPU, a launch on GPU). Saving and loading the model is unaffected (``load_state_dict`` copies
+    in place; safetensors accepts non-overlapping views).
+
+    Args:
+        params: the parameters, in the optimizer's order (so each optimizer group is one contiguous slice).
+    """
+
+    def __init__(self, params: list[Tensor]) -> None:
+        self.params = params
+        self.buffers, self.views = flat_like(params)
+        self.rebind()
+
+    def rebind(self) -> None:
+        """(Re)make every parameter a view of the buffers (after e.g. ``model.to()`` replaced storages)."""
+        with torch.no_grad():
+            for p, v in zip(self.params, self.views):
+                if p.data_ptr() != v.data_ptr():
+                    v.copy_(p.detach())
+                    p.data = v
+
+    def like(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Zeroed ``(buffers, views)`` with the parameters' layout."""
+        return flat_like(self.params)
+
+    def segments(self, views: list[Tensor], buffers: list[Tensor], index: list[int]) -> list[Tensor]:
+        """The flat slices of ``buffers`` holding ``views[i]`` for i in ``index`` (contiguous runs merged)."""
+        out: list[Tensor] = []
+        run: tuple[int, int, int] | None = None  # (buffer, start, stop)
+        for i in index:
+            v = views[i]
+            b = next(j for j, buf in enumerate(buffers) if buf.dtype == v.dtype and buf.device == v.device)
+            start = (v.data_ptr() - buffers[b].data_ptr()) // v.element_size()
+            if run is not None and run[0] == b and run[2] == start:
+                run = (b, run[1], start + v.numel())
+            else:
+                if run is not None:
+                    out.append(buffers[run[0]][run[1] : run[2]])
+                run = (b, start, start + v.numel())
+        if run is not None:
+            out.append(buffers[run[0]][run[1] : run[2]])
+        return out
+
+
+@dataclass
+class Inputs:
+    """One batch, split for our forwards.
+
+    Attributes:
+        input_ids: (B, T) token ids.
+        labels: (B,) class ids, or float targets for regression.
+        mask: (B, T) attention mask (ones when the batch has none).
+        kwargs: the other keyword inputs the model's forward takes (``attention_mask``, ``token_type_ids``).
+    """
+
+    input_ids: Tensor
+    labels: Tensor
+    mask: Tensor
+    kwargs: dict[str, Tensor]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def repeated(self, n: int) -> dict[str, Tensor]:
+        """``kwargs`` with every tensor repeated ``n`` times along the batch (for one n·B forward)."""
+        return {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in self.kwargs.items()}
+
+
+class Method:
+    """Base class of the training methods (vanilla, MAT, FreeLB, SMART, R3F).
+
+    Args:
+        model: an ``AutoModelForSequenceClassification`` (any model with ``get_input_embeddings()`` and a
+            forward taking ``inputs_embeds``), on its device, in train mode.
+        optimizer: a ``torch.optim`` optimizer over the model's trainable parameters
+            (:func:`mat.optim.build_optimizer`).
+        scheduler: a learning-rate scheduler (``transformers.get_scheduler``); stepped once per batch.
+        task: the task's ``TaskSpec`` (``is_regression`` picks the losses).
+        args: the method's frozen argument dataclass (:mod:`mat.config`).
+        max_grad_norm: clip the gradient norm to this before every optimizer step (0: no clipping).
+        autocast_dtype: run forwards under ``torch.autocast(device, dtype)`` (losses stay float32); with
+            float16 the method also scales the loss with a ``GradScaler`` of its own.
+        diagnostics: compute extra statistics (MAT: the consistency loss with δ = 0).
+
+    Raises:
+        TypeError: the model has no ``get_input_embeddings()`` or its forward takes no ``inputs_embeds``.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        task: Any,
+        args: Any,
+        *,
+        max_grad_norm: float = 0.0,
+        autocast_dtype: torch.dtype | None = None,
+        diagnostics: bool = False,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.task = task
+        self.args = args
+        self.is_regression = bool(task.is_regression)
+        self.max_grad_norm = float(max_grad_norm)
+        self.autocast_dtype = autocast_dtype
+        self.diagnostics = bool(diagnostics)
+        self.embeddings = input_embeddings(model)
+        self.accepted = forward_keys(model)
+        self.params: list[Tensor] = [p for g in optimizer.param_groups for p in g["params"]]
+        if not self.params:
+            raise ValueError("the optimizer holds no parameters")
+        self.device = self.params[0].device
+        self.scaler = torch.amp.GradScaler(self.device.type) if autocast_dtype == torch.float16 else None
+
+    # ------------------------------------------------------------------------------------ the step
+
+    def step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:
+        """One whole training step on ``batch`` (inner loops, optimizer and scheduler steps).
+
+        Args:
+            batch: what ``DataCollatorWithPadding`` yields: ``input_ids``, ``attention_mask``, optional
+                ``token_type_ids``, ``labels`` (long; float for regression).
+
+        Returns:
+            Plain floats: at least ``loss`` (the task loss L, NaN propagated, never swallowed).
+        """
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """The method's own state across batches (not the model, optimizer or scheduler)."""
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    # ----------------------------------------------------------------------------------- plumbing
+
+    def inputs(self, batch: Mapping[str, Tensor]) -> Inputs:
+        """Split ``batch`` (moved to the model's device) into ids, labels, mask and forward kwargs.
+
+        Raises:
+            KeyError: ``input_ids`` or ``labels`` is missing.
+        """
+        for key in ("input_ids", "labels"):
+            if key not in batch:
+                raise KeyError(f"the batch has no {key!r} (keys: {sorted(batch)})")
+        moved = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
+        ids = moved["input_ids"]
+        mask = moved.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(ids)
+        kwargs = {k: v for k, v in moved.items() if k not in _NOT_FORWARDED and k in self.accepted}
+        return Inputs(input_ids=ids, labels=moved["labels"], mask=mask, kwargs=kwargs)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """``torch.autocast`` with the method's dtype, or nothing."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def logits(self, embeds: Tensor, kwargs: Mapping[str, Tensor]) -> Tensor:
+        """f(θ, x): logits (n·B, C) of the model on word embeddings ``embeds`` (n·B, T, H)."""
+        with self.autocast():
+            return self.model(inputs_embeds=embeds, **kwargs).logits
+
+    def logits_from_ids(self, inp: Inputs) -> Tensor:
+        """f(θ, x) from token ids: the ordinary forward (the embedding lookup inside the model)."""
+        with self.autocast():
+            return self.model(input_ids=inp.input_ids, **inp.kwargs).logits
+
+    def task_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """L (float32, batch mean)."""
+        return task_loss(logits, labels, self.is_regression)
+
+    def consistency(self, a: Tensor, b: Tensor) -> Tensor:
+        """ℓ_s (float32, batch mean): symmetric KL, or squared error for regression."""
+        return consistency_loss(a, b, self.is_regression)
+
+    def zero_grad(self) -> None:
+        """``optimizer.zero_grad()`` (gradients set to None)."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: Tensor) -> None:
+        """``loss.backward()``, scaled when a GradScaler is in use."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self) -> None:
+        """Clip the gradient norm (if ``max_grad_norm`` > 0), then step the optimizer (via the scaler)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def input_grad(self, loss: Tensor, x: Tensor) -> Tensor:
+        """∂loss/∂x only, by ``torch.autograd.grad``: no parameter ``.grad`` is read or written."""
+        scale = self.scaler.get_scale() if self.scaler is not None else 1.0
+        (g,) = torch.autograd.grad(loss * scale if scale != 1.0 else loss, [x])
+        return g / scale if scale != 1.0 else g
+
+    def lr(self) -> float:
+        """The current learning rate of the first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @staticmethod
+    def floats(**values: Tensor | float) -> dict[str, float]:
+        """Scalars (tensors or floats) as plain floats, with a single device synchronisation."""
+        keys = list(values)
+        tensors = [v for v in values.values() if isinstance(v, Tensor)]
+        got = iter(torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist()) if tensors else iter(())
+        return {k: (next(got) if isinstance(values[k], Tensor) else float(values[k])) for k in keys}  # type: ignore[arg-type]
+
+    def named_params(self) -> Iterator[tuple[str, Tensor]]:
+        """(name, parameter) for the optimizer's parameters, names as in ``model.named_parameters()``."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for p in self.params:
+            yield names[id(p)], p

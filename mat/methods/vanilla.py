@@ -1,0 +1,30 @@
+"""Vanilla fine-tuning: the HF ``run_glue.py`` step (one forward and backward, AdamW, scheduler step)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from torch import Tensor
+
+from mat.methods.base import Method
+
+
+class Vanilla(Method):
+    """Plain fine-tuning: loss = L(f(θ, x), y); one optimizer step and one scheduler step per batch.
+
+    Returns ``loss`` (the task loss) and ``lr`` (the learning rate the step used).
+    """
+
+    name = "vanilla"
+
+    def step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:
+        inp = self.inputs(batch)
+        self.zero_grad()
+        logits = self.logits_from_ids(inp)  # f(θ, x)  (B, C)
+        loss = self.task_loss(logits, inp.labels)  # L(θ)
+        self.backward(loss)
+        lr = self.lr()
+        self.optimizer_step()
+        self.zero_grad()
+        self.scheduler.step()
+        return self.floats(loss=loss, lr=lr)

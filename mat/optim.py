@@ -1,0 +1,100 @@
+"""Optimizers by name, from ``torch.optim`` (no hand-written Adam).
+
+``adamw`` is what vanilla fine-tuning and the baselines use (HF ``run_glue.py``: AdamW, no weight decay on
+biases and LayerNorm weights). MAT's ``sampler`` names the preconditioner of its θ sampler, as the
+authors' ``--optimizer`` flag does (Charles-Zhong/MAT ``MAT.py``): ``sgld`` -> ``torch.optim.SGD`` (plain
+SGLD), ``rmsprop`` -> ``torch.optim.RMSprop``, ``adam`` -> ``torch.optim.AdamW``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+OPTIMIZER_NAMES: tuple[str, ...] = ("adamw", "sgld", "rmsprop", "adam")
+
+
+def _adamw(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=lr, eps=eps)
+
+
+def _sgd(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr)
+
+
+def _rmsprop(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(groups, lr=lr, eps=eps)
+
+
+_BUILDERS: dict[str, Callable[[list[dict[str, Any]], float, float], torch.optim.Optimizer]] = {
+    "adamw": _adamw,
+    "adam": _adamw,
+    "sgld": _sgd,
+    "rmsprop": _rmsprop,
+}
+
+OPTIMIZER_CLASSES: dict[str, type] = {
+    "adamw": torch.optim.AdamW,
+    "adam": torch.optim.AdamW,
+    "sgld": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def optimizer_name(method_args: Any) -> str:
+    """The optimizer a method trains with: MAT's ``sampler``, ``adamw`` for every other method."""
+    return str(getattr(method_args, "sampler", "adamw"))
+
+
+def _is_norm_module(module: nn.Module) -> bool:
+    name = type(module).__name__
+    return isinstance(module, (nn.LayerNorm, nn.GroupNorm)) or "LayerNorm" in name or "RMSNorm" in name
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two parameter groups: with ``weight_decay``, and without it (biases, LayerNorm/RMSNorm weights).
+
+    Only parameters with ``requires_grad`` are included; an empty group is left out.
+    """
+    no_decay: set[int] = set()
+    for module in model.modules():
+        norm = _is_norm_module(module)
+        for pname, p in module.named_parameters(recurse=False):
+            if norm or pname == "bias" or pname.endswith("_bias"):
+                no_decay.add(id(p))
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
+    for p in model.parameters():
+        if p.requires_grad:
+            (plain if id(p) in no_decay else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.0, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """A ``torch.optim`` optimizer over the trainable parameters of ``model``.
+
+    Args:
+        model: the model to train.
+        name: ``adamw`` (vanilla and the baselines), or MAT's sampler: ``sgld`` (SGD), ``rmsprop``,
+            ``adam`` (AdamW).
+        lr: the peak learning rate (the scheduler scales it).
+        weight_decay: decoupled (AdamW) or L2 (SGD, RMSprop) weight decay; never on biases or
+            LayerNorm weights.
+        eps: epsilon of AdamW / RMSprop (unused by SGD).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones), or no trainable parameters.
+    """
+    key = name.strip().lower()
+    if key not in _BUILDERS:
+        close = difflib.get_close_matches(key, list(_BUILDERS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown optimizer {name!r}.{hint} Valid names: {', '.join(OPTIMIZER_NAMES)}")
+    groups = decay_groups(model, weight_decay)
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    return _BUILDERS[key](groups, float(lr), float(eps))

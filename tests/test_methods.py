@@ -1,0 +1,376 @@
+"""The five training methods: registry, optimizers, argument checks, and real learning on tiny models.
+
+Every model is a tiny random transformer built in code (hidden 32, 2 layers): no downloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from mat.config import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, VanillaArgs
+from mat.methods import MAT, METHODS, get_method
+from mat.optim import build_optimizer, optimizer_name
+from mat.tasks import get_task
+from tests.helpers import tiny_bert_config
+
+CLS = get_task("sst2")
+REG = get_task("stsb")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """Tiny models gain nothing from intra-op threads, and on a loaded CPU each OpenMP region waits for
+    every thread to be scheduled: one thread keeps these tests fast. Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def tiny_model(kind: str = "bert", num_labels: int = 2, seed: int = 0, **kw: Any) -> nn.Module:
+    """A tiny random BERT, RoBERTa or DistilBERT for sequence classification."""
+    from transformers import (
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    torch.manual_seed(seed)
+    if kind == "bert":
+        return BertForSequenceClassification(tiny_bert_config(num_labels=num_labels, **kw))
+    if kind == "roberta":
+        cfg = RobertaConfig(
+            vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=130, type_vocab_size=1, pad_token_id=1, num_labels=num_labels, **kw,
+        )
+        return RobertaForSequenceClassification(cfg)
+    if kind == "distilbert":
+        cfg = DistilBertConfig(
+            vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=128,
+            num_labels=num_labels, **kw,
+        )
+        return DistilBertForSequenceClassification(cfg)
+    raise ValueError(kind)
+
+
+def make_batch(n: int = 8, length: int = 10, seed: int = 0, regression: bool = False, pad: int = 3) -> dict[str, torch.Tensor]:
+    """A random right-padded batch as DataCollatorWithPadding yields it (the last ``pad`` tokens of odd rows are padding)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 99, (n, length), generator=g)
+    mask = torch.ones(n, length, dtype=torch.long)
+    mask[1::2, length - pad :] = 0
+    ids[mask == 0] = 0
+    labels = torch.rand(n, generator=g) * 5 if regression else torch.randint(0, 2, (n,), generator=g)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids), "labels": labels}
+
+
+def separable_data(n: int = 32, length: int = 8, seed: int = 0, regression: bool = False) -> dict[str, torch.Tensor]:
+    """Label 1: every token from ids 10-29; label 0: from ids 30-49 (regression target 4.0 / 1.0)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    pos = torch.randint(10, 30, (n, length), generator=g)
+    neg = torch.randint(30, 50, (n, length), generator=g)
+    ids = torch.where(labels[:, None] == 1, pos, neg)
+    ids[:, 0] = 2  # [CLS]
+    mask = torch.ones_like(ids)
+    mask[::4, -2:] = 0
+    ids[mask == 0] = 0
+    y: torch.Tensor = 1.0 + 3.0 * labels.float() if regression else labels
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids), "labels": y}
+
+
+def build(
+    method: str,
+    args: Any = None,
+    model: nn.Module | None = None,
+    task: Any = CLS,
+    lr: float = 1e-3,
+    total_steps: int = 100,
+    warmup: int = 0,
+    weight_decay: float = 0.0,
+    **kw: Any,
+) -> Any:
+    """A method object on a tiny model with the optimizer and scheduler the training loop would build."""
+    from transformers import get_scheduler
+
+    model = model if model is not None else tiny_model(num_labels=task.num_labels)
+    model.train()
+    args = args if args is not None else METHOD_ARGS[method]()
+    opt = build_optimizer(model, optimizer_name(args), lr=lr, weight_decay=weight_decay)
+    sched = get_scheduler("linear", opt, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return get_method(method)(model, opt, sched, task, args, **kw)
+
+
+FAST_ARGS: dict[str, Any] = {
+    "vanilla": VanillaArgs(),
+    "mat": MATArgs(sampling_times_delta=1, sampling_times_theta=2, sampling_step_delta=1e-3, lambda_s=1.0, beta_s=0.3, beta_p=0.3),
+    "freelb": FreeLBArgs(adv_steps=2, adv_init_mag=1e-2, adv_lr=1e-2, adv_max_norm=0.0),
+    "smart": SMARTArgs(adv_k=1, bregman_mu=1.0, bregman_beta=0.9),
+    "r3f": R3FArgs(),
+}
+
+
+def accuracy(model: nn.Module, data: dict[str, torch.Tensor]) -> float:
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=data["input_ids"], attention_mask=data["attention_mask"]).logits
+    model.train()
+    return float((logits.argmax(-1) == data["labels"]).float().mean())
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+
+def test_registry_names_and_classes() -> None:
+    assert list(METHODS) == ["vanilla", "mat", "freelb", "smart", "r3f"]
+    assert set(METHODS) == set(METHOD_ARGS)
+    assert get_method("MAT") is MAT
+    for name, cls in METHODS.items():
+        assert cls.name == name
+
+
+def test_unknown_method_lists_valid_names() -> None:
+    with pytest.raises(KeyError, match=r"Did you mean 'freelb'.*vanilla, mat, freelb, smart, r3f"):
+        get_method("freelbb")
+
+
+# -------------------------------------------------------------------------------------------- optim
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [("adamw", torch.optim.AdamW), ("adam", torch.optim.AdamW), ("sgld", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop)],
+)
+def test_build_optimizer_classes(name: str, cls: type) -> None:
+    opt = build_optimizer(tiny_model(), name, lr=3e-5, weight_decay=0.01, eps=1e-6)
+    assert type(opt) is cls
+    assert all(g["lr"] == 3e-5 for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert"])
+def test_build_optimizer_no_decay_on_bias_and_layernorm(kind: str) -> None:
+    model = tiny_model(kind)
+    opt = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    plain = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert decayed and plain
+    assert all(not n.endswith("bias") and "norm" not in n.lower() for n in decayed)
+    assert any("norm" in n.lower() and n.endswith("weight") for n in plain)
+    assert len(decayed) + len(plain) == len(list(model.parameters()))
+
+
+def test_build_optimizer_unknown_name() -> None:
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamx'.*adamw, sgld, rmsprop, adam"):
+        build_optimizer(tiny_model(), "adamx", lr=1e-3)
+
+
+def test_optimizer_name_per_method() -> None:
+    assert optimizer_name(MATArgs(sampler="rmsprop")) == "rmsprop"
+    assert optimizer_name(FreeLBArgs()) == "adamw"
+    assert optimizer_name(VanillaArgs()) == "adamw"
+
+
+# ------------------------------------------------------------------------------------- args checks
+
+
+@pytest.mark.parametrize(
+    "cls, field, value, message",
+    [
+        (MATArgs, "sampling_times_delta", -1, r"MATArgs.sampling_times_delta=-1 is out of range: allowed \[0, 10000\]"),
+        (MATArgs, "sampling_times_theta", 0, r"MATArgs.sampling_times_theta=0 is out of range: allowed \[1, 10000\]"),
+        (MATArgs, "beta_s", 1.5, r"MATArgs.beta_s=1.5 is out of range: allowed \[0.0, 1.0\]"),
+        (MATArgs, "beta_p", -0.1, r"MATArgs.beta_p=-0.1 is out of range"),
+        (MATArgs, "sampling_step_delta", -1e-3, r"MATArgs.sampling_step_delta=-0.001 is out of range"),
+        (MATArgs, "sampling_noise_ratio", -0.1, r"MATArgs.sampling_noise_ratio=-0.1 is out of range"),
+        (MATArgs, "lambda_s", -1.0, r"MATArgs.lambda_s=-1.0 is out of range"),
+        (MATArgs, "sampler", "lbfgs", r"MATArgs.sampler='lbfgs' is not allowed: choose one of \['sgld', 'rmsprop', 'adam'\]"),
+        (MATArgs, "delta_update", "sign", r"MATArgs.delta_update='sign' is not allowed"),
+        (MATArgs, "adv_init_type", "uniform", r"MATArgs.adv_init_type='uniform' is not allowed"),
+        (FreeLBArgs, "adv_steps", 0, r"FreeLBArgs.adv_steps=0 is out of range: allowed \[1, 1000\]"),
+        (FreeLBArgs, "adv_lr", -0.1, r"FreeLBArgs.adv_lr=-0.1 is out of range"),
+        (FreeLBArgs, "norm_type", "l1", r"FreeLBArgs.norm_type='l1' is not allowed"),
+        (SMARTArgs, "adv_k", -1, r"SMARTArgs.adv_k=-1 is out of range: allowed \[0, 1000\]"),
+        (SMARTArgs, "adv_step_size", -1.0, r"SMARTArgs.adv_step_size=-1.0 is out of range"),
+        (SMARTArgs, "bregman_beta", 1.2, r"SMARTArgs.bregman_beta=1.2 is out of range: allowed \[0.0, 1.0\]"),
+        (SMARTArgs, "adv_p_norm", "l3", r"SMARTArgs.adv_p_norm='l3' is not allowed"),
+        (R3FArgs, "eps", -1e-5, r"R3FArgs.eps=-1e-05 is out of range"),
+        (R3FArgs, "noise_type", "cauchy", r"R3FArgs.noise_type='cauchy' is not allowed"),
+    ],
+)
+def test_method_args_out_of_range(cls: type, field: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cls(**{field: value})
+
+
+def test_mat_rejects_wrong_optimizer_and_disagreeing_lr() -> None:
+    with pytest.raises(TypeError, match=r"sampler 'sgld' needs a SGD optimizer, got AdamW"):
+        model = tiny_model()
+        opt = build_optimizer(model, "adamw", lr=1e-3)
+        MAT(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), CLS, MATArgs(sampler="sgld"))
+    with pytest.raises(ValueError, match=r"sampling_step_theta=0.01 but the optimizer's learning rate is 0.001"):
+        build("mat", MATArgs(sampling_step_theta=1e-2), lr=1e-3)
+
+
+# ----------------------------------------------------------------------------------- model support
+
+
+class _NoEmbeddings(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def get_input_embeddings(self) -> nn.Module:
+        raise NotImplementedError
+
+    def forward(self, inputs_embeds: torch.Tensor) -> Any:  # pragma: no cover - never reached
+        return inputs_embeds
+
+
+class _NoneEmbeddings(_NoEmbeddings):
+    def get_input_embeddings(self) -> Any:
+        return None
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("cls", [_NoEmbeddings, _NoneEmbeddings])
+def test_model_without_input_embeddings_is_named(method: str, cls: type) -> None:
+    model = cls()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with pytest.raises(TypeError, match=f"{cls.__name__} does not expose its word embeddings"):
+        get_method(method)(model, opt, None, CLS, METHOD_ARGS[method]())
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
+def test_mat_runs_on_bert_roberta_distilbert(kind: str) -> None:
+    model = tiny_model(kind)
+    before = [p.detach().clone() for p in model.parameters()]
+    method = build("mat", FAST_ARGS["mat"], model=model, diagnostics=True)
+    if kind == "distilbert":
+        assert "token_type_ids" not in method.accepted
+    for seed in range(2):
+        stats = method.step(make_batch(seed=seed))
+        assert set(stats) >= {"loss", "adv_loss", "delta_norm", "delta_kl", "dropout_kl", "lr"}
+        assert all(isinstance(v, float) and math.isfinite(v) for v in stats.values())
+        assert stats["adv_loss"] > 0 and 0 < stats["delta_norm"] <= 1e-5 * (1 + 1e-5)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+# ------------------------------------------------------------------------------------------ the step
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_one_scheduler_step_per_batch_and_float_stats(method: str) -> None:
+    m = build(method, FAST_ARGS[method])
+    for i in range(3):
+        stats = m.step(make_batch(seed=i))
+        assert m.scheduler.last_epoch == i + 1
+        assert "loss" in stats and all(type(v) is float for v in stats.values())
+    assert all(p.grad is None or not p.grad.any() for p in m.params)  # zero_grad'ed after the step
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_nan_is_not_swallowed(method: str) -> None:
+    m = build(method, FAST_ARGS[method])
+    with torch.no_grad():
+        m.model.classifier.weight.fill_(float("nan"))
+    assert math.isnan(m.step(make_batch())["loss"])
+
+
+@pytest.mark.parametrize("method", ["vanilla", "freelb", "r3f"])
+def test_gradient_clipping_bounds_the_sgd_update(method: str) -> None:
+    # SGD without weight decay: theta' - theta = -lr * clipped grad, so ||update|| <= lr * max_grad_norm.
+    model = tiny_model()
+    from transformers import get_scheduler
+
+    opt = build_optimizer(model, "sgld", lr=0.5)
+    sched = get_scheduler("constant", opt)
+    m = get_method(method)(model, opt, sched, CLS, FAST_ARGS[method], max_grad_norm=1e-3)
+    before = [p.detach().clone() for p in m.params]
+    m.step(make_batch())
+    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(m.params, before)]).norm()
+    assert 0 < update <= 0.5 * 1e-3 * (1 + 1e-4)
+
+
+def test_bf16_autocast_runs() -> None:
+    m = build("mat", FAST_ARGS["mat"], autocast_dtype=torch.bfloat16)
+    stats = m.step(make_batch())
+    assert math.isfinite(stats["loss"]) and m.scaler is None
+
+
+def test_fp16_autocast_uses_a_grad_scaler_and_checkpoints_it() -> None:
+    m = build("freelb", FAST_ARGS["freelb"], autocast_dtype=torch.float16)
+    assert m.scaler is not None
+    assert math.isfinite(m.step(make_batch())["loss"])
+    assert "scaler" in m.state_dict()
+
+
+def test_smart_teacher_is_an_ema_and_checkpoints() -> None:
+    m = build("smart", SMARTArgs(bregman_beta=0.75))
+    teacher0 = [t.clone() for t in m.teacher]
+    assert all(torch.equal(t, p) for t, p in zip(teacher0, m.params))  # θ̃_0 = θ_0
+    m.step(make_batch())
+    for t0, t, p in zip(teacher0, m.teacher, m.params):
+        assert_close(t, 0.75 * t0 + 0.25 * p.detach())
+    state = m.state_dict()
+    other = build("smart", SMARTArgs(bregman_beta=0.75), model=tiny_model(seed=1))
+    other.load_state_dict(state)
+    for a, b in zip(other.teacher, m.teacher):
+        assert torch.equal(a, b)
+
+
+def test_smart_and_r3f_with_zero_weights_are_vanilla() -> None:
+    data = make_batch()
+    ref = build("vanilla")
+    torch.manual_seed(1)
+    ref.step(data)
+    for method, args in (("smart", SMARTArgs(adv_alpha=0.0, bregman_mu=0.0)), ("r3f", R3FArgs(r3f_lambda=0.0))):
+        m = build(method, args)
+        torch.manual_seed(1)
+        m.step(data)
+        for p, q in zip(m.params, ref.params):
+            assert_close(p, q)
+
+
+# ------------------------------------------------------------------------------------------ learning
+
+LEARN_STEPS = {"vanilla": 40, "mat": 25, "freelb": 40, "smart": 40, "r3f": 40}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_learns_a_separable_task(method: str) -> None:
+    torch.manual_seed(0)
+    data = separable_data()
+    m = build(method, FAST_ARGS[method], lr=2e-3, total_steps=LEARN_STEPS[method], max_grad_norm=1.0)
+    n = data["labels"].shape[0]
+    for _ in range(LEARN_STEPS[method]):
+        idx = torch.randperm(n)[:16]
+        m.step({k: v[idx] for k, v in data.items()})
+    assert accuracy(m.model, data) >= 0.95
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_runs_regression(method: str) -> None:
+    args = FAST_ARGS[method]
+    m = build(method, args, model=tiny_model(num_labels=1), task=REG, lr=2e-3)
+    data = separable_data(regression=True)
+    losses = [m.step({k: v[:16] for k, v in data.items()})["loss"] for _ in range(6)]
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_fast_args_are_valid_dataclasses() -> None:
+    for name, args in FAST_ARGS.items():
+        assert isinstance(args, METHOD_ARGS[name])
+        assert dataclasses.is_dataclass(args)
