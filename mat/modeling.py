@@ -63,18 +63,14 @@ def load_model_and_tokenizer(name: str, task: TaskSpec) -> tuple[Any, Any]:
 
 
 def check_embeddings(model: Any) -> Any:
-    """The model's input embedding module.
+    """The model's input embedding module (:func:`mat.methods.base.input_embeddings`).
 
     Raises:
         ModelError: the model does not expose ``get_input_embeddings()``.
     """
+    from mat.methods.base import input_embeddings
+
     try:
-        emb = model.get_input_embeddings()
-    except (NotImplementedError, AttributeError):
-        emb = None
-    if emb is None:
-        raise ModelError(
-            f"{type(model).__name__} does not expose get_input_embeddings(): the adversarial methods perturb "
-            "the word embeddings and need it (use an AutoModelForSequenceClassification)"
-        )
-    return emb
+        return input_embeddings(model)
+    except TypeError as e:
+        raise ModelError(str(e)) from None
