@@ -125,7 +125,7 @@ def test_model_without_input_embeddings_is_refused() -> None:
         def get_input_embeddings(self) -> None:
             raise NotImplementedError
 
-    with pytest.raises(ModelError, match="NoEmbeddings does not expose get_input_embeddings"):
+    with pytest.raises(ModelError, match="NoEmbeddings does not expose its word embeddings through get_input_embeddings"):
         check_embeddings(NoEmbeddings())
 
 
