@@ -25,6 +25,12 @@ preferred where present; otherwise its metrics come from the ``MetricData`` tabl
 the parameter record whose ``parameter_id`` equals the metrics' ``parameterId``, never from trial order or
 from the trial's own ``TrialJobEvent``, which NNI 3.0 can fill with another trial's parameters
 (microsoft/nni#5726, #5693; the recorded fixture under ``tests/fixtures/analysis/nni`` shows it).
+
+A stopped experiment (``nnictl stop``: its latest ``ExperimentProfile`` has an ``endTime``) leaves the
+trials that were running with ``RUNNING`` as their last event in NNI's store: NNI records no end for them.
+They are reported INTERRUPTED, never RUNNING and never finished. ``nnictl resume`` re-runs each of them
+under the same trial id, so a resumed trial is one trial (one row set), whose record and status are those of
+its latest run (docs/resume.md).
 """
 
 from __future__ import annotations
@@ -242,12 +248,20 @@ class NniStore:
         events: ``TrialJobEvent`` rows (timestamp, trialJobId, event, data, logPath, sequenceId, message,
             environmentId) in insertion order.
         metrics: ``MetricData`` rows (timestamp, trialJobId, parameterId, type, sequence, data).
+        end_time: the latest revision's ``endTime`` (ms since the epoch): set once the experiment is DONE
+            or STOPPED, unset while it runs (``nnictl resume`` clears it); None when unset.
     """
 
     path: Path
     profile: dict[str, Any]
     events: pd.DataFrame
     metrics: pd.DataFrame
+    end_time: int | None = None
+
+    @property
+    def ended(self) -> bool:
+        """The experiment is over (DONE or stopped): none of its trials can still be running."""
+        return self.end_time is not None
 
 
 def read_nni_store(db_path: str | os.PathLike[str]) -> NniStore:
@@ -262,13 +276,14 @@ def read_nni_store(db_path: str | os.PathLike[str]) -> NniStore:
         raise FileNotFoundError(f"no NNI database at {path}")
     con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
     try:
-        prof = con.execute("SELECT params FROM ExperimentProfile ORDER BY revision DESC LIMIT 1").fetchone()
+        prof = con.execute("SELECT params, endTime FROM ExperimentProfile ORDER BY revision DESC LIMIT 1").fetchone()
         events = pd.read_sql_query("SELECT * FROM TrialJobEvent ORDER BY rowid", con)
         metrics = pd.read_sql_query("SELECT * FROM MetricData ORDER BY rowid", con)
     finally:
         con.close()
     profile = json.loads(prof[0]) if prof and prof[0] else {}
-    return NniStore(path=path, profile=profile, events=events, metrics=metrics)
+    end_time = int(prof[1]) if prof and isinstance(prof[1], (int, float)) else None
+    return NniStore(path=path, profile=profile, events=events, metrics=metrics, end_time=end_time)
 
 
 def _loads_twice(text: str | None) -> Any:
@@ -282,16 +297,42 @@ def _loads_twice(text: str | None) -> Any:
 
 
 def parameter_records(store: NniStore) -> dict[str, dict[str, Any]]:
-    """``{parameter_id: parameters}`` from every ``TrialJobEvent`` that carries a parameter record."""
-    out: dict[str, dict[str, Any]] = {}
-    for data in store.events["data"].dropna():
+    """``{parameter_id: parameters}`` from every ``TrialJobEvent`` that carries a parameter record (the first
+    record of each id; see :func:`parameter_history` for ids NNI issued twice)."""
+    return {pid: history[0][1] for pid, history in parameter_history(store).items()}
+
+
+def parameter_history(store: NniStore) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+    """``{parameter_id: [(timestamp, parameters), ...]}``: every parameter set issued under each id, in order.
+
+    After ``nnictl resume`` NNI 3.0's dispatcher restarts its parameter ids at (the largest id among the
+    trials it re-dispatches) + 1, or at 0 when none was running, so one id can name two parameter sets:
+    the one issued before the stop and the one issued after it. Re-dispatches of the same set are kept once.
+    """
+    out: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for ts, data in zip(store.events["timestamp"], store.events["data"]):
+        if not isinstance(data, str):
+            continue
         try:
             d = json.loads(data)
         except (TypeError, ValueError):
             continue
         if isinstance(d, dict) and "parameter_id" in d and isinstance(d.get("parameters"), dict):
-            out.setdefault(str(d["parameter_id"]), d["parameters"])
+            history = out.setdefault(str(d["parameter_id"]), [])
+            if not any(p == d["parameters"] for _t, p in history):
+                t = float(ts) if isinstance(ts, (int, float)) and not pd.isna(ts) else math.nan
+                history.append((t, d["parameters"]))
     return out
+
+
+def _issued_params(history: Sequence[tuple[float, dict[str, Any]]], first_metric: float) -> dict[str, Any] | None:
+    """The parameter set an id named when a trial first reported under it: the latest issued no later."""
+    if not history:
+        return None
+    if len(history) == 1 or math.isnan(first_metric):
+        return history[0][1] if len(history) == 1 else None
+    before = [p for t, p in history if not math.isnan(t) and t <= first_metric]
+    return before[-1] if before else None
 
 
 def _flag_values(command: str) -> dict[str, str]:
@@ -352,24 +393,43 @@ def _trial_dir(exp_dir: Path, trial: str, env: Any) -> Path | None:
     return found[0] if found else None
 
 
-def _merge_status(rec: TrialRecord, nni_status: str) -> tuple[str, str | None]:
-    """A record still RUNNING whose NNI process has ended is partial: FAILED or INTERRUPTED, never done."""
+STOPPED_WHILE_RUNNING = (
+    "the experiment was stopped (nnictl stop) while the trial was {status} (partial; `nnictl resume` re-runs it)"
+)
+
+
+def _nni_status(nni_status: str, ended: bool) -> tuple[str, str | None]:
+    """Record status of an NNI status; in an ended experiment a trial NNI still lists as running was stopped."""
     mapped = NNI_STATUS.get(nni_status, "RUNNING")
+    if ended and mapped == "RUNNING":
+        return "INTERRUPTED", STOPPED_WHILE_RUNNING.format(status=nni_status)
+    return mapped, None
+
+
+def _merge_status(rec: TrialRecord, nni_status: str, ended: bool = False) -> tuple[str, str | None]:
+    """A record still RUNNING whose NNI process has ended (or whose experiment was stopped) is partial:
+    FAILED or INTERRUPTED, never done. Any other record status is the trial's own word."""
+    mapped, stopped = _nni_status(nni_status, ended)
     if rec.status == "RUNNING" and mapped != "RUNNING":
         status = "FAILED" if mapped == "FAILED" else "INTERRUPTED"
-        return status, rec.error or f"NNI reports the trial {nni_status} but its record says RUNNING (partial)"
+        return status, rec.error or stopped or f"NNI reports the trial {nni_status} but its record says RUNNING (partial)"
     return rec.status, rec.error
 
 
 def _add_nni_only(b: _Builder, store: NniStore, exp_id: str, trial: str, metrics: pd.DataFrame,
-                  params_by_id: Mapping[str, dict[str, Any]], event_params: dict[str, Any] | None,
+                  params_by_id: Mapping[str, Sequence[tuple[float, dict[str, Any]]]], event_params: dict[str, Any] | None,
                   status: str, error: str | None) -> None:
-    """A trial without a usable record: metrics from MetricData, parameters joined on parameterId."""
+    """A trial without a usable record: metrics from MetricData, parameters joined on parameterId (for an id
+    NNI issued twice, around a resume, the set issued last before the trial's first metric)."""
     pids = metrics["parameterId"].dropna().astype(str).unique().tolist()
     source = f"{store.path}#{trial}"
     if len(pids) > 1:
         b.skip(source, f"trial reported metrics for {len(pids)} parameter ids {pids}; using the last")
-    params = params_by_id.get(pids[-1]) if pids else None
+    params = None
+    if pids:
+        mine = metrics[metrics["parameterId"].astype(str) == pids[-1]]["timestamp"]
+        first = float(mine.min()) if len(mine) and not pd.isna(mine.min()) else math.nan
+        params = _issued_params(params_by_id.get(pids[-1], []), first)
     if params is None:
         params = event_params or {}
     method, task, model, seed = _identity(params, _flag_values(store.profile.get("trialCommand", "")))
@@ -409,7 +469,7 @@ def _load_nni_into(b: _Builder, exp_dir: Path) -> None:
         b.skip(db, f"not a readable NNI 3.0 store ({type(e).__name__}: {e})")
         return
     exp_id = exp_dir.name
-    params_by_id = parameter_records(store)
+    params_by_id = parameter_history(store)
     metrics_by_trial = dict(tuple(store.metrics.groupby("trialJobId", sort=False)))
     for trial, events in store.events.groupby("trialJobId", sort=False):
         trial = str(trial)
@@ -419,16 +479,20 @@ def _load_nni_into(b: _Builder, exp_dir: Path) -> None:
         rec_path = trial_dir / RECORD_FILE if trial_dir is not None else None
         rec = _read_checked(b, rec_path) if rec_path is not None and rec_path.is_file() else None
         if rec is not None:
-            status, error = _merge_status(rec, nni_status)
+            status, error = _merge_status(rec, nni_status, store.ended)
             _add_record(b, rec, _record_info(rec, str(rec_path), status, error, exp_id))
             continue
         event_params = None
         for data in events["data"].dropna():
-            d = json.loads(data)
+            try:  # a resumed trial's ADD_RESUMED event has empty data
+                d = json.loads(data)
+            except (TypeError, ValueError):
+                continue
             if isinstance(d, dict) and isinstance(d.get("parameters"), dict):
                 event_params = d["parameters"]
-        status = NNI_STATUS.get(nni_status, "RUNNING")
-        error = _stderr_tail(trial_dir) if status == "FAILED" else None
+        status, error = _nni_status(nni_status, store.ended)
+        if status == "FAILED":
+            error = _stderr_tail(trial_dir)
         if status == "FAILED" and error is None:
             error = "trial FAILED in NNI and wrote no trial record"
         empty = store.metrics.iloc[0:0]

@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-FINISHED = ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL")
+FINISHED = ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL")
 TRIAL_DONE = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 
 

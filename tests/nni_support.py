@@ -213,7 +213,7 @@ def resume(exp: Experiment, timeout: float = 120) -> None:
     assert os.environ["HOME"] == str(exp.home), "nnictl finds its experiments under $HOME"
     proc = subprocess.run(
         [nni_runner.nnictl(), "resume", exp.id, "--port", str(exp.port)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
     )
     if proc.returncode != 0:
         out = nni_runner.ANSI.sub("", proc.stdout + proc.stderr)

@@ -11,14 +11,24 @@ stderr), every evaluation is reported as an intermediate result and the best one
 exactly once. ``trial.json`` goes to ``$NNI_OUTPUT_DIR`` with the parameters the trial really used
 (NNI 3.0 can pair metrics with another trial's parameters in its exports; the record is the truth).
 
+``nnictl stop`` / ``nnictl resume`` (docs/resume.md): stopping the experiment takes NNI's command channel
+away first, so the next report fails; the trial then checkpoints and ends INTERRUPTED (exit 143), as it does
+on the SIGINT NNI sends a few seconds later. ``nnictl resume`` re-dispatches every trial that was running,
+under the same trial id, into the same ``$NNI_OUTPUT_DIR``, so ``fit`` finds the trial's checkpoint there
+and continues from it. NNI re-sends the parameter record it filed under the trial id, which with trials
+running side by side can be another trial's (microsoft/nni#5726); the trial keeps the parameters it first
+received (``nni_parameters.json`` in its folder), so it continues the run it was doing.
+
 This is the only module of the project that imports ``nni``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,13 +36,14 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mat.config import TrialConfig, apply_overrides, parse_cli  # noqa: E402
-from mat.records import EvalResult, TrialRecord, nni_metric, write_record  # noqa: E402
+from mat.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
 from mat.tasks import get_task  # noqa: E402
 
 log = logging.getLogger("mat.trial")
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 143
+PARAMETERS_FILE = "nni_parameters.json"  # the parameter record NNI first sent this trial, in its folder
 
 
 def _nni() -> Any | None:
@@ -54,6 +65,36 @@ def _failed_record(cfg: TrialConfig, params: dict[str, Any], error: str, trial_i
     return rec
 
 
+def _own_parameters(nni: Any, out_dir: Path, trial_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters this trial runs with: the ones NNI sent, except after ``nnictl resume``.
+
+    The first dispatch saves NNI's parameter record in the trial's folder. A re-dispatch (``"parameter_source":
+    "resumed"``) gets the record NNI filed under this trial id, which NNI 3.0 may have filed under the wrong
+    trial when trials start side by side (microsoft/nni#5726: the trial that asks first takes the first queued
+    set); then the saved parameters win, so the trial continues what it ran (its checkpoint matches them).
+    Its reports still carry the re-sent parameter id: NNI's dispatcher crashes on a final result whose id it
+    did not re-dispatch. ``trial.json`` holds the parameters really used.
+    """
+    sent = getattr(getattr(nni, "trial", None), "_params", None) or {}  # NNI's parameter record (private)
+    path = out_dir / PARAMETERS_FILE
+    first: dict[str, Any] = {}
+    if sent.get("parameter_source") == "resumed":
+        log.info("re-dispatched by `nnictl resume` (parameter id %s): continuing from this trial's checkpoint if it has one", sent.get("parameter_id"))
+        try:
+            first = json.loads(path.read_text())
+        except (OSError, ValueError):
+            first = {}  # stopped before it received its parameters: it starts now, with these
+    if first.get("trial_id") != trial_id or not isinstance(first.get("parameters"), dict) or first["parameters"] == params:
+        write_json_atomic(path, {"trial_id": trial_id, **sent})
+        return params
+    log.warning(
+        "NNI re-sent parameter id %s %s, but this trial ran with parameter id %s %s before the stop (NNI 3.0 "
+        "filed its parameters under another trial, microsoft/nni#5726): continuing with the parameters it ran with",
+        sent.get("parameter_id"), params, first.get("parameter_id"), first["parameters"],
+    )
+    return dict(first["parameters"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one trial; returns the process exit code (0 SUCCEEDED, 1 FAILED, 143 INTERRUPTED)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -62,11 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     trial_id = exp_id = None
     params: dict[str, Any] = {}
     if nni is not None:
-        params = nni.get_next_parameter() or {}
+        try:
+            params = nni.get_next_parameter() or {}
+        except (OSError, KeyboardInterrupt) as e:  # the experiment was stopped before this trial got its parameters
+            log.warning("no parameters received (%s): the experiment was stopped; `nnictl resume` re-runs this trial", type(e).__name__)
+            return EXIT_INTERRUPTED
         trial_id, exp_id = nni.get_trial_id(), nni.get_experiment_id()
         out = cfg.run.output_dir or os.environ.get("NNI_OUTPUT_DIR") or "."
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, output_dir=out, trial_id=cfg.run.trial_id or trial_id))
         log.info("NNI trial %s of experiment %s, parameters %s", trial_id, exp_id, params)
+        params = _own_parameters(nni, Path(out), str(trial_id), params)
     try:
         cfg = apply_overrides(cfg, params)
         get_task(cfg.run.task)
@@ -78,26 +124,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_record(_failed_record(cfg, params, msg, trial_id, exp_id), default_output_dir(cfg))
         return EXIT_FAILED
 
-    from mat.train import TrainingInterrupted, fit, new_record
+    from mat.train import TrainingInterrupted, default_output_dir, fit, new_record
 
     record = new_record(cfg, trial_id, exp_id)
+    lost: list[str] = []  # why NNI became unreachable (nnictl stop), once it did
 
     def report(ev: EvalResult, rec: TrialRecord) -> None:
-        if nni is not None:
+        if nni is None or lost:
+            return
+        try:
             nni.report_intermediate_result(nni_metric(ev))
+        except OSError as e:  # requests' ConnectionError: nnictl stop took NNI's command channel away
+            lost.append(f"{type(e).__name__}: {e}")
+            log.warning("NNI is unreachable (%s): the experiment was stopped; checkpointing and stopping", lost[0])
+            signal.raise_signal(signal.SIGTERM)  # fit's handler: checkpoint after this step, record INTERRUPTED
 
     try:
         record = fit(cfg, record=record, on_eval=report, show_progress=sys.stderr.isatty() or nni is None)
     except TrainingInterrupted as e:
-        log.warning("%s", e)
+        if lost:
+            record.error = f"NNI became unreachable (experiment stopped: nnictl stop): {record.error}"
+            write_record(record, default_output_dir(cfg))
+        log.warning("%s", record.error or e)
         return EXIT_INTERRUPTED
     except Exception as e:  # the record already says FAILED with the reason
         log.error("trial FAILED: %s", record.error or e, exc_info=not isinstance(e, ValueError))
         return EXIT_FAILED
     final = record.nni_metric("best")
     if nni is not None:
-        nni.report_final_result(final)  # exactly once: a second report stalls NNI 3.0's TPE (#5689)
-    from mat.train import default_output_dir
+        try:
+            nni.report_final_result(final)  # exactly once: a second report stalls NNI 3.0's TPE (#5689)
+        except OSError as e:  # stopped at the very end: the record is complete; `nnictl resume` re-runs and reports
+            log.warning("trial finished but NNI is unreachable (%s: %s): final result not reported", type(e).__name__, e)
+            return EXIT_INTERRUPTED
 
     log.info("trial SUCCEEDED: best %s (step %d); record %s", final, record.best.step if record.best else -1, default_output_dir(cfg) / "trial.json")
     print(f"best: {final}", flush=True)
