@@ -36,14 +36,7 @@ from tests.test_methods import build, make_batch, tiny_model
 GOLDEN = Path(__file__).parent / "golden" / "mat_losses.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Any:
-    """Tiny models gain nothing from intra-op threads, and on a loaded CPU each OpenMP region waits for
-    every thread to be scheduled: one thread keeps these tests fast. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VANILLA_LIKE = MATArgs(
     sampling_times_delta=0, sampling_times_theta=1, lambda_s=0.0, beta_s=0.0, beta_p=0.0,

@@ -24,14 +24,7 @@ CLS = get_task("sst2")
 REG = get_task("stsb")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Any:
-    """Tiny models gain nothing from intra-op threads, and on a loaded CPU each OpenMP region waits for
-    every thread to be scheduled: one thread keeps these tests fast. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ------------------------------------------------------------------------------------------- helpers
 
