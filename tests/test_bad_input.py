@@ -143,3 +143,30 @@ def test_full_disk_keeps_the_previous_record(tmp_path: Path, monkeypatch: pytest
         write_record(rec, tmp_path)
     assert (tmp_path / "trial.json").read_text() == before  # intact, never half-written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trial.json"]  # no temp file left behind
+
+
+# ------------------------------------------------------------------------------------ search spaces
+
+
+def test_bad_search_space_files_are_named(tmp_path: Path) -> None:
+    from mat.search_space import main, search_space_problems
+
+    assert search_space_problems({"lambda_s": {"_type": "choice", "_value": [1, 3]}}, "mat") == []
+    problems = search_space_problems(
+        {
+            "lamda_s": {"_type": "choice", "_value": [1]},
+            "beta_s": {"_type": "choise", "_value": [0.1]},
+            "sampler": {"_type": "choice", "_value": []},
+            "sampling_times": {"_type": "choice", "_value": [5, -1]},
+        },
+        "mat",
+    )
+    assert problems[0].startswith("'lamda_s': not a parameter of method mat; valid keys: ")
+    assert problems[1] == "'beta_s': unknown _type 'choise'; NNI's types are " + ", ".join(
+        ("choice", "randint", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal"))
+    assert problems[2] == "'sampler': _value must be a non-empty list, got []"
+    assert "value -1 is refused" in problems[3] and "sampling_times_delta=-1 is out of range" in problems[3]
+    f = tmp_path / "space.json"
+    f.write_text(json.dumps({"lambda_s": {"_type": "choice", "_value": []}}))
+    assert main([str(f), "--method", "mat"]) == 1
+    assert main([str(ROOT / "search_spaces" / "mat_paper.json"), "--method", "mat"]) == 0
