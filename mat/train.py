@@ -14,7 +14,7 @@ import random
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,7 +142,6 @@ class _State:
     step: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     stop_signal: int | None = None
-    losses: list[float] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------ fit

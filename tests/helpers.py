@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+TRIAL_SCRIPT = REPO / "trials" / "mat_trial.py"
+SHARED_DATA = REPO.parent / "shared" / "data"
 NO_SHARED_DATA = "../shared/data is absent (real GLUE/ANLI files); these tests read them in place"
 
 WORDS = (
@@ -90,3 +92,9 @@ def make_tiny_glue_dir(path: str | os.PathLike[str], n_train: int = 64, n_dev: i
         "index\tsentence1\tsentence2\n" + "".join(f"{i}\t{sentence(1)}\t{sentence(0)}\n" for i in range(8))
     )
     return path
+
+
+def make_tiny_setup(base: str | os.PathLike[str], n_train: int, n_dev: int) -> dict[str, Path]:
+    """``{"model": tiny BERT folder, "data": tiny glue_data folder}`` under ``base``, for trial-script tests."""
+    base = Path(base)
+    return {"model": make_tiny_model_dir(base / "model"), "data": make_tiny_glue_dir(base / "data", n_train=n_train, n_dev=n_dev)}

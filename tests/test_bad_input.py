@@ -16,16 +16,14 @@ import torch
 
 from mat.config import parse_cli
 from mat.records import TrialRecord, read_record, write_record
-from tests.helpers import NO_SHARED_DATA, SHARED_DATA, make_tiny_glue_dir, make_tiny_model_dir
+from tests.helpers import NO_SHARED_DATA, REPO, SHARED_DATA, TRIAL_SCRIPT, make_tiny_glue_dir, make_tiny_setup
 
-ROOT = Path(__file__).resolve().parents[1]
-TRIAL = ROOT / "trials" / "mat_trial.py"
+TRIAL = TRIAL_SCRIPT
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("bad")
-    return {"model": make_tiny_model_dir(base / "model"), "data": make_tiny_glue_dir(base / "data", n_train=16, n_dev=8)}
+    return make_tiny_setup(tmp_path_factory.mktemp("bad"), n_train=16, n_dev=8)
 
 
 def _trial(tiny: dict[str, Path], out: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, dict[str, Any] | None]:
@@ -169,4 +167,4 @@ def test_bad_search_space_files_are_named(tmp_path: Path) -> None:
     f = tmp_path / "space.json"
     f.write_text(json.dumps({"lambda_s": {"_type": "choice", "_value": []}}))
     assert main([str(f), "--method", "mat"]) == 1
-    assert main([str(ROOT / "search_spaces" / "mat_paper.json"), "--method", "mat"]) == 0
+    assert main([str(REPO / "search_spaces" / "mat_paper.json"), "--method", "mat"]) == 0

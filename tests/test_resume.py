@@ -15,16 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
+from tests.helpers import TRIAL_SCRIPT, make_tiny_setup
 
-ROOT = Path(__file__).resolve().parents[1]
-TRIAL = ROOT / "trials" / "mat_trial.py"
+TRIAL = TRIAL_SCRIPT
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("resume")
-    return {"model": make_tiny_model_dir(base / "model"), "data": make_tiny_glue_dir(base / "data", n_train=48, n_dev=16)}
+    return make_tiny_setup(tmp_path_factory.mktemp("resume"), n_train=48, n_dev=16)
 
 
 def _args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:

@@ -56,12 +56,11 @@ def _nni() -> Any | None:
 
 
 def _failed_record(cfg: TrialConfig, params: dict[str, Any], error: str, trial_id: str | None, exp_id: str | None) -> TrialRecord:
-    from mat.train import git_sha, new_record, versions
+    from mat.train import new_record
 
     rec = new_record(cfg, trial_id, exp_id)
     rec.params = {**cfg.params(), **params}  # what the trial received, the bad value included
     rec.status, rec.error = "FAILED", error
-    rec.versions, rec.git_sha = versions(), git_sha()
     return rec
 
 
