@@ -22,7 +22,7 @@ import torch
 from mat.config import MATArgs, VanillaArgs
 from mat.methods import METHODS
 from tests.helpers import TRIAL_SCRIPT, make_tiny_setup
-from tests.test_methods import FAST_ARGS, LEARN_STEPS, build, make_batch, separable_data, tiny_model
+from tests.test_methods import FAST_ARGS, LEARN_STEPS, accuracy, build, make_batch, separable_data, tiny_model
 
 pytestmark = [
     pytest.mark.gpu,
@@ -30,14 +30,6 @@ pytestmark = [
 ]
 
 CUDA = torch.device("cuda")
-
-
-def cuda_accuracy(model: torch.nn.Module, data: dict[str, torch.Tensor]) -> float:
-    model.eval()
-    with torch.no_grad():
-        logits = model(input_ids=data["input_ids"].to(CUDA), attention_mask=data["attention_mask"].to(CUDA)).logits
-    model.train()
-    return float((logits.argmax(-1).cpu() == data["labels"]).float().mean())
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -54,7 +46,7 @@ def test_every_method_learns_on_cuda_in_bf16(method: str) -> None:
         stats = m.step({k: v[idx] for k, v in data.items()})
         assert math.isfinite(stats["loss"])
     assert all(p.dtype == torch.float32 and p.is_cuda for p in m.params)  # autocast, not a cast of the weights
-    assert cuda_accuracy(m.model, data) >= 0.95
+    assert accuracy(m.model, data) >= 0.95
 
 
 def test_fp16_mat_step_on_cuda_scales_and_stays_finite() -> None:

@@ -115,11 +115,13 @@ FAST_ARGS: dict[str, Any] = {
 
 
 def accuracy(model: nn.Module, data: dict[str, torch.Tensor]) -> float:
+    """Training-set accuracy of ``model`` on ``data`` (moved to the model's device)."""
+    device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        logits = model(input_ids=data["input_ids"], attention_mask=data["attention_mask"]).logits
+        logits = model(input_ids=data["input_ids"].to(device), attention_mask=data["attention_mask"].to(device)).logits
     model.train()
-    return float((logits.argmax(-1) == data["labels"]).float().mean())
+    return float((logits.argmax(-1).cpu() == data["labels"]).float().mean())
 
 
 # ------------------------------------------------------------------------------------------ registry

