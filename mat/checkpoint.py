@@ -25,13 +25,12 @@ import torch
 
 from mat import __version__
 from mat.config import TrialConfig
+from mat.provenance import git_sha
 from mat.records import TrialRecord, record_from_dict
 
 log = logging.getLogger("mat.checkpoint")
 FORMAT = 1
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")
-# Run settings that change what is trained (the rest, e.g. output_dir or device, do not).
-_RUN_KEYS = ("task", "model", "method", "max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits")
 
 
 class CheckpointError(ValueError):
@@ -40,9 +39,7 @@ class CheckpointError(ValueError):
 
 def fingerprint(cfg: TrialConfig) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed: hyperparameters, training run settings, code version."""
-    from mat.train import git_sha
-
-    run = {k: getattr(cfg.run, k) for k in _RUN_KEYS}
+    run = {"task": cfg.run.task, "model": cfg.run.model, "method": cfg.run.method, **cfg.run_settings()}
     return json.loads(json.dumps({"mat": __version__, "git_sha": git_sha(), "run": run, "params": cfg.params()}))
 
 

@@ -16,10 +16,11 @@ range in the message. :func:`apply_overrides` merges NNI parameters into a :clas
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
+
+from mat.naming import did_you_mean
 
 _INF = math.inf
 
@@ -204,6 +205,11 @@ METHOD_ARGS: Mapping[str, type] = {
 }
 
 
+# Run settings that change a trial's result (the rest, e.g. output_dir or device, do not): recorded with the
+# parameters, part of an analysis's configuration key and of a checkpoint's fingerprint.
+RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits")
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything one trial runs with. ``train.learning_rate`` is always resolved (never None)."""
@@ -219,6 +225,10 @@ class TrialConfig:
         lr = resolve_learning_rate(self.train, self.method)
         if lr != self.train.learning_rate:
             object.__setattr__(self, "train", dataclasses.replace(self.train, learning_rate=lr))
+
+    def run_settings(self) -> dict[str, Any]:
+        """The run settings that change what is trained or measured (:data:`RESULT_RUN_KEYS`): the record's ``run``."""
+        return {k: getattr(self.run, k) for k in RESULT_RUN_KEYS}
 
     def params(self) -> dict[str, Any]:
         """Every resolved hyperparameter (train + method), as written in the record's ``params``."""
@@ -284,9 +294,7 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
     expanded: dict[str, Any] = {}
     for key, value in params.items():
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown parameter {key!r} for method {cfg.run.method}.{hint} Valid keys: {', '.join(valid)}")
+            raise ValueError(f"unknown parameter {key!r} for method {cfg.run.method}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
         for target in ALIASES.get(key, (key,)):
             expanded[target] = value
     groups: dict[str, dict[str, Any]] = {"train": {}, "method": {}}

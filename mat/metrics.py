@@ -1,4 +1,4 @@
-"""Task metrics on the 0-100 scale of the paper's tables, and the task score (their mean).
+"""Task metrics on the 0-100 scale of the paper's tables (the task score, their mean, is :func:`mat.tasks.task_score`).
 
 Metric keys (DESIGN.md, "Scores"): ``mcc`` (CoLA), ``accuracy`` (SST-2, QNLI, RTE, WNLI, ANLI),
 ``accuracy`` + ``f1`` (MRPC, QQP), ``pearson`` + ``spearman`` (STS-B), ``accuracy_m`` + ``accuracy_mm``
@@ -8,11 +8,11 @@ Metric keys (DESIGN.md, "Scores"): ``mcc`` (CoLA), ``accuracy`` (SST-2, QNLI, RT
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from mat.tasks import get_task
+from mat.tasks import TaskSpec, get_task
 
 
 def accuracy(predictions: Sequence[int] | np.ndarray, references: Sequence[int] | np.ndarray) -> float:
@@ -73,7 +73,7 @@ def _pair(predictions: object, references: object, dtype: type | None = None) ->
 
 
 def compute_metrics(
-    task_name: str,
+    task: TaskSpec | str,
     predictions: Sequence[float] | np.ndarray,
     references: Sequence[float] | np.ndarray,
     split: str | None = None,
@@ -81,7 +81,7 @@ def compute_metrics(
     """The task's metrics for one evaluation split.
 
     Args:
-        task_name: a name :func:`mat.tasks.get_task` knows.
+        task: the task's spec, or a name :func:`mat.tasks.get_task` knows.
         predictions: class ids (B,) for classification, scores (B,) for STS-B.
         references: gold labels (B,).
         split: for MNLI, which dev split these are: ``*mismatched`` gives ``accuracy_mm``, anything
@@ -93,7 +93,7 @@ def compute_metrics(
     Raises:
         ValueError: lengths differ, nothing to score, or references hold -1 (an unlabelled test split).
     """
-    task = get_task(task_name)
+    task = get_task(task) if isinstance(task, str) else task
     refs = np.asarray(references)
     if not task.is_regression and np.any(refs < 0):
         raise ValueError(f"{task.name}: references contain -1 (an unlabelled split cannot be scored)")
@@ -102,16 +102,3 @@ def compute_metrics(
         return {key: accuracy(predictions, refs)}
     fns = {"mcc": mcc, "accuracy": accuracy, "f1": f1, "pearson": pearson, "spearman": spearman}
     return {m: fns[m](predictions, refs) for m in task.metrics}
-
-
-def task_score(task_name: str, metrics: Mapping[str, float]) -> float:
-    """Mean of the task's metrics that are present (the paper's per-task score).
-
-    Raises:
-        ValueError: none of the task's metrics is present.
-    """
-    task = get_task(task_name)
-    values = [float(metrics[m]) for m in task.metrics if m in metrics]
-    if not values:
-        raise ValueError(f"{task.name}: none of its metrics {list(task.metrics)} in {sorted(metrics)}")
-    return float(sum(values) / len(values))

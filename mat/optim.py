@@ -8,11 +8,12 @@ SGLD), ``rmsprop`` -> ``torch.optim.RMSprop``, ``adam`` -> ``torch.optim.AdamW``
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from mat.naming import unknown_name
 
 OPTIMIZER_NAMES: tuple[str, ...] = ("adamw", "sgld", "rmsprop", "adam")
 
@@ -91,9 +92,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float 
     """
     key = name.strip().lower()
     if key not in _BUILDERS:
-        close = difflib.get_close_matches(key, list(_BUILDERS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown optimizer {name!r}.{hint} Valid names: {', '.join(OPTIMIZER_NAMES)}")
+        raise ValueError(unknown_name("optimizer", name, OPTIMIZER_NAMES, "Valid names"))
     groups = decay_groups(model, weight_decay)
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")

@@ -4,6 +4,8 @@ Format (DESIGN.md, "Trial record")::
 
     schema: 1, trial_id, experiment_id (null outside NNI), method, task, model, seed,
     params: {every resolved hyperparameter},
+    run: {run settings that change results: max_train_samples, max_eval_samples, max_length, max_steps,
+          eval_times, eval_splits} (additive; absent in older records),
     status: "SUCCEEDED" | "FAILED" | "RUNNING" | "INTERRUPTED", error: null | "message",
     evals: [{step, epoch, metrics: {name: value}, score, splits?: {split: {name: value}}}],
     best: {step, metrics, score}, final: {step, metrics, score},
@@ -67,6 +69,7 @@ class TrialRecord:
     train_steps: int = 0
     versions: dict[str, str | None] = field(default_factory=dict)
     git_sha: str | None = None
+    run: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,7 +78,13 @@ class TrialRecord:
         for key in ("best", "final"):
             if d[key] is not None:
                 d[key] = {k: d[key][k] for k in ("step", "epoch", "metrics", "score", "splits")}
-        return {"schema": d.pop("schema"), **d}
+        schema, run = d.pop("schema"), d.pop("run")
+        ordered: dict[str, Any] = {"schema": schema}
+        for k, v in d.items():
+            ordered[k] = v
+            if k == "params":
+                ordered["run"] = run
+        return ordered
 
     def nni_metric(self, which: str = "best") -> dict[str, float]:
         """The NNI report dict ``{"default": score, <metric>: value, ...}`` of ``best`` or ``final``."""
@@ -199,6 +208,7 @@ def record_from_dict(d: Any, source: str = "<dict>") -> TrialRecord:
             train_steps=int(d.get("train_steps") or 0),
             versions=dict(d.get("versions") or {}),
             git_sha=d.get("git_sha"),
+            run=dict(d.get("run") or {}),
         )
     except (TypeError, ValueError) as e:
         raise RecordError(f"{source}: wrong type in a field: {e}") from e

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from mat.tasks import get_task
 
@@ -86,15 +86,3 @@ def zip_submission(folder: str | os.PathLike[str], out: str | os.PathLike[str], 
             zf.write(folder / name, arcname=name)
     return out
 
-
-def collect_submission(files: Mapping[str, str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> Path:
-    """Copy per-trial prediction files ``{server name: path}`` into one folder ready for :func:`zip_submission`."""
-    import shutil
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, src in files.items():
-        if name not in GLUE_SUBMISSION_FILES:
-            raise ValueError(f"{name!r} is not a GLUE submission file name; valid: {list(GLUE_SUBMISSION_FILES)}")
-        shutil.copyfile(src, out / name)
-    return out

@@ -10,9 +10,11 @@ This module imports no torch (``analysis`` uses it on machines without torch).
 
 from __future__ import annotations
 
-import difflib
+import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
+
+from mat.naming import unknown_name
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class TaskSpec:
         glue_dir: the folder name in ``glue_data`` (``SST-2``); None for non-GLUE tasks.
         submission_files: ``{split: file name}`` for the GLUE test server.
         labelled_test: test files carry gold labels (ANLI).
+        label: the display name in tables and figures (``SST-2``, ``ANLI-R1``).
     """
 
     name: str
@@ -78,6 +81,7 @@ class TaskSpec:
     glue_dir: str | None = None
     submission_files: Mapping[str, str] = field(default_factory=dict)
     labelled_test: bool = False
+    label: str = ""
 
     @property
     def dev_split(self) -> str:
@@ -156,6 +160,7 @@ def _glue(
         local_files=files,
         glue_dir=glue_dir,
         submission_files={"test": f"{glue_dir}.tsv"},
+        label=glue_dir,
     )
 
 
@@ -194,6 +199,7 @@ def _mnli() -> TaskSpec:
             "adv_validation_mismatched": (_adv("mnli-mm", "premise", "hypothesis"),),
         },
         glue_dir="MNLI",
+        label="MNLI",
         submission_files={"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
     )
 
@@ -217,6 +223,7 @@ def _anli(r: int) -> TaskSpec:
         test_splits=(f"test_r{r}",),
         local_files={f"train_r{r}": (jl("train"),), f"dev_r{r}": (jl("dev"),), f"test_r{r}": (jl("test"),)},
         label_aliases={"e": "entailment", "n": "neutral", "c": "contradiction"},
+        label=f"ANLI-R{r}",
         labelled_test=True,
     )
 
@@ -289,13 +296,7 @@ TASKS: Mapping[str, TaskSpec] = _build()
 GLUE_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 ANLI_TASKS: tuple[str, ...] = ("anli_r1", "anli_r2", "anli_r3")
 
-# The GLUE diagnostic set (AX): scored with an MNLI model; no labels.
-DIAGNOSTIC_FILE = LocalFile(
-    path="glue/diagnostic/diagnostic.tsv",
-    fmt="tsv",
-    columns={"premise": "sentence1", "hypothesis": "sentence2"},
-    index_column="index",
-)
+TASK_ORDER: tuple[str, ...] = tuple(TASKS)  # the order of tables and figures: GLUE as the paper, then ANLI
 
 
 def get_task(name: str) -> TaskSpec:
@@ -307,6 +308,47 @@ def get_task(name: str) -> TaskSpec:
     key = name.strip().lower().replace("-", "")
     if key in TASKS:
         return TASKS[key]
-    close = difflib.get_close_matches(key, list(TASKS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise KeyError(f"unknown task {name!r}.{hint} Valid tasks: {', '.join(TASKS)}")
+    raise KeyError(unknown_name("task", name, TASKS))
+
+
+def task_label(name: str) -> str:
+    """The display name of a task (``sst2`` -> ``SST-2``); an unknown name is shown as given."""
+    spec = TASKS.get(name)
+    return spec.label if spec is not None else name
+
+
+def sort_tasks(names: Iterable[str]) -> list[str]:
+    """Distinct task names in :data:`TASK_ORDER` (unknown names last, alphabetically)."""
+    order = {t: i for i, t in enumerate(TASK_ORDER)}
+    return sorted(dict.fromkeys(names), key=lambda t: (order.get(t, len(order)), t))
+
+
+def task_score(task: TaskSpec | str, metrics: Mapping[str, float], *, partial: bool = False) -> float:
+    """A task's score: the mean of its metrics (the paper's per-task score; MRPC = (acc + F1) / 2).
+
+    The one scoring rule of the project: the training loop scores evaluations with it and ``analysis``
+    scores records with it. Every metric of the task must be present and finite, so an MRPC record without
+    F1 is never scored on accuracy alone.
+
+    Args:
+        task: the task's spec or name (``mrpc``).
+        metrics: ``{metric: value}`` on the 0-100 scale.
+        partial: for published rows that print only some metrics (``86.7/-``): the known (present, finite)
+            ones stand for the task, NaN when none is. Never for trial records.
+
+    Raises:
+        KeyError: unknown task.
+        ValueError: a metric the task does not have; or (``partial=False``) a missing or non-finite metric,
+            named in the message.
+    """
+    spec = get_task(task) if isinstance(task, str) else task
+    extra = sorted(set(metrics) - set(spec.metrics))
+    if extra:
+        raise ValueError(f"{spec.name}: metrics {extra} are not among the task's metrics {list(spec.metrics)}")
+    known = {m: float(metrics[m]) for m in spec.metrics if m in metrics and metrics[m] is not None and math.isfinite(float(metrics[m]))}
+    if not partial:
+        missing = [m for m in spec.metrics if m not in known]
+        if missing:
+            why = ", ".join(f"{m} ({'missing' if m not in metrics else metrics[m]})" for m in missing)
+            raise ValueError(f"{spec.name}: cannot score without {why}; its score is the mean of {list(spec.metrics)}")
+    return sum(known.values()) / len(known) if known else math.nan

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from mat.metrics import accuracy, compute_metrics, f1, mcc, task_score
+from mat.metrics import accuracy, compute_metrics, f1, mcc
+from mat.tasks import task_score
 from tests.helpers import NO_SHARED_DATA, SHARED_DATA
 
 
@@ -20,12 +23,18 @@ def test_hand_values() -> None:
     assert mcc([1, 1, 1], [1, 0, 1]) == 0.0  # constant prediction: 0, as scikit-learn
 
 
-def test_task_score_is_the_mean_of_present_metrics() -> None:
+def test_task_score_is_the_mean_of_all_metrics_and_refuses_a_missing_one() -> None:
     assert task_score("mrpc", {"accuracy": 89.0, "f1": 92.1}) == pytest.approx(90.55)
-    assert task_score("mnli", {"accuracy_m": 86.2}) == 86.2  # one metric stands for the task
-    assert task_score("cola", {"mcc": 62.6, "unrelated": 0.0}) == 62.6
-    with pytest.raises(ValueError, match="none of its metrics"):
+    assert task_score("cola", {"mcc": 62.6}) == 62.6
+    with pytest.raises(ValueError, match=r"mrpc: cannot score without f1 \(missing\)"):
+        task_score("mrpc", {"accuracy": 89.0})
+    with pytest.raises(ValueError, match=r"accuracy_mm \(nan\)"):
+        task_score("mnli", {"accuracy_m": 86.2, "accuracy_mm": float("nan")})
+    with pytest.raises(ValueError, match="not among the task's metrics"):
         task_score("stsb", {"accuracy": 1.0})
+    # published rows that print one metric ("86.7/-"): the known ones stand for the task
+    assert task_score("mnli", {"accuracy_m": 86.2}, partial=True) == 86.2
+    assert math.isnan(task_score("cola", {}, partial=True))
 
 
 def test_mnli_splits_give_matched_and_mismatched() -> None:

@@ -36,8 +36,10 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mat.config import TrialConfig, apply_overrides, parse_cli  # noqa: E402
+from mat.provenance import default_output_dir, new_record  # noqa: E402
 from mat.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
 from mat.tasks import get_task  # noqa: E402
+from mat.train import TrainingInterrupted, fit  # noqa: E402
 
 log = logging.getLogger("mat.trial")
 
@@ -56,8 +58,6 @@ def _nni() -> Any | None:
 
 
 def _failed_record(cfg: TrialConfig, params: dict[str, Any], error: str, trial_id: str | None, exp_id: str | None) -> TrialRecord:
-    from mat.train import new_record
-
     rec = new_record(cfg, trial_id, exp_id)
     rec.params = {**cfg.params(), **params}  # what the trial received, the bad value included
     rec.status, rec.error = "FAILED", error
@@ -118,12 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError) as e:
         msg = f"bad parameters: {e}" if isinstance(e, ValueError) else str(e.args[0])
         log.error(msg)
-        from mat.train import default_output_dir
-
         write_record(_failed_record(cfg, params, msg, trial_id, exp_id), default_output_dir(cfg))
         return EXIT_FAILED
-
-    from mat.train import TrainingInterrupted, default_output_dir, fit, new_record
 
     record = new_record(cfg, trial_id, exp_id)
     lost: list[str] = []  # why NNI became unreachable (nnictl stop), once it did

@@ -9,7 +9,6 @@ diagnostics=False)`` and trains with ``step(batch) -> dict[str, float]``. The op
 
 from __future__ import annotations
 
-import difflib
 from typing import Mapping
 
 from mat.methods.base import Method
@@ -18,6 +17,7 @@ from mat.methods.mat import MAT
 from mat.methods.r3f import R3F
 from mat.methods.smart import SMART
 from mat.methods.vanilla import Vanilla
+from mat.naming import unknown_name
 
 METHODS: Mapping[str, type[Method]] = {
     "vanilla": Vanilla,
@@ -37,9 +37,7 @@ def get_method(name: str) -> type[Method]:
     key = name.strip().lower()
     if key in METHODS:
         return METHODS[key]
-    close = difflib.get_close_matches(key, list(METHODS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise KeyError(f"unknown method {name!r}.{hint} Valid methods: {', '.join(METHODS)}")
+    raise KeyError(unknown_name("method", name, METHODS))
 
 
 __all__ = ["FreeLB", "MAT", "METHODS", "Method", "R3F", "SMART", "Vanilla", "get_method"]

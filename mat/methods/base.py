@@ -320,6 +320,21 @@ class Method:
         else:
             self.optimizer.step()
 
+    def update(self, loss: Tensor | None = None) -> float:
+        """The end of a one-update training step: backward of ``loss`` (None: gradients are already there),
+        clip and optimizer step, gradients cleared, one scheduler step.
+
+        Returns:
+            The learning rate the optimizer step used.
+        """
+        if loss is not None:
+            self.backward(loss)
+        lr = self.lr()
+        self.optimizer_step()
+        self.zero_grad()
+        self.scheduler.step()
+        return lr
+
     def input_grad(self, loss: Tensor, x: Tensor) -> Tensor:
         """∂loss/∂x only, by ``torch.autograd.grad``: no parameter ``.grad`` is read or written."""
         scale = self.scaler.get_scale() if self.scaler is not None else 1.0

@@ -84,10 +84,7 @@ class FreeLB(Method):
                 g = torch.nan_to_num(g / self.scaler.get_scale(), nan=0.0, posinf=0.0, neginf=0.0)
             delta = freelb_update(delta.detach(), g, a.adv_lr, a.adv_max_norm, a.norm_type)
         delta_norm = per_example_norm(delta.detach(), "l2" if a.norm_type == "l2" else "inf").mean()
-        lr = self.lr()
-        self.optimizer_step()
-        self.zero_grad()
-        self.scheduler.step()
+        lr = self.update()  # the gradients accumulated over the K ascent steps
         return self.floats(loss=total / k, delta_norm=delta_norm, lr=lr)
 
     def _adv_loss(self, inp: Inputs, delta: Tensor) -> Tensor:

@@ -110,15 +110,11 @@ class SMART(Method):
             with torch.no_grad():
                 teacher_logits = self._teacher_logits(inp)  # f(x; θ̃)
             breg = a.bregman_mu * self.consistency(logits, teacher_logits)  # μ·D_Breg(θ, θ̃)
-        self.backward(loss + adv_loss + breg)
-        lr = self.lr()
-        self.optimizer_step()
-        self.zero_grad()
+        lr = self.update(loss + adv_loss + breg)
         if self.flat is not None:
             self.flat.rebind()
             with torch.no_grad():
                 torch._foreach_lerp_(self._teacher_buf, self.flat.buffers, 1.0 - a.bregman_beta)  # θ̃ ← β·θ̃ + (1−β)·θ
-        self.scheduler.step()
         return self.floats(loss=loss, adv_loss=adv_loss, bregman_loss=breg, noise_norm=noise_norm, lr=lr)
 
     def _adversarial_noise(self, e: Tensor, target: Tensor, inp: Inputs) -> Tensor:

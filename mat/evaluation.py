@@ -1,0 +1,124 @@
+"""Evaluation: when to evaluate, the evaluation sets of a task, predictions, scores and test-set files.
+
+The training loop (:mod:`mat.train`) calls :func:`evaluate` at the steps :func:`eval_steps` gives; every
+function takes the task's :class:`~mat.tasks.TaskSpec`, never its name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mat.config import TrialConfig
+from mat.data import make_loader, require_split, tokenize
+from mat.metrics import compute_metrics
+from mat.records import EvalResult
+from mat.submission import submission_name, write_prediction_file
+from mat.tasks import TaskSpec, task_score
+
+log = logging.getLogger("mat.evaluation")
+
+
+def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int) -> set[int]:
+    """Steps (1-based, after the step) at which to evaluate: ``eval_times`` per epoch, and the last step."""
+    steps = {total_steps}
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    for e in range(epochs):
+        for k in range(1, eval_times + 1):
+            s = e * steps_per_epoch + round(k * steps_per_epoch / eval_times)
+            if 0 < s <= total_steps:
+                steps.add(s)
+    return steps
+
+
+@torch.no_grad()
+def predict(model: Any, loader: Any, task: TaskSpec, device: torch.device, autocast: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) over a loader, each (N,): class ids (argmax) or regression scores."""
+    was_training = model.training
+    model.eval()
+    preds, refs = [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits = model(**batch).logits.float()
+        preds.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
+        refs.append(labels)
+    model.train(was_training)
+    return torch.cat(preds).cpu().numpy(), torch.cat(refs).cpu().numpy()
+
+
+@dataclass
+class EvalSet:
+    """One tokenized evaluation split and its loader."""
+
+    split: str
+    loader: Any
+    dev: bool  # part of the model-selection score (the task's dev splits)
+
+
+def build_eval_sets(cfg: TrialConfig, task: TaskSpec, raw: Any, tokenizer: Any) -> list[EvalSet]:
+    """The task's dev splits (mandatory) and the ``--eval_splits`` extras, tokenized, with their loaders.
+
+    Raises:
+        DataError: the dev split or a requested extra split is absent.
+        ValueError: an extra split has no labels (GLUE test sets).
+    """
+    run = cfg.run
+    require_split(raw, task, task.dev_split, run.data_dir)
+    splits = [(s, True) for s in task.eval_splits if s in raw]
+    extra = [s.strip() for s in run.eval_splits.split(",") if s.strip()]
+    for s in extra:
+        if s in task.test_splits and not task.labelled_test:
+            raise ValueError(f"{task.name}: {s!r} has no labels and cannot be evaluated; use --predict for test-set files")
+    sets = []
+    for split, dev in splits + [(s, False) for s in extra if s not in task.eval_splits]:
+        ds = require_split(raw, task, split, run.data_dir)
+        if run.max_eval_samples is not None:
+            ds = ds.select(range(min(run.max_eval_samples, len(ds))))
+        tok = tokenize(ds, tokenizer, task, run.max_length, run.cache_dir)
+        sets.append(EvalSet(split, make_loader(tok, tokenizer, run.eval_batch_size, shuffle=False), dev))
+    return sets
+
+
+def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.device, autocast: torch.dtype | None, step: int, epoch: float) -> EvalResult:
+    """Evaluate every split; the dev metrics (MNLI: merged over its two dev sets) give the score."""
+    dev: dict[str, float] = {}
+    extra: dict[str, dict[str, float]] = {}
+    for es in sets:
+        preds, refs = predict(model, es.loader, task, device, autocast)
+        m = compute_metrics(task, preds, refs, split=es.split)
+        if es.dev:
+            dev.update(m)
+        else:
+            extra[es.split] = m
+    return EvalResult(step=step, epoch=epoch, metrics=dev, score=task_score(task, dev), splits=extra)
+
+
+def write_test_predictions(
+    cfg: TrialConfig, task: TaskSpec, raw: Any, model: Any, tokenizer: Any, device: torch.device, autocast: torch.dtype | None, out_dir: Path
+) -> Path:
+    """Predict every test split present and write GLUE submission files (ANLI: ``<split>.tsv``).
+
+    Raises:
+        ValueError: the task has no test split available.
+    """
+    pred_dir = out_dir / "predictions"
+    written = []
+    for split in task.test_splits:
+        if split not in raw:
+            log.warning("%s: no %s split to predict (its file is absent)", task.name, split)
+            continue
+        tok = tokenize(raw[split], tokenizer, task, cfg.run.max_length, cfg.run.cache_dir)
+        preds, _ = predict(model, make_loader(tok, tokenizer, cfg.run.eval_batch_size, shuffle=False), task, device, autocast)
+        name = submission_name(task.name, split) if task.submission_files else f"{split}.tsv"
+        written.append(write_prediction_file(pred_dir / name, task.name, raw[split]["idx"], preds))
+    if not written:
+        raise ValueError(f"--predict: {task.name} has no test split available to predict")
+    return pred_dir

@@ -1,0 +1,74 @@
+"""Where a trial's record comes from and where it lives: versions, the code commit, the output folder and
+a new record for a configuration.
+
+Beside :mod:`mat.records` (the record format itself): this module knows the configuration
+(:class:`mat.config.TrialConfig`), the record module does not. No torch here.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from mat import __version__
+from mat.config import TrialConfig
+from mat.records import TrialRecord
+from mat.tasks import get_task
+
+STACK = ("torch", "transformers", "datasets", "nni")
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of python, mat-harness and the stack (None for a package that is not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "mat": __version__}
+    for pkg in STACK:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_sha() -> str | None:
+    """The commit of the mat-harness checkout, when it is one (None for an installed copy)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def task_name(name: str) -> str:
+    """The registry's name of a task (``SST-2`` -> ``sst2``); an unknown name is kept as given, so the
+    record of a trial that failed on its task name still says what it was asked."""
+    try:
+        return get_task(name).name
+    except KeyError:
+        return name
+
+
+def default_output_dir(cfg: TrialConfig) -> Path:
+    """``--output_dir`` (the trial script passes ``$NNI_OUTPUT_DIR`` under NNI), else ``runs/<task>-<method>-seed<k>``."""
+    if cfg.run.output_dir:
+        return Path(cfg.run.output_dir)
+    return Path("runs") / f"{task_name(cfg.run.task)}-{cfg.run.method}-seed{cfg.train.seed}"
+
+
+def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str | None = None) -> TrialRecord:
+    """A RUNNING record for ``cfg`` with its parameters, run settings, versions and git sha filled in."""
+    out = default_output_dir(cfg)
+    return TrialRecord(
+        trial_id=trial_id or cfg.run.trial_id or out.name,
+        experiment_id=experiment_id,
+        method=cfg.run.method,
+        task=task_name(cfg.run.task),
+        model=cfg.run.model,
+        seed=cfg.train.seed,
+        params=cfg.params(),
+        run=cfg.run_settings(),
+        versions=versions(),
+        git_sha=git_sha(),
+    )
