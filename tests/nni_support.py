@@ -1,6 +1,6 @@
 """Helpers for tests that start real NNI experiments (``nnictl``), and the servers they need.
 
-Starting, waiting and stopping go through :mod:`mat.experiment`, the same code ``make quickstart`` runs.
+Starting, waiting and stopping go through :mod:`trials.experiment`, the same code ``make quickstart`` runs.
 Every experiment gets its own ``HOME`` (NNI keeps its experiment list and all results under
 ``$HOME/nni-experiments``), set with pytest's ``monkeypatch`` so ``nnictl`` and the trials it starts
 inherit it, and its own free port; :func:`running_experiment` always calls ``nnictl stop``.
@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 import pytest
 import yaml
 
-from mat import experiment as nni_runner
+from trials import experiment as nni_runner
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -119,7 +119,7 @@ class Experiment:
 
 @contextlib.contextmanager
 def running_experiment(config: Path, home: Path) -> Iterator[Experiment]:
-    """``nnictl create`` (via :func:`mat.experiment.create`) on a free port; ``nnictl stop`` on exit, always.
+    """``nnictl create`` (via :func:`trials.experiment.create`) on a free port; ``nnictl stop`` on exit, always.
 
     ``HOME`` must already point at ``home`` (:func:`isolate`).
     """

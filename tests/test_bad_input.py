@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from mat.config import parse_cli
+from mat.cli import parse_cli
 from mat.records import TrialRecord, read_record, write_record
 from tests.helpers import NO_SHARED_DATA, REPO, SHARED_DATA, TRIAL_SCRIPT, make_tiny_glue_dir, make_tiny_setup
 
@@ -147,7 +147,7 @@ def test_full_disk_keeps_the_previous_record(tmp_path: Path, monkeypatch: pytest
 
 
 def test_bad_search_space_files_are_named(tmp_path: Path) -> None:
-    from mat.search_space import main, search_space_problems
+    from trials.search_space import main, search_space_problems
 
     assert search_space_problems({"lambda_s": {"_type": "choice", "_value": [1, 3]}}, "mat") == []
     problems = search_space_problems(
@@ -168,3 +168,32 @@ def test_bad_search_space_files_are_named(tmp_path: Path) -> None:
     f.write_text(json.dumps({"lambda_s": {"_type": "choice", "_value": []}}))
     assert main([str(f), "--method", "mat"]) == 1
     assert main([str(REPO / "search_spaces" / "mat_paper.json"), "--method", "mat"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--lamda_s", "1"], "unrecognized arguments: --lamda_s 1. Did you mean '--lambda_s'?"),
+        (["--method", "vanilla", "--sampling_times", "2"], "--sampling_times is a flag of --method mat, not of vanilla"),
+        (["--sampling_times", "2", "--sampling_times_theta", "3"], "give either --sampling_times or --sampling_times_theta"),
+        (["--sampling_times_delta", "-1"], "sampling_times_delta=-1 is out of range"),
+    ],
+)
+def test_bad_flag_is_a_usage_error_with_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse_cli(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and message in err and "Traceback" not in err
+
+
+def test_trial_script_mistyped_flag_exits_2_without_traceback() -> None:
+    proc = subprocess.run([sys.executable, str(TRIAL), "--lamda_s", "1"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Did you mean '--lambda_s'?" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_nni_aliases_work_as_flags() -> None:
+    cfg = parse_cli(["--method", "mat", "--sampling_times", "3", "--beta", "0.5"])
+    assert (cfg.method.sampling_times_delta, cfg.method.sampling_times_theta) == (3, 3)
+    assert (cfg.method.beta_s, cfg.method.beta_p) == (0.5, 0.5)

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from mat.config import MATArgs, TrainArgs, apply_overrides, parse_cli, searchable_keys
+from mat.cli import parse_cli
+from mat.config import MATArgs, TrainArgs, apply_overrides, searchable_keys
 
 
 def _mat() -> object:
@@ -31,7 +32,7 @@ def test_sampling_step_theta_is_the_learning_rate() -> None:
     assert cfg.train.learning_rate == 3e-5
     merged = apply_overrides(cfg, {"learning_rate": 5e-5})
     assert merged.train.learning_rate == 5e-5 and merged.method.sampling_step_theta == 5e-5
-    with pytest.raises(ValueError, match="disagree"):
+    with pytest.raises(SystemExit):  # a usage error (exit 2) naming the disagreement: tests/test_bad_input.py
         parse_cli(["--method", "mat", "--learning_rate", "1e-5", "--sampling_step_theta", "3e-5"])
     with pytest.raises(ValueError, match="disagree"):
         apply_overrides(cfg, {"learning_rate": 1e-5, "sampling_step_theta": 2e-5})

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mat.data import DataError, load_combined_nli, load_raw, make_loader, require_split, tokenize
+from mat.batching import make_loader, tokenize
+from mat.data import DataError, load_combined_nli, load_raw, require_split
 from mat.tasks import get_task
 from tests.helpers import NO_SHARED_DATA, SHARED_DATA, make_tiny_glue_dir, make_tiny_model_dir
 
@@ -186,3 +187,31 @@ def test_combined_nli_from_local_stand_ins(tmp_path: Path) -> None:
     (tmp_path / "nli/snli/train.jsonl").unlink()
     with pytest.raises(DataError, match=r"snli is missing: expected .*nli/snli/train\.jsonl"):
         load_combined_nli(tmp_path)
+
+
+def test_train_mix_combined_trains_anli_on_the_combined_set(tmp_path: Path) -> None:
+    """``--train_mix combined``: the ANLI task trains on MNLI + SNLI + FEVER-NLI + ANLI (local stand-ins)."""
+    from mat.cli import parse_cli
+    from mat.train import fit
+    from tests.helpers import make_tiny_model_dir
+
+    def write(rel: str, rows: list[dict[str, object]]) -> None:
+        p = tmp_path / "data" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    row = {"premise": "good film", "hypothesis": "bad film", "label": 2}
+    for name in ("mnli", "snli", "fever_nli"):
+        write(f"nli/{name}/train.jsonl", [row] * 3)
+    for r in (1, 2, 3):
+        write(f"anli/R{r}/train.jsonl", [{"context": "good", "hypothesis": "film", "label": "e"}] * 2)
+    write("anli/R1/dev.jsonl", [{"context": "good", "hypothesis": "film", "label": "n"}] * 4)
+    model = make_tiny_model_dir(tmp_path / "model", num_labels=3)
+    common = ["--model", str(model), "--data_dir", str(tmp_path / "data"), "--method", "vanilla", "--device", "cpu",
+              "--batch_size", "5", "--epochs", "1", "--cache_dir", str(tmp_path / "cache")]
+    rec = fit(parse_cli(["--task", "anli_r1", "--train_mix", "combined", "--output_dir", str(tmp_path / "a"), *common]), show_progress=False)
+    assert rec.status == "SUCCEEDED" and rec.train_steps == 3  # 3 x 3 + 3 x 2 = 15 examples, batches of 5
+    assert rec.run["train_mix"] == "combined"
+    with pytest.raises(SystemExit) as e:  # refused when the flags are parsed, before any data is read
+        parse_cli(["--task", "rte", "--train_mix", "combined", *common])
+    assert e.value.code == 2

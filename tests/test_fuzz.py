@@ -10,7 +10,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mat.config import METHOD_ARGS, TrialConfig, apply_overrides, parse_cli, searchable_keys
+from mat.cli import parse_cli
+from mat.config import METHOD_ARGS, TrialConfig, apply_overrides, searchable_keys
 from mat.records import RecordError, TrialRecord, read_record, record_from_dict, write_record
 
 BASE = {m: parse_cli(["--method", m]) for m in METHOD_ARGS}

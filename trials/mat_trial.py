@@ -35,7 +35,8 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mat.config import TrialConfig, apply_overrides, parse_cli  # noqa: E402
+from mat.cli import parse_cli  # noqa: E402
+from mat.config import TrialConfig, apply_overrides  # noqa: E402
 from mat.provenance import default_output_dir, new_record  # noqa: E402
 from mat.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
 from mat.tasks import get_task  # noqa: E402

@@ -1,6 +1,6 @@
 """Start an NNI experiment with ``nnictl`` and follow it through NNI's REST API until it ends.
 
-``python -m mat.experiment run nni_configs/quickstart.yml --port 8080`` is ``nnictl create`` plus a wait:
+``python -m trials.experiment run nni_configs/quickstart.yml --port 8080`` is ``nnictl create`` plus a wait:
 it prints the web UI address, a line whenever the trial counts change, and a summary table at the end,
 and exits non-zero unless every trial SUCCEEDED (NNI itself says DONE even when all trials FAILED).
 No ``import nni`` here: ``nnictl`` runs as a subprocess and the REST API is plain HTTP.
@@ -131,7 +131,7 @@ def summary(jobs: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``run CONFIG`` starts, waits and summarises; exit 0 only if every trial SUCCEEDED."""
-    p = argparse.ArgumentParser(prog="python -m mat.experiment", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m trials.experiment", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="nnictl create, then wait for the end and print a summary")
     r.add_argument("config", help="NNI experiment config (YAML), e.g. nni_configs/quickstart.yml")

@@ -1,6 +1,6 @@
 """Check an NNI search-space file against a method's config before an experiment starts.
 
-``python -m mat.search_space search_spaces/mat_paper.json --method mat`` prints every problem (unknown key,
+``python -m trials.search_space search_spaces/mat_paper.json --method mat`` prints every problem (unknown key,
 unknown ``_type``, empty or malformed ``_value``, a choice value the config refuses) and exits 1, or
 prints OK. NNI itself accepts all of these and only the trials fail, one by one, much later.
 """
@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from mat.config import METHOD_ARGS, apply_overrides, parse_cli, searchable_keys
+from mat.cli import parse_cli
+from mat.config import METHOD_ARGS, apply_overrides, searchable_keys
 
 NNI_TYPES = ("choice", "randint", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal")
 
@@ -48,7 +49,7 @@ def search_space_problems(space: Mapping[str, Any], method: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: check one or more search-space files; exit 1 on any problem."""
-    p = argparse.ArgumentParser(prog="python -m mat.search_space", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m trials.search_space", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", help="NNI search-space JSON files")
     p.add_argument("--method", required=True, choices=list(METHOD_ARGS), help="the --method of the trialCommand")
     args = p.parse_args(argv)

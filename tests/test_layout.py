@@ -1,0 +1,97 @@
+"""The house rules that keep the code base tidy (docs/design.md, "Module map"): checked, not hoped for.
+
+* ``mat/`` imports in one direction: no import loop, and no ``import mat...`` inside a function to dodge one.
+* No module of ``mat/`` or ``analysis/`` is over 400 lines; ``mat/train.py`` is under 300 with no function
+  over 60 lines.
+* Only ``trials/`` knows NNI: neither ``import nni`` nor ``nnictl`` appears in ``mat/`` or ``analysis/``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+PACKAGES = ("mat", "analysis")
+
+
+def _modules(package: str) -> dict[str, Path]:
+    root = REPO / package
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _top_level_imports(path: Path, package: str) -> set[str]:
+    """The project modules ``path`` imports at module level (``from a.b import c`` counts ``a.b`` and ``a.b.c``)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == package}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_mat_import_graph_has_no_loop() -> None:
+    mods = _modules("mat")
+    graph = {m: {d for d in _top_level_imports(p, "mat") if d in mods and d != m} for m, p in mods.items()}
+    # a package's __init__ importing its own submodules is not a loop through them
+    for m in graph:
+        graph[m] = {d for d in graph[m] if not d.startswith(m + ".")}
+    state: dict[str, int] = {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                pytest.fail(f"import loop: {' -> '.join(stack[stack.index(d):] + [d])}")
+            if d not in state:
+                visit(d, stack + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_no_project_import_inside_a_function() -> None:
+    offenders = []
+    for name, path in _modules("mat").items():
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    mod = node.module if isinstance(node, ast.ImportFrom) else None
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [mod or ""]
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) and any(n.split(".")[0] in PACKAGES for n in names):
+                        offenders.append(f"{name}.{fn.name}: {ast.unparse(node)}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_module_sizes(package: str) -> None:
+    long = {n: len(p.read_text().splitlines()) for n, p in _modules(package).items()}
+    assert {n: k for n, k in long.items() if k > 400} == {}
+
+
+def test_train_module_is_thin() -> None:
+    path = REPO / "mat" / "train.py"
+    assert len(path.read_text().splitlines()) < 300
+    fns = [f for f in ast.walk(ast.parse(path.read_text())) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    assert {f.name: f.end_lineno - f.lineno + 1 for f in fns if f.end_lineno - f.lineno + 1 > 60} == {}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_only_trials_know_nni(package: str) -> None:
+    hits = [f"{p}: {line.strip()}" for p in (REPO / package).rglob("*.py") for line in p.read_text().splitlines()
+            if "import nni" in line or "nnictl" in line]
+    assert hits == []
