@@ -15,7 +15,8 @@ install:  ## torch (CPU pin by default), the package with its nni and test extra
 quickstart: install  ## a small MAT search with NNI on CPU; waits until it is DONE
 	$(PY) -m trials.experiment run nni_configs/quickstart.yml --port 8080
 
-test: install  ## the test suite CI runs (real NNI experiments included; slow tests excluded)
+test: install  ## type checks (setup.cfg [mypy]), then the test suite CI runs (real NNI experiments included; slow tests excluded)
+	$(PY) -m mypy
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
 test-all: install  ## everything, slow real-data tests included

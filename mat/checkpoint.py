@@ -95,7 +95,7 @@ class CheckpointManager:
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         gen = self._epoch_state
-        np_state = np.random.get_state()
+        np_state: Any = np.random.get_state()
         payload = {
             "format": FORMAT,
             "fingerprint": self.fingerprint,

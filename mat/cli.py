@@ -48,7 +48,8 @@ def _aliases(method: str) -> dict[str, tuple[str, ...]]:
 
 def build_parser(method: str) -> TrialArgumentParser:
     """The parser over RunArgs, TrainArgs, the method's args and its NNI aliases."""
-    parser = TrialArgumentParser((RunArgs, TrainArgs, METHOD_ARGS[method]), allow_abbrev=False, description=DESCRIPTION)
+    types_: Any = (RunArgs, TrainArgs, METHOD_ARGS[method])
+    parser = TrialArgumentParser(types_, allow_abbrev=False, description=DESCRIPTION)
     for alias, targets in _aliases(method).items():
         kind = type(getattr(METHOD_ARGS[method](), targets[0]))
         parser.add_argument(f"--{alias}", type=kind, default=None, help=ALIAS_HELP.get(alias, f"Sets {', '.join(targets)}."))

@@ -331,6 +331,7 @@ def load_combined_nli(
             if lab in (-1, "-1", "-", None):
                 dropped += 1
                 continue
+            y: int | float
             if src.label_map is not None and lab in src.label_map:
                 y = src.label_map[lab]
             else:

@@ -1,6 +1,6 @@
 """Task metrics on the 0-100 scale of the paper's tables (the task score, their mean, is :func:`mat.tasks.task_score`).
 
-Metric keys (DESIGN.md, "Scores"): ``mcc`` (CoLA), ``accuracy`` (SST-2, QNLI, RTE, WNLI, ANLI),
+Metric keys (docs/design.md, "Scores"): ``mcc`` (CoLA), ``accuracy`` (SST-2, QNLI, RTE, WNLI, ANLI),
 ``accuracy`` + ``f1`` (MRPC, QQP), ``pearson`` + ``spearman`` (STS-B), ``accuracy_m`` + ``accuracy_mm``
 (MNLI, on the matched and mismatched dev sets). Implemented with numpy/scipy; no torch.
 """
@@ -8,7 +8,7 @@ Metric keys (DESIGN.md, "Scores"): ``mcc`` (CoLA), ``accuracy`` (SST-2, QNLI, RT
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -99,6 +99,6 @@ def compute_metrics(
         raise ValueError(f"{task.name}: references contain -1 (an unlabelled split cannot be scored)")
     if task.name == "mnli":
         key = "accuracy_mm" if split is not None and "mismatched" in split else "accuracy_m"
-        return {key: accuracy(predictions, refs)}
-    fns = {"mcc": mcc, "accuracy": accuracy, "f1": f1, "pearson": pearson, "spearman": spearman}
+        return {key: accuracy(np.asarray(predictions), refs)}
+    fns: dict[str, Any] = {"mcc": mcc, "accuracy": accuracy, "f1": f1, "pearson": pearson, "spearman": spearman}
     return {m: fns[m](predictions, refs) for m in task.metrics}

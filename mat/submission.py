@@ -12,6 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from mat.tasks import get_task
 
 # Submission files the GLUE server wants, in its own naming.
@@ -23,7 +25,7 @@ STRING_LABEL_TASKS = frozenset({"mnli", "qnli", "rte"})
 AX_FILE = "AX.tsv"
 
 
-def format_predictions(task_name: str, predictions: Sequence[float]) -> list[str]:
+def format_predictions(task_name: str, predictions: Sequence[float] | np.ndarray) -> list[str]:
     """Predictions (class ids, or STS-B scores) as the strings the server expects."""
     task = get_task(task_name)
     if task.is_regression:
@@ -38,7 +40,7 @@ def format_predictions(task_name: str, predictions: Sequence[float]) -> list[str
 
 
 def write_prediction_file(
-    path: str | os.PathLike[str], task_name: str, indices: Sequence[int], predictions: Sequence[float]
+    path: str | os.PathLike[str], task_name: str, indices: Sequence[int], predictions: Sequence[float] | np.ndarray
 ) -> Path:
     """Write one ``index<TAB>prediction`` file (header included), sorted by index.
 
