@@ -6,12 +6,13 @@ No task lookups here: callers pass the task's :class:`~mat.tasks.TaskSpec`.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
 from mat.tasks import TaskSpec
@@ -59,22 +60,79 @@ def tokenize(
     return ds.map(encode, batched=True, remove_columns=remove, desc=f"Tokenizing {task.name}", **kwargs)
 
 
+MEGABATCH = 50  # batches per mega-batch of --group_by_length (HF Trainer's LengthGroupedSampler uses 50)
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Batches of similar length, in a seeded random order (``--group_by_length``, as HF Trainer groups).
+
+    Each epoch: a random permutation of the examples; cut into mega-batches of ``MEGABATCH`` batches; each
+    mega-batch sorted by length (longest first) and cut into batches; then the batches shuffled. Which
+    examples share a batch changes (less padding), each example is still seen once per epoch, and the order
+    depends on the generator only. The draws happen when an epoch's iterator starts, as with torch's
+    ``RandomSampler``, so a checkpoint of the generator state replays an epoch exactly.
+
+    Args:
+        lengths: tokens per example (N,).
+        batch_size: examples per batch (the last batch of a mega-batch may be smaller).
+        generator: the loader's generator.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator) -> None:
+        self.lengths = torch.as_tensor(list(lengths))
+        self.batch_size = batch_size
+        self.generator = generator
+
+    def __len__(self) -> int:
+        n, mega = len(self.lengths), MEGABATCH * self.batch_size
+        full, rest = divmod(n, mega)
+        return full * MEGABATCH + math.ceil(rest / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm = torch.randperm(len(self.lengths), generator=self.generator)
+        batches: list[list[int]] = []
+        for chunk in perm.split(MEGABATCH * self.batch_size):
+            ordered = chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
+            batches += [b.tolist() for b in ordered.split(self.batch_size)]
+        order = torch.randperm(len(batches), generator=self.generator)
+        return iter([batches[i] for i in order.tolist()])
+
+
+class SortedByLength(Sampler[int]):
+    """Examples in order of length (longest first): evaluation batches with the least padding.
+
+    ``order[k]`` is the dataset index of the k-th example served, so predictions can be put back in
+    dataset order (:func:`mat.evaluation.predict` does).
+    """
+
+    def __init__(self, lengths: Sequence[int]) -> None:
+        self.order = torch.argsort(torch.as_tensor(list(lengths)), descending=True, stable=True)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order.tolist())
+
+
 def make_loader(
-    ds: Any, tokenizer: Any, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0
-) -> Any:
+    ds: Any, tokenizer: Any, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, group_by_length: bool = False
+) -> DataLoader:
     """A ``DataLoader`` that pads each batch with ``DataCollatorWithPadding``.
 
-    Shuffling uses its own ``torch.Generator`` seeded with ``seed``: the order depends on the seed only.
+    ``shuffle``: a seeded random order (training), with ``group_by_length`` batches of similar length
+    (:class:`LengthGroupedBatches`); without ``shuffle`` (evaluation) the examples come longest first
+    (:class:`SortedByLength`), which changes no metric. The loader's own ``torch.Generator``, seeded with
+    ``seed``, is its ``generator``: the order depends on the seed only.
     """
+    lengths = [len(x) for x in ds["input_ids"]]
     columns = [c for c in ds.column_names if c != "idx"]
     ds = ds.with_format("torch", columns=columns)
     gen = torch.Generator()
     gen.manual_seed(seed)
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=gen if shuffle else None,
-        collate_fn=DataCollatorWithPadding(tokenizer),
-        num_workers=num_workers,
-    )
+    collate = DataCollatorWithPadding(tokenizer)
+    if shuffle and group_by_length:
+        return DataLoader(ds, batch_sampler=LengthGroupedBatches(lengths, batch_size, gen), generator=gen, collate_fn=collate, num_workers=num_workers)
+    if shuffle:
+        return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=collate, num_workers=num_workers)
+    return DataLoader(ds, batch_size=batch_size, sampler=SortedByLength(lengths), collate_fn=collate, num_workers=num_workers)

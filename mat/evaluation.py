@@ -40,7 +40,12 @@ def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int) -> set[i
 
 @torch.no_grad()
 def predict(model: Any, loader: Any, task: TaskSpec, device: torch.device, autocast: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, labels) over a loader, each (N,): class ids (argmax) or regression scores."""
+    """(predictions, labels) over a loader, each (N,) in dataset order: class ids (argmax) or regression scores.
+
+    A loader that serves its examples in another order (``SortedByLength``, longest first) has that order
+    on its sampler (``order``); the predictions are put back in dataset order, so test-set files line up
+    with their indices.
+    """
     was_training = model.training
     model.eval()
     preds, refs = [], []
@@ -52,7 +57,11 @@ def predict(model: Any, loader: Any, task: TaskSpec, device: torch.device, autoc
         preds.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
         refs.append(labels)
     model.train(was_training)
-    return torch.cat(preds).cpu().numpy(), torch.cat(refs).cpu().numpy()
+    p, r = torch.cat(preds).cpu(), torch.cat(refs).cpu()
+    order = getattr(loader.sampler, "order", None)
+    if order is not None:
+        p, r = torch.empty_like(p).index_copy_(0, order, p), torch.empty_like(r).index_copy_(0, order, r)
+    return p.numpy(), r.numpy()
 
 
 @dataclass
