@@ -2,11 +2,15 @@
 
 Reads ``trial.json`` records and NNI's own store; never imports torch or nni. Entry points:
 
-* :func:`glue_score` (the paper's and the official GLUE score conventions),
-* :func:`load` / :func:`load_records` / :func:`load_nni_experiment` (one tidy long-form DataFrame),
-* :mod:`analysis.aggregate` (per trial -> per config over seeds -> best config -> GLUE score),
+* :func:`glue_score` (the paper's and the official GLUE score conventions), :func:`task_score` (the one
+  scoring rule, ``mat.tasks.task_score``),
+* :func:`load` / :func:`load_records` / :func:`load_nni_experiment` (one tidy long-form DataFrame, each
+  trial once: :mod:`analysis.tidy`, :mod:`analysis.identity`, :mod:`analysis.nni_store`),
+* :mod:`analysis.aggregate` (per trial -> per config over seeds -> chosen config -> GLUE score),
+* :mod:`analysis.comparison` (paired by seed: t-test, Wilcoxon, t-interval; Welch for unpaired data),
+  :mod:`analysis.intervals` (t-interval, bootstrap),
 * :mod:`analysis.tables`, :mod:`analysis.plots` (imported on use: it loads matplotlib),
-* ``python -m analysis report ...`` (:mod:`analysis.report`).
+* ``python -m analysis report ...`` (:mod:`analysis.report`) and ``python -m analysis compare ...``.
 """
 
 from __future__ import annotations
@@ -14,17 +18,21 @@ from __future__ import annotations
 from analysis.aggregate import (
     best_configs,
     bootstrap_ci,
+    choose_configs,
     glue_scores,
-    paired_comparison,
     seed_summary,
     select_configs,
     trial_scores,
 )
-from analysis.load import AnalysisWarning, load, load_nni_experiment, load_records, status_counts
-from analysis.scores import PAPER_TASKS, glue_score, task_score
+from analysis.comparison import SeedMismatch, compare_to_baseline, paired_comparison, paired_stats, unpaired_comparison
+from analysis.intervals import t_interval
+from analysis.load import AnalysisWarning, load, load_nni_experiment, load_records, repeats, status_counts
+from analysis.scores import PAPER_TASKS, glue_score
+from mat.tasks import task_score
 
 __all__ = [
-    "AnalysisWarning", "PAPER_TASKS", "best_configs", "bootstrap_ci", "glue_score", "glue_scores", "load",
-    "load_nni_experiment", "load_records", "paired_comparison", "seed_summary", "select_configs",
-    "status_counts", "task_score", "trial_scores",
+    "AnalysisWarning", "PAPER_TASKS", "SeedMismatch", "best_configs", "bootstrap_ci", "choose_configs",
+    "compare_to_baseline", "glue_score", "glue_scores", "load", "load_nni_experiment", "load_records",
+    "paired_comparison", "paired_stats", "repeats", "seed_summary", "select_configs", "status_counts", "t_interval",
+    "task_score", "trial_scores", "unpaired_comparison",
 ]

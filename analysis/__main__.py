@@ -1,7 +1,8 @@
-"""Command line: ``python -m analysis report (--experiment ID ... | --records DIR ...) --out DIR``.
+"""Command line: ``python -m analysis report ... --out DIR`` and ``python -m analysis compare ... --baseline M``.
 
-Exit status: 0 when the report has results; 1 when nothing usable was found (no trials, missing
-inputs, or no finished trial with an evaluation; the message says which); 2 for a usage error.
+Exit status: 0 when there are results; 1 when nothing usable was found (no trials, missing inputs, no
+finished trial with an evaluation, a baseline without results; the message says which) or ``--strict``
+refused mismatched or repeated seeds; 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -9,44 +10,83 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
-from analysis.load import AnalysisWarning, default_nni_dir
+from analysis.intervals import INTERVALS
+from analysis.nni_store import default_nni_dir
+from analysis.tidy import AnalysisWarning
 
 EPILOG = """examples:
   python -m analysis report --records runs/ --out report/
   python -m analysis report --experiment a1b2c3d4 e5f6g7h8 --out report/ --selection final
   python -m analysis report --experiment a1b2c3d4 --nni_dir /data/nni-experiments --convention glue --out report/
+  python -m analysis compare --records runs/ --baseline vanilla --markdown compare.md --csv compare.csv
+  python -m analysis compare --records runs/ --baseline vanilla --select_seeds 1,2 --report_seeds 3,4,5
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``analysis`` argument parser (one sub-command, ``report``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m analysis",
-        description="Analyse mat-harness trial records (trial.json files or NNI experiments): the MAT "
-        "paper's tables (GLUE, ANLI, AdvGLUE, ablations), its figures and a report.md.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    rep = sub.add_parser(
-        "report", help="write tables, figures and report.md for trial records or NNI experiments",
-        description="Load trial records and/or NNI experiments, aggregate over seeds, and write tables "
-        "(Markdown, LaTeX, CSV), figures (PNG, PDF) and a report.md that embeds them into --out. Failed, "
-        "running and interrupted trials are counted; skipped input files are listed.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    src = rep.add_argument_group("inputs (at least one)")
+def seed_list(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> ``(1, 2, 3)`` (an argparse type)."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds like 1,2,3, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return seeds
+
+
+def _common() -> argparse.ArgumentParser:
+    """The options ``report`` and ``compare`` share (inputs, selection, intervals, seeds)."""
+    p = argparse.ArgumentParser(add_help=False)
+    src = p.add_argument_group("inputs (at least one)")
     src.add_argument("--experiment", nargs="+", action="extend", default=[], metavar="ID",
                      help="NNI experiment id(s); read from <nni_dir>/<ID>/db/nni.sqlite (read-only) and the "
                      "trials' trial.json records. Repeatable.")
     src.add_argument("--records", nargs="+", action="extend", default=[], metavar="DIR",
                      help="folder(s) searched recursively for trial.json files (or record files). Repeatable.")
-    rep.add_argument("--nni_dir", default=None, metavar="DIR",
-                     help=f"folder holding NNI experiment folders (default: {default_nni_dir()})")
-    rep.add_argument("--selection", choices=("best", "final"), default="best",
-                     help="evaluation each trial contributes: its best dev evaluation (the MAT authors' rule, "
-                     "default) or its final one")
+    p.add_argument("--nni_dir", default=None, metavar="DIR",
+                   help=f"folder holding NNI experiment folders (default: {default_nni_dir()})")
+    p.add_argument("--selection", choices=("best", "final"), default="best",
+                   help="evaluation each trial contributes: its best dev evaluation (the MAT authors' rule, "
+                   "default) or its final one")
+    p.add_argument("--interval", choices=INTERVALS, default="t",
+                   help="95%% interval of a mean and of a paired difference: 't' (t-interval, n-1 degrees of "
+                   "freedom; default, right at 3-30 seeds) or 'bootstrap' (percentile bootstrap)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                   help="bootstrap resamples when --interval bootstrap (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
+    p.add_argument("--select_seeds", type=seed_list, default=None, metavar="S,S",
+                   help="choose each task's configuration on these seeds only (default: all seeds, the same "
+                   "ones reported: best-of-K, optimistic)")
+    p.add_argument("--report_seeds", type=seed_list, default=None, metavar="S,S",
+                   help="report the chosen configurations on these seeds (default: the seeds not in "
+                   "--select_seeds); must not overlap --select_seeds")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 1) when two methods ran different seeds or a configuration and seed "
+                   "ran twice, instead of warning")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``analysis`` argument parser (sub-commands ``report`` and ``compare``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Analyse mat-harness trial records (trial.json files or NNI experiments): the MAT "
+        "paper's tables (GLUE, ANLI, AdvGLUE, ablations), its figures, a report.md, and a paired "
+        "comparison of methods against a baseline.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common()
+    rep = sub.add_parser(
+        "report", parents=[common], help="write tables, figures and report.md for trial records or NNI experiments",
+        description="Load trial records and/or NNI experiments, aggregate over seeds, and write tables "
+        "(Markdown, LaTeX, CSV), figures (PNG, PDF) and a report.md that embeds them into --out. Failed, "
+        "running and interrupted trials are counted; skipped input files and repeated trials are listed.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rep.add_argument("--convention", choices=("paper", "glue"), default="paper",
                      help="GLUE score: 'paper' = mean of 8 tasks without WNLI (the MAT paper's Score column, "
                      "default); 'glue' = all 9 tasks")
@@ -54,14 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--ablation", nargs="+", action="extend", default=[], metavar="PARAM",
                      help="hyperparameter(s) to tabulate and plot as ablations (Tables 4-5 layout) even when "
                      "other hyperparameters vary too; one-factor sweeps are found without it")
-    rep.add_argument("--bootstrap", type=int, default=2000, metavar="N",
-                     help="bootstrap resamples for the 95%% intervals (default 2000)")
-    rep.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
-    parser.set_defaults(report_parser=rep)
+    rep.add_argument("--baseline", default="vanilla", metavar="METHOD",
+                     help="method of the 'methods against the baseline' table (default vanilla; left out when "
+                     "it has no results)")
+    cmp_ = sub.add_parser(
+        "compare", parents=[common],
+        help="print method x task: mean ± std (n) and the paired difference to a baseline",
+        description="Load trial records and/or NNI experiments, choose each method's configuration per task, "
+        "and print a method x task table: mean ± std (n) per method and, per other method, the mean of the "
+        "per-seed differences to --baseline with its interval, the paired t-test and the exact Wilcoxon "
+        "p-value (Markdown on stdout; --markdown and --csv write files).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp_.add_argument("--baseline", required=True, metavar="METHOD", help="the method every other one is compared with")
+    cmp_.add_argument("--markdown", default=None, metavar="FILE", help="also write the Markdown table here")
+    cmp_.add_argument("--csv", default=None, metavar="FILE",
+                      help="write the long table (every number: n, mean, std, configurations searched, n_pairs, "
+                      "difference, interval, t, dof, p-values, warnings) as CSV here")
+    parser.set_defaults(report_parser=rep, compare_parser=cmp_)
     return parser
 
 
-def _load(args: argparse.Namespace) -> tuple[object, list[str]]:
+def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
     from analysis.load import load
 
     sources = [f"NNI experiment `{e}`" for e in args.experiment] + [f"records `{r}`" for r in args.records]
@@ -72,26 +126,41 @@ def _load(args: argparse.Namespace) -> tuple[object, list[str]]:
     for msg in notes[:5]:
         print(f"warning: {msg}", file=sys.stderr)
     if len(notes) > 5:
-        print(f"warning: ... and {len(notes) - 5} more skipped inputs (listed in report.md)", file=sys.stderr)
+        print(f"warning: ... and {len(notes) - 5} more (skipped inputs and repeats; report.md lists them all)",
+              file=sys.stderr)
+    return df, sources
+
+
+def _load_or_explain(args: argparse.Namespace) -> tuple[Any, list[str]] | None:
+    try:
+        df, sources = _load(args)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    if len(df) == 0:
+        skipped = len(df.attrs.get("skipped", []))
+        print(f"error: nothing usable found in {', '.join(sources)}: no trial records"
+              + (f" ({skipped} file(s) skipped as unreadable or invalid)" if skipped else ""), file=sys.stderr)
+        return None
     return df, sources
 
 
 def report(args: argparse.Namespace) -> int:
     """Run ``report``; return the exit status."""
-    try:
-        df, sources = _load(args)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+    loaded = _load_or_explain(args)
+    if loaded is None:
         return 1
-    if len(df) == 0:  # type: ignore[arg-type]
-        skipped = len(df.attrs.get("skipped", []))  # type: ignore[attr-defined]
-        print(f"error: nothing usable found in {', '.join(sources)}: no trial records"
-              + (f" ({skipped} file(s) skipped as unreadable or invalid)" if skipped else ""), file=sys.stderr)
-        return 1
+    df, sources = loaded
     from analysis.report import build_report
 
-    result = build_report(df, args.out, args.selection, args.convention,  # type: ignore[arg-type]
-                          sources, args.ablation, n_boot=args.bootstrap, seed=args.seed)
+    try:
+        result = build_report(df, args.out, args.selection, args.convention, sources, args.ablation,
+                              n_boot=args.bootstrap, seed=args.seed, interval=args.interval,
+                              select_seeds=args.select_seeds, report_seeds=args.report_seeds,
+                              baseline=args.baseline, strict=args.strict)
+    except ValueError as e:  # SeedMismatch under --strict, overlapping seed lists
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(result.summary)
     if not result.usable:
         print("error: nothing usable found: no finished trial with an evaluation "
@@ -100,18 +169,72 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_tables(df: Any, args: argparse.Namespace) -> tuple[str, Any]:
+    """The ``compare`` output for the tidy frame ``df``: Markdown (one table per model) and the long frame.
+
+    Raises:
+        ValueError: no finished trial, a baseline without results, or (``--strict``) a repeated
+            configuration and seed or seeds that differ between a method and the baseline (SeedMismatch).
+    """
+    from analysis import aggregate, tables
+    from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, seed_problems, table_notes
+    from analysis.load import repeats
+
+    scores = aggregate.trial_scores(df, args.selection)
+    if scores.empty:
+        raise ValueError("nothing usable found: no finished trial with an evaluation")
+    rep = repeats(df)
+    if args.strict and len(rep):
+        raise SeedMismatch("--strict: configuration and seed run twice: " + "; ".join(
+            f"{r.method}, {r.task}, seed {r.seed} ({r.kept_source}, {r.repeat_source})" for r in rep.itertuples()))
+    choice = aggregate.choose_configs(scores, args.select_seeds, args.report_seeds, args.interval, args.bootstrap,
+                                      seed=args.seed)
+    long = compare_to_baseline(choice.per_seed, args.baseline, choice.best, interval=args.interval,
+                               n_boot=args.bootstrap, seed=args.seed, strict=args.strict)
+    for problem in seed_problems(choice.per_seed):
+        print(f"warning: {problem}", file=sys.stderr)
+    notes = [*table_notes(args.interval), choice.note]
+    if len(rep):
+        notes.append(f"{len(rep)} repeated trial(s) of a configuration and seed counted once.")
+    parts = []
+    for model, g in long.groupby("model", sort=True):
+        table = comparison_table(g, args.baseline, f"Dev task score against {args.baseline}, {model}",
+                                 notes=notes)
+        parts.append(tables.to_markdown(table))
+    return "\n".join(parts), long
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Run ``compare``; return the exit status."""
+    loaded = _load_or_explain(args)
+    if loaded is None:
+        return 1
+    try:
+        md, long = compare_tables(loaded[0], args)
+    except ValueError as e:  # no results, unknown baseline, SeedMismatch under --strict, overlapping seeds
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(md, end="")
+    if args.markdown:
+        Path(args.markdown).write_text(md, encoding="utf-8")
+    if args.csv:
+        long.to_csv(args.csv, index=False)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m analysis``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "report":
-        if not args.experiment and not args.records:
-            args.report_parser.error("report needs --experiment ID or --records DIR (or both)")
-        if args.bootstrap < 1:
-            args.report_parser.error("--bootstrap must be at least 1")
-        return report(args)
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    sub = args.report_parser if args.command == "report" else args.compare_parser
+    if not args.experiment and not args.records:
+        sub.error(f"{args.command} needs --experiment ID or --records DIR (or both)")
+    if args.bootstrap < 1:
+        sub.error("--bootstrap must be at least 1")
+    if args.select_seeds and args.report_seeds and set(args.select_seeds) & set(args.report_seeds):
+        sub.error("--select_seeds and --report_seeds overlap: a configuration chosen on a seed cannot be "
+                  "reported on it without selection bias")
+    return report(args) if args.command == "report" else compare(args)
 
 
 if __name__ == "__main__":

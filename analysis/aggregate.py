@@ -2,29 +2,41 @@
 
 1. :func:`trial_scores`: per trial, the selected evaluation (``"best"``: the record's best dev
    evaluation, which the MAT authors report; ``"final"``: the last one) as long rows ``split, metric,
-   value`` plus a ``score`` row per split (the mean of that split's metrics).
-2. :func:`seed_summary`: per configuration over seeds: n, mean, std, median, min, max and a seeded
-   95% percentile-bootstrap interval of the mean.
-3. :func:`best_configs` / :func:`select_configs`: the configuration with the highest mean dev score
-   over seeds per (task, method, model), and the per-seed rows of those configurations.
+   value`` plus a ``score`` row per split. The dev score is ``mat.tasks.task_score`` (strict: a trial
+   missing a metric is not scored, with a warning naming its file and the metric).
+2. :func:`seed_summary`: per configuration over seeds: n, mean, std, median, min, max and a 95% interval
+   of the mean (t-interval by default, percentile bootstrap on request; :mod:`analysis.intervals`).
+3. :func:`best_configs` / :func:`select_configs` / :func:`choose_configs`: the configuration with the
+   highest mean dev score over seeds per (task, method, model), how many were searched (``n_configs``),
+   and the per-seed rows of the chosen ones; optionally chosen on some seeds and reported on others.
 4. :func:`glue_scores`: the GLUE score of each (model, method) under a named convention.
-5. :func:`paired_comparison`: two methods per task over seeds: mean difference, bootstrap interval and
-   Welch's t-test.
+5. :func:`paired_comparison` (paired by seed), :func:`unpaired_comparison` (Welch) and
+   :func:`compare_to_baseline`: :mod:`analysis.comparison`.
+6. :func:`ablation_slices`: the one-factor sweeps around each best configuration (Tables 4-5).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from analysis.load import DEV, TRIAL_COLUMNS
-from analysis.scores import convention_tasks, glue_score, task_score
+from analysis.comparison import compare_to_baseline, paired_comparison, unpaired_comparison
+from analysis.intervals import bootstrap_ci, check_interval, group_bootstrap, t_intervals
+from analysis.scores import convention_tasks, glue_score
+from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
+from mat.tasks import task_score
+
+__all__ = [
+    "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
+    "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison",
+    "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table", "unpaired_comparison",
+]
 
 SELECTIONS = ("best", "final")
-SCORE = "score"
 CONFIG_BY = ("task", "method", "model", "config", "split", "metric")
 METHOD_BY = ("model", "method", "task", "split", "metric")
 _TRIAL = ["experiment", "trial"]
@@ -50,11 +62,31 @@ def _fallback_rows(evals: pd.DataFrame, selection: str) -> pd.DataFrame:
     return evals.merge(chosen[_TRIAL + ["step"]], on=_TRIAL + ["step"], how="inner")
 
 
-def _score_rows(picked: pd.DataFrame) -> pd.DataFrame:
-    """One ``score`` row per (trial, split): the mean of the split's metrics (``default`` only if alone)."""
-    real = picked[picked["metric"] != "default"]
+def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, object], tuple[str, str]]]:
+    """``mat.tasks.task_score`` of each trial's dev metrics (strict), and ``{(experiment, trial): (source,
+    reason)}`` of the trials it refuses (a missing or NaN metric, an unknown task)."""
+    dev = picked[(picked["split"] == DEV) & (picked["metric"] != "default")]
+    found: dict[tuple[object, object], tuple[str, str, dict[str, float]]] = {}
+    for e, t, task, src, m, v in zip(dev["experiment"], dev["trial"], dev["task"], dev["source"], dev["metric"],
+                                     dev["value"]):
+        found.setdefault((e, t), (str(task), str(src), {}))[2][str(m)] = float(v)
+    scores: dict[tuple[object, object, str], float] = {}
+    refused: dict[tuple[object, object], tuple[str, str]] = {}
+    for (e, t), (task, src, metrics) in found.items():
+        try:
+            scores[(e, t, DEV)] = task_score(task, metrics)
+        except (KeyError, ValueError) as err:
+            refused[(e, t)] = (src, f"not scored: {err.args[0] if isinstance(err, KeyError) else err}")
+    index = pd.MultiIndex.from_tuples(list(scores), names=_TRIAL + ["split"])
+    return pd.Series(list(scores.values()), index=index, dtype=float), refused
+
+
+def _score_rows(picked: pd.DataFrame, dev: pd.Series) -> pd.DataFrame:
+    """One ``score`` row per (trial, split): the dev task score; for an extra split the mean of the
+    metrics it carries (MNLI's AdvGLUE sets carry one each); ``default`` where a trial reported nothing else."""
     keys = _TRIAL + ["split"]
-    score = real.groupby(keys, sort=False)["value"].mean()
+    real = picked[(picked["metric"] != "default") & (picked["split"] != DEV)]
+    score = pd.concat([dev, real.groupby(keys, sort=False)["value"].mean()])
     alone = picked[~picked.set_index(keys).index.isin(score.index)]
     score = pd.concat([score, alone.groupby(keys, sort=False)["value"].mean()])
     rows = picked.drop_duplicates(keys).set_index(keys)
@@ -73,6 +105,11 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
     trial without that entry falls back to its ``eval`` rows: the step with the highest mean dev metric
     (earliest on ties) for ``"best"``, the last step for ``"final"``.
 
+    The dev ``score`` is ``mat.tasks.task_score`` of the trial's dev metrics, strictly: a trial missing
+    one of its task's metrics (or holding a NaN) is left out with an :class:`AnalysisWarning` naming its
+    source and the metric, and listed in ``attrs["unscored"]`` as ``(source, reason)``. A trial that
+    reported only NNI's ``default`` number (its own task score) is scored by it.
+
     Args:
         df: the tidy frame of :mod:`analysis.load`.
         selection: ``"best"`` or ``"final"``.
@@ -80,7 +117,7 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
 
     Returns:
         Columns of ``df`` without ``kind``/``epoch``/``source``/``error``: one row per (trial, split,
-        metric), ``metric == "score"`` holding the mean of the split's metrics (the task score on dev).
+        metric), ``metric == "score"`` holding the split's score (the task score on dev).
 
     Raises:
         ValueError: unknown selection.
@@ -93,86 +130,49 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
     rest = d[(d["kind"] == "eval") & ~pd.MultiIndex.from_frame(d[_TRIAL]).isin(have)]
     if not rest.empty:
         picked = pd.concat([picked, _fallback_rows(rest, selection)], ignore_index=True)
-    drop = ["kind", "epoch", "source", "error"]
-    picked = picked.drop(columns=drop).reset_index(drop=True)
-    if picked.empty:
-        return picked
-    out = pd.concat([picked, _score_rows(picked)], ignore_index=True)
-    return out.sort_values(_TRIAL + ["split", "metric"], kind="stable").reset_index(drop=True)
-
-
-# ------------------------------------------------------------------------------------------ bootstrap
-
-
-def _boot_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Bootstrap means of each row of ``values`` (G, n): (G, n_boot). The resampling indices depend only
-    on (seed, n), so a group's interval does not depend on the other groups."""
-    g, n = values.shape
-    idx = np.random.default_rng([seed, n]).integers(0, n, size=(n_boot, n))
-    out = np.empty((g, n_boot))
-    chunk = max(1, 4_000_000 // max(1, n_boot * n))
-    for i in range(0, g, chunk):
-        out[i:i + chunk] = values[i:i + chunk][:, idx].mean(axis=2)
+    dev, refused = _dev_scores(picked)
+    for src, reason in refused.values():
+        warnings.warn(f"skipped {src}: {reason}", AnalysisWarning, stacklevel=2)
+    if refused:
+        picked = picked[~pd.MultiIndex.from_frame(picked[_TRIAL]).isin(list(refused))]
+    picked = picked.drop(columns=["kind", "epoch", "source", "error"]).reset_index(drop=True)
+    out = picked if picked.empty else pd.concat([picked, _score_rows(picked, dev)], ignore_index=True)
+    out = out.sort_values(_TRIAL + ["split", "metric"], kind="stable").reset_index(drop=True)
+    out.attrs["unscored"] = list(refused.values())
     return out
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, confidence: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean (NaNs dropped; deterministic for a given ``seed``).
-
-    Returns:
-        ``(low, high)``; ``(v, v)`` for one value, ``(nan, nan)`` for none.
-    """
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return math.nan, math.nan
-    tail = 50 * (1 - confidence)
-    lo, hi = np.percentile(_boot_means(v[None, :], n_boot, seed)[0], [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
-def _group_cis(codes: np.ndarray, values: np.ndarray, n_groups: int, n_boot: int, confidence: float,
-               seed: int) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.full(n_groups, np.nan)
-    hi = np.full(n_groups, np.nan)
-    ok = ~np.isnan(values)
-    codes, values = codes[ok], values[ok]
-    order = np.argsort(codes, kind="stable")
-    codes, values = codes[order], values[order]
-    sizes = np.bincount(codes, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    tail = 50 * (1 - confidence)
-    for n in np.unique(sizes[sizes > 0]):
-        groups = np.flatnonzero(sizes == n)
-        mat = values[starts[groups][:, None] + np.arange(n)[None, :]]
-        means = _boot_means(mat, n_boot, seed)
-        lo[groups], hi[groups] = np.percentile(means, [tail, 100 - tail], axis=1)
-    return lo, hi
-
-
 def seed_summary(scores: pd.DataFrame, by: Sequence[str] = CONFIG_BY, n_boot: int = 2000,
-                 confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                 confidence: float = 0.95, seed: int = 0, interval: str = "t") -> pd.DataFrame:
     """Summarise ``value`` over seeds per group.
 
     Args:
         scores: rows with the ``by`` columns and ``value`` (e.g. :func:`trial_scores`).
         by: grouping columns (default: one configuration's one metric on one split).
-        n_boot, confidence, seed: the percentile bootstrap of the mean (same as :func:`bootstrap_ci`).
+        n_boot, confidence, seed: bootstrap resamples, interval level, bootstrap seed.
+        interval: ``"t"`` (default: the t-interval, n - 1 degrees of freedom) or ``"bootstrap"`` (the
+            seeded percentile bootstrap of the mean, equal to :func:`bootstrap_ci` per group).
 
     Returns:
-        ``by`` + ``n, mean, std, median, min, max, ci_low, ci_high``; ``std`` is the sample standard
-        deviation (ddof 1, NaN for one seed).
+        ``by`` + ``n, mean, std, median, min, max, ci_low, ci_high, interval``; ``std`` is the sample
+        standard deviation (ddof 1, NaN for one seed).
+
+    Raises:
+        ValueError: unknown interval.
     """
+    check_interval(interval)
     by = list(by)
-    cols = ["n", "mean", "std", "median", "min", "max", "ci_low", "ci_high"]
+    cols = ["n", "mean", "std", "median", "min", "max", "ci_low", "ci_high", "interval"]
     if scores.empty:
         return pd.DataFrame(columns=by + cols)
     grouped = scores.groupby(by, sort=True, dropna=False)["value"]
     out = grouped.agg(["count", "mean", "std", "median", "min", "max"]).rename(columns={"count": "n"})
-    codes = grouped.ngroup().to_numpy()
-    lo, hi = _group_cis(codes, scores["value"].to_numpy(dtype=float), len(out), n_boot, confidence, seed)
-    out["ci_low"], out["ci_high"] = lo, hi
+    if interval == "t":
+        lo, hi = t_intervals(out["mean"].to_numpy(), out["std"].to_numpy(), out["n"].to_numpy(), confidence)
+    else:
+        codes = grouped.ngroup().to_numpy()
+        lo, hi = group_bootstrap(codes, scores["value"].to_numpy(dtype=float), len(out), n_boot, confidence, seed)
+    out["ci_low"], out["ci_high"], out["interval"] = lo, hi, interval
     out["n"] = out["n"].astype(int)
     return out.reset_index()[by + cols]
 
@@ -190,11 +190,14 @@ def best_configs(summary: pd.DataFrame, by: Sequence[str] = ("task", "method", "
         split, metric: the selection criterion (default: the dev task score).
 
     Returns:
-        One summary row per group.
+        One summary row per group, with ``n_configs``: how many configurations the group searched (the
+        chosen mean is the best of that many, so it reads optimistic when reported on the same data).
     """
     s = summary[(summary["split"] == split) & (summary["metric"] == metric)]
     s = s.sort_values(list(by) + ["mean", "n", "config"], ascending=[True] * len(by) + [False, False, True])
-    return s.groupby(list(by), sort=True).head(1).reset_index(drop=True)
+    best = s.groupby(list(by), sort=True).head(1).reset_index(drop=True)
+    k = s.groupby(list(by), sort=True)["config"].nunique().rename("n_configs").reset_index()
+    return best.merge(k, on=list(by), how="left")
 
 
 def select_configs(scores: pd.DataFrame, chosen: pd.DataFrame,
@@ -202,6 +205,62 @@ def select_configs(scores: pd.DataFrame, chosen: pd.DataFrame,
     """The rows of ``scores`` whose (task, method, model, config) is one of ``chosen``'s."""
     keys = pd.MultiIndex.from_frame(chosen[list(on)].drop_duplicates())
     return scores[pd.MultiIndex.from_frame(scores[list(on)]).isin(keys)].reset_index(drop=True)
+
+
+SAME_DATA = "same seeds"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The configurations chosen per (task, method, model) and the per-seed rows reported for them.
+
+    Attributes:
+        best: :func:`best_configs` rows (summary over the selection seeds) with ``n_configs`` and
+            ``selected_on`` (``"same seeds"``, or the selection seeds when chosen on held-out ones).
+        per_seed: the reported per-seed rows of the chosen configurations.
+        note: one sentence for the tables: how the configurations were chosen and what that means.
+    """
+
+    best: pd.DataFrame
+    per_seed: pd.DataFrame
+    note: str
+
+
+def _seed_list(seeds: Sequence[int]) -> str:
+    return ",".join(str(s) for s in seeds)
+
+
+def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = None,
+                   report_seeds: Sequence[int] | None = None, interval: str = "t", n_boot: int = 2000,
+                   confidence: float = 0.95, seed: int = 0) -> Choice:
+    """Choose each (task, method, model)'s configuration and return the rows to report for it.
+
+    Without seed lists the configuration is chosen on the mean dev score over all seeds and the same
+    scores are reported: best of ``n_configs`` on the same data, optimistic whenever ``n_configs > 1``.
+    With ``select_seeds`` (and/or ``report_seeds``) it is chosen on the selection seeds only and reported
+    on the others, so the reported numbers are free of that selection bias.
+
+    Raises:
+        ValueError: the two seed lists overlap.
+    """
+    if select_seeds is None and report_seeds is None:
+        summary = seed_summary(scores, CONFIG_BY, n_boot, confidence, seed, interval)
+        best = best_configs(summary).assign(selected_on=SAME_DATA)
+        note = ("Each configuration is chosen on the mean dev score over the same seeds it is reported on: "
+                "where a method searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "
+                "and read optimistic.")
+        return Choice(best, select_configs(scores, best), note)
+    seeds = sorted(int(s) for s in scores["seed"].dropna().unique())
+    sel = sorted(select_seeds) if select_seeds is not None else [s for s in seeds if s not in set(report_seeds or ())]
+    rep = sorted(report_seeds) if report_seeds is not None else [s for s in seeds if s not in set(sel)]
+    if set(sel) & set(rep):
+        raise ValueError(f"--select_seeds and --report_seeds overlap on {sorted(set(sel) & set(rep))}: "
+                         "a configuration chosen on a seed cannot be reported on it without selection bias")
+    summary = seed_summary(scores[scores["seed"].isin(sel)], CONFIG_BY, n_boot, confidence, seed, interval)
+    best = best_configs(summary).assign(selected_on=f"seeds {_seed_list(sel)}")
+    note = (f"Each configuration is chosen on the mean dev score over seeds {_seed_list(sel)} and reported on "
+            f"seeds {_seed_list(rep)} (held out from the choice).")
+    return Choice(best, select_configs(scores[scores["seed"].isin(rep)], best), note)
 
 
 # ---------------------------------------------------------------------------------------------- GLUE
@@ -213,7 +272,8 @@ def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[s
 
     Args:
         summary: rows with ``by`` + ``task, split, metric, mean`` (e.g. :func:`seed_summary` by
-            ``METHOD_BY``); ``score`` rows are ignored (task scores are recomputed from the metrics).
+            ``METHOD_BY``); ``score`` rows are ignored (task scores are recomputed from the metrics,
+            strictly: a task missing a metric counts as missing).
         convention: ``"paper"`` or ``"glue"`` (:mod:`analysis.scores`).
         by: one GLUE score per group.
         allow_missing: average the tasks present instead of giving NaN when some are missing.
@@ -225,8 +285,13 @@ def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[s
     s = summary[(summary["split"] == DEV) & (summary["metric"] != SCORE) & summary["task"].isin(tasks)]
     rows = []
     for key, g in s.groupby(list(by), sort=True):
-        per_task = {t: task_score(t, dict(zip(gt["metric"], gt["mean"]))) for t, gt in g.groupby("task")}
-        present = [t for t in tasks if t in per_task and not math.isnan(per_task[t])]
+        per_task = {}
+        for t, gt in g.groupby("task"):
+            try:
+                per_task[str(t)] = task_score(str(t), dict(zip(gt["metric"], gt["mean"])))
+            except ValueError:
+                continue
+        present = [t for t in tasks if t in per_task]
         missing = [t for t in tasks if t not in present]
         score = glue_score(per_task, convention, allow_missing=True) if (present and (allow_missing or not missing)) \
             else math.nan
@@ -235,73 +300,69 @@ def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[s
     return pd.DataFrame(rows, columns=list(by) + ["convention", "glue_score", "n_tasks", "missing"])
 
 
-# ---------------------------------------------------------------------------------------- comparison
+# ------------------------------------------------------------------------------------------ ablations
 
 
-def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Welch's t, p and degrees of freedom; NaN with fewer than 2 values a side or no variance."""
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, math.nan, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    if va + vb == 0:
-        return math.nan, math.nan, math.nan
-    from scipy import stats  # imported here: scipy.stats alone takes ~1.5 s to import
-
-    res = stats.ttest_ind(a, b, equal_var=False)
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return float(res.statistic), float(res.pvalue), float(dof)
+def searched_params(scores: pd.DataFrame) -> list[str]:
+    """Numeric ``param.*`` columns (seed excluded) that take at least two values."""
+    out = []
+    for c in scores.columns:
+        if not c.startswith("param.") or c == "param.seed":
+            continue
+        v = pd.to_numeric(scores[c], errors="coerce")
+        if v.notna().any() and v.dropna().nunique() > 1 and scores[c].map(lambda x: isinstance(x, bool)).sum() == 0:
+            out.append(c.removeprefix("param."))
+    return out
 
 
-def _diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int, confidence: float, seed: int) -> tuple[float, float]:
-    if len(a) == 0 or len(b) == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng([seed, len(a), len(b)])
-    ma = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1)
-    mb = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(axis=1)
-    tail = 50 * (1 - confidence)
-    lo, hi = np.percentile(ma - mb, [tail, 100 - tail])
-    return float(lo), float(hi)
+def factor_groups(trials: pd.DataFrame, params: Sequence[str]) -> list[list[str]]:
+    """Group hyperparameters that vary together (the same partition of the trials), e.g. the paper's K,
+    which sets ``sampling_times_delta`` and ``sampling_times_theta`` at once: one factor each group."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for p in params:
+        codes = tuple(pd.factorize(trials[f"param.{p}"], use_na_sentinel=False)[0].tolist())
+        groups.setdefault(codes, []).append(p)
+    return list(groups.values())
 
 
-def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
-                      split: str = DEV, metric: str = SCORE, n_boot: int = 2000, confidence: float = 0.95,
-                      seed: int = 0) -> pd.DataFrame:
-    """Compare two methods per task over seeds.
+def _same_as(g: pd.DataFrame, ref: pd.Series, columns: Sequence[str]) -> pd.Series:
+    same = pd.Series(True, index=g.index)
+    for c in columns:
+        same &= (g[c] == ref[c]) | (g[c].isna() & pd.isna(ref[c]))
+    return same
 
-    ``mean_diff`` is mean(a) - mean(b) over all seeds of each; its interval is a percentile bootstrap
-    resampling each method's seeds independently (seeded); ``t``/``p_value``/``dof`` are Welch's
-    unequal-variance t-test (``scipy.stats.ttest_ind(equal_var=False)``). ``paired_diff`` is the mean of
-    per-seed differences over the seeds both methods ran (``n_pairs``).
 
-    Args:
-        scores: per-seed rows (e.g. :func:`trial_scores` restricted to each method's best configuration).
-        method_a, method_b: the two methods; differences are a - b.
-        by: one comparison per group.
-        split, metric: the value compared (default: the dev task score).
+def ablation_slices(scores: pd.DataFrame, best: pd.DataFrame,
+                    forced: Sequence[str] = ()) -> dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]]:
+    """The one-factor sweeps of Tables 4-5 found in ``scores`` (:func:`trial_scores` rows with ``param.*``).
+
+    Per (model, method, param): the trials that differ from each task's best configuration (``best``)
+    only in ``param`` (and the parameters that always vary with it, and seed); run settings (``run.*``)
+    must match too. Found without asking when a (model, method) varies one factor only; ``forced`` names
+    parameters to ablate in any case.
 
     Returns:
-        ``by`` + ``method_a, method_b, n_a, n_b, n_pairs, mean_a, mean_b, mean_diff, ci_low, ci_high,
-        paired_diff, t, dof, p_value``.
+        ``{(model, method, param): (rows of the sweep, the factor's parameters)}`` for sweeps with at
+        least two settings.
     """
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric)
-               & scores["method"].isin([method_a, method_b])]
-    rows = []
-    for key, g in s.groupby(list(by), sort=True):
-        a = g[g["method"] == method_a]
-        b = g[g["method"] == method_b]
-        va, vb = a["value"].to_numpy(dtype=float), b["value"].to_numpy(dtype=float)
-        pairs = a.groupby("seed")["value"].mean().to_frame("a").join(
-            b.groupby("seed")["value"].mean().to_frame("b"), how="inner")
-        t, p, dof = _welch(va, vb)
-        lo, hi = _diff_ci(va, vb, n_boot, confidence, seed)
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append((*key, method_a, method_b, len(va), len(vb), len(pairs),
-                     va.mean() if len(va) else math.nan, vb.mean() if len(vb) else math.nan,
-                     va.mean() - vb.mean() if len(va) and len(vb) else math.nan, lo, hi,
-                     float((pairs["a"] - pairs["b"]).mean()) if len(pairs) else math.nan, t, dof, p))
-    cols = ["method_a", "method_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low",
-            "ci_high", "paired_diff", "t", "dof", "p_value"]
-    return pd.DataFrame(rows, columns=list(by) + cols)
+    out: dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]] = {}
+    for (model, method), g in scores.groupby(["model", "method"], sort=True):
+        trials = g.drop_duplicates(["experiment", "trial"])
+        factors = factor_groups(trials, searched_params(trials))
+        chosen = [f for f in factors if any(p in forced for p in f)] or (factors if len(factors) == 1 else [])
+        for factor in chosen:
+            p = factor[0]
+            skip = {f"param.{q}" for q in factor} | {"param.seed"}
+            others = [c for c in g.columns if c.startswith(("param.", "run.")) and c not in skip]
+            parts = []
+            for task, gt in g.groupby("task"):
+                b = best[(best["model"] == model) & (best["method"] == method) & (best["task"] == task)]
+                if not b.empty:
+                    parts.append(gt[_same_as(gt, gt[gt["config"] == b["config"].iloc[0]].iloc[0], others)])
+            sl = pd.concat(parts) if parts else g.iloc[0:0]
+            if sl[f"param.{p}"].nunique() > 1:
+                out[(str(model), str(method), p)] = (sl, factor)
+    return out
 
 
 def trial_table(df: pd.DataFrame) -> pd.DataFrame:

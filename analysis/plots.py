@@ -17,7 +17,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,25 +25,28 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.load import DEV
-from analysis.tables import TASK_LABELS, setting_label
+from analysis.aggregate import searched_params
+from analysis.tables import setting_label
+from analysis.tidy import DEV
+from mat.tasks import sort_tasks, task_label
 
-TASK_ORDER = list(TASK_LABELS)
+__all__ = [
+    "BoxInfo", "ablation_info", "ablation_plot", "box_artist_stats", "hparam_info", "hparam_plot",
+    "learning_curve_info", "learning_curve_plot", "new_figure", "save_figure", "searched_params", "seed_box_info",
+    "seed_box_plot", "split_panels",
+]
+
 STYLE = "whitegrid"
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6, 4),
-               **kw: object) -> tuple[Figure, np.ndarray]:
+               **kw: Any) -> tuple[Figure, np.ndarray]:
     """A figure on its own Agg canvas (no pyplot, no global state) and its (nrows, ncols) axes array."""
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     with sns.axes_style(STYLE):
-        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)  # type: ignore[arg-type]
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
-
-
-def _task_sort(tasks: Sequence[str]) -> list[str]:
-    return sorted(dict.fromkeys(tasks), key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
 
 
 def _methods(values: Sequence[str]) -> list[str]:
@@ -78,11 +81,11 @@ def split_panels(medians: pd.Series, n_panels: int = 2) -> list[list[str]]:
     two y-ranges); each group in GLUE order, the lower-scoring group first."""
     order = medians.sort_values()
     if len(order) <= 1 or n_panels <= 1:
-        return [_task_sort(list(order.index))]
+        return [sort_tasks(list(order.index))]
     gaps = np.diff(order.to_numpy())
     cuts = sorted(np.argsort(gaps)[::-1][: n_panels - 1] + 1)
     groups = np.split(np.asarray(order.index), cuts)
-    return [_task_sort(list(g)) for g in groups if len(g)]
+    return [sort_tasks(list(g)) for g in groups if len(g)]
 
 
 def _box_stats(v: np.ndarray) -> tuple[int, float, float, float, float, float]:
@@ -119,7 +122,7 @@ def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
             warnings.filterwarnings("ignore", message=".*vert: bool.*")
             sns.boxplot(data=panel, x="task", y="value", hue="method", order=tasks, hue_order=info.methods,
                         ax=ax, whis=1.5, fliersize=3)
-        ax.set_xticks(range(len(tasks)), [TASK_LABELS.get(t, t) for t in tasks])
+        ax.set_xticks(range(len(tasks)), [task_label(t) for t in tasks])
         ax.set_xlabel("")
         ax.set_ylabel("score (task metrics averaged)")
         if ax.get_legend() is not None:
@@ -172,7 +175,7 @@ def ablation_plot(info: pd.DataFrame, param: str, metric: str = "score") -> Figu
     ax = axes[0][0]
     for task, g in d.groupby("task", sort=False):
         ax.errorbar(g["setting"].astype(float), g["mean"], yerr=g["std"].fillna(0.0), marker="o", capsize=3,
-                    label=TASK_LABELS.get(task, task))
+                    label=task_label(task))
     if _log_x(d["setting"].astype(float).tolist()):
         ax.set_xscale("log")
     ticks = sorted(set(d["setting"].astype(float)))
@@ -209,7 +212,7 @@ def learning_curve_info(df: pd.DataFrame, split: str = DEV,
 
 def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
     """One panel per task: a line per method (mean over trials) with a ±std band."""
-    tasks = _task_sort(info["task"])
+    tasks = sort_tasks(info["task"])
     nrows = max(1, math.ceil(len(tasks) / ncols))
     fig, axes = new_figure(nrows, ncols, (4 * ncols, 2.8 * nrows))
     methods = _methods(info["method"])
@@ -222,7 +225,7 @@ def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
             ax.plot(g["step"], g["mean"], color=palette[method], label=method)
             sd = g["std"].fillna(0.0)
             ax.fill_between(g["step"], g["mean"] - sd, g["mean"] + sd, color=palette[method], alpha=0.15)
-        ax.set_title(TASK_LABELS.get(task, task), fontsize=10)
+        ax.set_title(task_label(task), fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel("dev score")
     for ax in list(axes.flat)[len(tasks):]:
@@ -238,18 +241,6 @@ def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
 
 
 # ----------------------------------------------------------------------------------- hyperparameters
-
-
-def searched_params(scores: pd.DataFrame) -> list[str]:
-    """Numeric ``param.*`` columns (seed excluded) that take at least two values."""
-    out = []
-    for c in scores.columns:
-        if not c.startswith("param.") or c == "param.seed":
-            continue
-        v = pd.to_numeric(scores[c], errors="coerce")
-        if v.notna().any() and v.dropna().nunique() > 1 and scores[c].map(lambda x: isinstance(x, bool)).sum() == 0:
-            out.append(c.removeprefix("param."))
-    return out
 
 
 def hparam_info(scores: pd.DataFrame, params: Sequence[str] | None = None, split: str = DEV,

@@ -9,6 +9,7 @@ long: ``hyperparameter, setting, task, split, metric, value, source``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -16,6 +17,10 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 GLUE_REFERENCES = {"bert-base": "table1_bert_base.csv", "roberta-large": "table2_roberta_large.csv"}
 ANLI_REFERENCES = {"roberta-large": "table3_anli_roberta_large.csv"}
 ABLATION_REFERENCES = {"K": "table4_ablation_k.csv", "lambda_s": "table5_ablation_lambda.csv"}
+# The swept hyperparameter of each ablation table, as our records name it: the paper's K sets both sampling
+# loops (sampling_times_delta = sampling_times_theta; NNI's alias sampling_times), λ is lambda_s.
+ABLATION_PARAMS = {"K": ("sampling_times", "sampling_times_delta", "sampling_times_theta"), "lambda_s": ("lambda_s",)}
+ABLATION_TABLES = {"K": "Table 4", "lambda_s": "Table 5"}
 ID_COLUMNS = ("row", "method", "model", "published_score", "source")
 
 
@@ -35,13 +40,15 @@ def read_reference(name: str) -> pd.DataFrame:
 
 def reference_long(wide: pd.DataFrame) -> pd.DataFrame:
     """Wide published rows -> long ``row, method, model, source, published_score, task, split, metric,
-    value`` (cells the paper leaves as ``-`` are dropped)."""
+    value, published`` (cells the paper leaves as ``-`` are dropped; ``published`` is True, so tables score
+    these rows on the metrics they print)."""
     ids = [c for c in ID_COLUMNS if c in wide.columns]
     long = wide.melt(id_vars=ids, var_name="column", value_name="value").dropna(subset=["value"])
     parts = long["column"].str.split(".", n=2, expand=True)
     long = long.assign(task=parts[0], split=parts[1], metric=parts[2]).drop(columns="column")
     if "published_score" not in long.columns:
         long["published_score"] = float("nan")
+    long["published"] = True
     order = {r: i for i, r in enumerate(wide["row"])}
     return long.sort_values("row", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
@@ -56,3 +63,22 @@ def anli_reference(model: str) -> pd.DataFrame | None:
     """Table 3 (ANLI, RoBERTa-large) rows in long form, when ``model`` is a RoBERTa-large."""
     name = ANLI_REFERENCES.get(model_family(model) or "")
     return reference_long(read_reference(name)) if name else None
+
+
+def ablation_reference(factor: Sequence[str], method: str, model: str) -> tuple[str, pd.DataFrame] | None:
+    """The paper's ablation (Table 4: K, Table 5: λ; MAT on BERT-base) for a sweep of ``factor``.
+
+    Args:
+        factor: the hyperparameters swept together (``["sampling_times_delta", "sampling_times_theta"]``).
+        method, model: the sweep's method and model; only MAT on a BERT-base model has published rows.
+
+    Returns:
+        ``(hyperparameter, long rows)`` (``hyperparameter, setting, task, split, metric, value, source``),
+        or None when the paper has no such ablation.
+    """
+    if method != "mat" or model_family(model) != "bert-base":
+        return None
+    for hp, names in ABLATION_PARAMS.items():
+        if any(p in names for p in factor):
+            return hp, read_reference(ABLATION_REFERENCES[hp])
+    return None

@@ -3,12 +3,14 @@
 Layout of ``out_dir``::
 
     report.md                 everything below, embedded or linked
-    tables/*.md|tex|csv       GLUE (Tables 1-2), ANLI (Table 3), AdvGLUE, ablations (Tables 4-5), summaries
+    tables/*.md|tex|csv       GLUE (Tables 1-2), ANLI (Table 3), AdvGLUE, ablations (Tables 4-5, the paper's
+                              beside ours), methods against the baseline, summaries
     figures/*.png|pdf         per-seed box plots (Figure 3), learning curves, hyperparameters, ablations
 
 Only finished (SUCCEEDED) trials enter tables and figures; running, failed and interrupted trials are
 counted in the report's status table and listed with their errors, never counted as complete. Skipped
-input files are listed with their reasons.
+input files and repeated trials are listed with their reasons. This module only wires: the numbers come
+from :mod:`analysis.aggregate` and :mod:`analysis.comparison`, the layouts from :mod:`analysis.tables`.
 """
 
 from __future__ import annotations
@@ -21,17 +23,38 @@ from typing import Sequence
 import pandas as pd
 
 from analysis import aggregate as agg
-from analysis import plots, published, tables
-from analysis.load import DEV, STATUSES, skipped, status_counts
+from analysis import comparison, plots, published, tables
+from analysis.intervals import INTERVAL_NOTES, check_interval
+from analysis.load import repeats, skipped, status_counts
 from analysis.scores import CONVENTIONS
+from analysis.tidy import DEV
+from mat.records import STATUSES
 from mat.tasks import ANLI_TASKS, GLUE_TASKS
 
 SELECTION_NOTES = {
     "best": "Each trial contributes its best dev evaluation (the MAT authors' rule).",
     "final": "Each trial contributes its final (last) evaluation.",
 }
+# Display names of mat.records.STATUSES, in the order the report lists them.
 STATUS_LABELS = {"SUCCEEDED": "finished", "RUNNING": "running", "FAILED": "failed", "INTERRUPTED": "interrupted"}
+assert set(STATUS_LABELS) == set(STATUSES), "a record status without a display name"
 MAX_LISTED = 50
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the report is computed (the ``report`` command's flags)."""
+
+    selection: str = "best"
+    convention: str = "paper"
+    ablations: tuple[str, ...] = ()
+    interval: str = "t"
+    n_boot: int = 2000
+    seed: int = 0
+    select_seeds: tuple[int, ...] | None = None
+    report_seeds: tuple[int, ...] | None = None
+    baseline: str = "vanilla"
+    strict: bool = False
 
 
 @dataclass
@@ -60,18 +83,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "model"
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body]) + "\n"
-
-
 def _status_section(df: pd.DataFrame, counts: dict[str, int]) -> list[str]:
-    rows = [(f"{STATUS_LABELS.get(s, s.lower())} ({s})", counts.get(s, 0)) for s in STATUSES]
-    rows += [(s, n) for s, n in counts.items() if s not in STATUSES]
+    rows = [(f"{label} ({s})", counts.get(s, 0)) for s, label in STATUS_LABELS.items()]
+    rows += [(s, n) for s, n in counts.items() if s not in STATUS_LABELS]
     rows.append(("total", sum(counts.values())))
-    lines = ["## Trials", "", _md_table(pd.DataFrame(rows, columns=["status", "trials"])),
+    lines = ["## Trials", "", tables.plain_markdown(pd.DataFrame(rows, columns=["status", "trials"])),
              "Only finished (SUCCEEDED) trials enter the tables and figures; running, failed and interrupted "
              "trials are counted here and never as complete.", ""]
     open_trials = agg.trial_table(df)
@@ -80,18 +96,21 @@ def _status_section(df: pd.DataFrame, counts: dict[str, int]) -> list[str]:
         shown = open_trials.head(MAX_LISTED)[["experiment", "trial", "task", "method", "status", "error"]].fillna("")
         shown["error"] = shown["error"].astype(str).str.slice(0, 160)
         more = f" (first {MAX_LISTED} of {len(open_trials)})" if len(open_trials) > MAX_LISTED else ""
-        lines += [f"### Unfinished trials{more}", "", _md_table(shown)]
+        lines += [f"### Unfinished trials{more}", "", tables.plain_markdown(shown)]
     return lines
 
 
-def _skipped_section(skips: list[tuple[str, str]]) -> list[str]:
-    lines = [f"## Skipped inputs ({len(skips)})", ""]
-    if not skips:
-        return lines + ["None.", ""]
-    lines += [f"- `{p}`: {r}" for p, r in skips[:MAX_LISTED]]
-    if len(skips) > MAX_LISTED:
-        lines.append(f"- ... and {len(skips) - MAX_LISTED} more")
-    return lines + [""]
+def _listed(title: str, items: list[str], none: str = "None.", about: str = "") -> list[str]:
+    lines = [f"## {title} ({len(items)})", ""] + ([about, ""] if about else [])
+    more = [f"- ... and {len(items) - MAX_LISTED} more"] if len(items) > MAX_LISTED else []
+    return lines + (items[:MAX_LISTED] or [none]) + more + [""]
+
+
+def _repeats_section(df: pd.DataFrame) -> list[str]:
+    items = [f"- {r.method}, {r.task}, seed {r.seed}: kept `{r.kept_source}` ({r.kept_status}); set aside "
+             f"`{r.repeat_source}` ({r.repeat_status})" for r in repeats(df).itertuples()]
+    return _listed("Repeated trials", items, about="Two finished trials of one method, task, model, configuration "
+                   "(run settings included) and seed count once: the newest.")
 
 
 class _Writer:
@@ -126,9 +145,10 @@ def _reference_rows(ref: pd.DataFrame | None) -> pd.DataFrame:
     return ref if ref is not None else pd.DataFrame(columns=["row", "task", "split", "metric", "value"])
 
 
-def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, convention: str, selection: str) -> None:
+def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice_note: str) -> None:
     ours = tables.method_rows(ms)
-    sel_note = SELECTION_NOTES[selection] + " Our rows: mean over seeds of the best configuration per task."
+    sel_note = f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per task. " \
+        + choice_note
     dev = ours[ours["split"] == DEV]
     if dev["task"].isin(GLUE_TASKS).any():
         ref = published.glue_reference(model)
@@ -138,11 +158,11 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, convention: str, sel
         notes = [sel_note] + ([published_note] if ref is not None else [])
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(GLUE_TASKS)]], ignore_index=True)
         w.lines += ["### GLUE", ""]
-        w.table(tables.glue_table(rows, convention, f"GLUE dev results, {model}", f"glue_{slug(model)}", notes))
+        w.table(tables.glue_table(rows, opt.convention, f"GLUE dev results, {model}", f"glue_{slug(model)}", notes))
         both = pd.concat([agg.glue_scores(ms, c) for c in CONVENTIONS], ignore_index=True)
         both["glue_score"] = both["glue_score"].map(lambda v: tables.fmt(v, 2))
         w.lines += ["GLUE scores under both conventions (`-`: tasks missing):", "",
-                    _md_table(both[["method", "convention", "glue_score", "n_tasks", "missing"]])]
+                    tables.plain_markdown(both[["method", "convention", "glue_score", "n_tasks", "missing"]])]
     if ours["task"].isin(ANLI_TASKS).any():
         ref = published.anli_reference(model)
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(ANLI_TASKS)]], ignore_index=True)
@@ -155,67 +175,43 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, convention: str, sel
         w.table(tables.advglue_table(adv, f"AdvGLUE dev results, {model}", f"advglue_{slug(model)}", [sel_note]))
 
 
-def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, n_boot: int, seed: int) -> None:
+def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> None:
     methods = sorted(set(sel["method"]))
     if "mat" not in methods or len(methods) < 2:
         return
-    frames = [agg.paired_comparison(sel, "mat", m, n_boot=n_boot, seed=seed) for m in methods if m != "mat"]
+    frames = [comparison.paired_comparison(sel, "mat", m, interval=opt.interval, n_boot=opt.n_boot, seed=opt.seed)
+              for m in methods if m != "mat"]
     comp = pd.concat(frames, ignore_index=True).sort_values(["task", "method_b"], kind="stable")
     w.csv(comp, f"comparison_{slug(model)}")
     shown = pd.DataFrame({
         "task": comp["task"], "vs": comp["method_b"],
-        "n (mat/other)": comp["n_a"].astype(str) + "/" + comp["n_b"].astype(str),
+        "pairs (mat/other seeds)": [f"{p} ({a}/{b})" for p, a, b in zip(comp["n_pairs"], comp["n_a"], comp["n_b"])],
         "mean diff": comp["mean_diff"].map(lambda v: tables.fmt(v, 2)),
-        "95% CI": [f"[{tables.fmt(a, 2)}, {tables.fmt(b, 2)}]" for a, b in zip(comp["ci_low"], comp["ci_high"])],
-        "Welch p": comp["p_value"].map(lambda p: "-" if pd.isna(p) else f"{p:.3g}"),
+        "95% CI": [tables.fmt_interval(a, b) for a, b in zip(comp["ci_low"], comp["ci_high"])],
+        "paired t p": comp["p_value"].map(tables.fmt_p), "Wilcoxon p": comp["wilcoxon_p"].map(tables.fmt_p),
     })
-    w.lines += ["### MAT vs each baseline (dev task score, best configurations)", "",
-                "Mean difference MAT - other over seeds, percentile-bootstrap 95% CI, Welch's t-test.", "",
-                _md_table(shown)]
+    w.lines += ["### MAT vs each baseline (dev task score, chosen configurations)", "",
+                f"Mean of the per-seed differences MAT - other over the seeds both ran; {INTERVAL_NOTES[opt.interval]} "
+                "of it; paired t-test (`scipy.stats.ttest_rel`) and exact Wilcoxon signed-rank p-values (with 5 "
+                "seeds the Wilcoxon p is at least 0.0625).", "", tables.plain_markdown(shown)]
+    warned = zip(comp["task"], comp["method_b"], comp["warning"])
+    w.lines += [f"- warning: {t}, mat vs {b}: {x}" for t, b, x in warned if x]
+    w.lines.append("")
 
 
-def factor_groups(trials: pd.DataFrame, params: Sequence[str]) -> list[list[str]]:
-    """Group hyperparameters that vary together (the same partition of the trials), e.g. the paper's K,
-    which sets ``sampling_times_delta`` and ``sampling_times_theta`` at once: one factor each group."""
-    groups: dict[tuple[int, ...], list[str]] = {}
-    for p in params:
-        codes = tuple(pd.factorize(trials[f"param.{p}"], use_na_sentinel=False)[0].tolist())
-        groups.setdefault(codes, []).append(p)
-    return list(groups.values())
-
-
-def _ablation_slices(scores: pd.DataFrame, best: pd.DataFrame,
-                     forced: Sequence[str]) -> dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]]:
-    """Per (model, method, param): the trials that differ from each task's best configuration only in
-    ``param`` (and the parameters that always vary with it, and seed). Found without asking when a
-    (model, method) varies one factor only; ``forced`` names parameters to ablate in any case."""
-    out: dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]] = {}
-    for (model, method), g in scores.groupby(["model", "method"], sort=True):
-        trials = g.drop_duplicates(["experiment", "trial"])
-        factors = factor_groups(trials, plots.searched_params(trials))
-        chosen = [f for f in factors if any(p in forced for p in f)] or (factors if len(factors) == 1 else [])
-        for factor in chosen:
-            p = factor[0]
-            skip = {f"param.{q}" for q in factor} | {"param.seed"}
-            others = [c for c in g.columns if c.startswith("param.") and c not in skip]
-            parts = []
-            for task, gt in g.groupby("task"):
-                b = best[(best["model"] == model) & (best["method"] == method) & (best["task"] == task)]
-                if b.empty:
-                    continue
-                ref = gt[gt["config"] == b["config"].iloc[0]].iloc[0]
-                same = pd.Series(True, index=gt.index)
-                for c in others:
-                    same &= (gt[c] == ref[c]) | (gt[c].isna() & pd.isna(ref[c]))
-                parts.append(gt[same])
-            sl = pd.concat(parts) if parts else g.iloc[0:0]
-            if sl[f"param.{p}"].nunique() > 1:
-                out[(model, method, p)] = (sl, factor)
-    return out
+def _baseline_section(w: _Writer, model: str, sel: pd.DataFrame, best: pd.DataFrame, opt: Options) -> None:
+    if opt.baseline not in set(sel["method"]) or sel["method"].nunique() < 2:
+        return
+    comp = comparison.compare_to_baseline(sel, opt.baseline, best, interval=opt.interval, n_boot=opt.n_boot,
+                                          seed=opt.seed)
+    w.csv(comp, f"compare_{slug(model)}")
+    w.lines += [f"### Methods against {opt.baseline}", ""]
+    w.table(comparison.comparison_table(comp, opt.baseline, f"Dev task score against {opt.baseline}, {model}",
+                                        f"compare_table_{slug(model)}", comparison.table_notes(opt.interval)))
 
 
 def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Sequence[str]) -> None:
-    slices = _ablation_slices(scores, best, forced)
+    slices = agg.ablation_slices(scores, best, forced)
     if not slices:
         return
     w.lines += ["## Ablations", "",
@@ -226,28 +222,50 @@ def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Seq
         name = f"ablation_{slug(p)}_{slug(method)}_{slug(model)}"
         swept = " = ".join(factor)
         w.table(tables.ablation_table(info, p, f"{method}: ablation over {swept}, {model}", name))
+        _paper_ablation(w, info, factor, method, model, name)
         w.figure(plots.ablation_plot(info, p), name,
                  f"{method}, {model}: dev score against {p} (mean ± std over seeds)")
 
 
-def _best_section(w: _Writer, best: pd.DataFrame) -> None:
+def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], method: str, model: str, name: str) -> None:
+    """The paper's Table 4 or 5, on the tasks we ran, beside our ablation of ``factor`` (MAT, BERT-base)."""
+    ref = published.ablation_reference(factor, method, model)
+    if ref is None or not ref[1]["task"].isin(set(info["task"])).any():
+        return
+    hp, rows = ref
+    table_no, csv = published.ABLATION_TABLES[hp], published.ABLATION_REFERENCES[hp]
+    note = f"Published values beside ours ({hp} = {' = '.join(factor)}); sources in analysis/reference/{csv}."
+    w.table(tables.ablation_table(rows[rows["task"].isin(set(info["task"]))], hp,
+                                  f"MAT paper {table_no}: ablation over {hp} (BERT-base, as printed)",
+                                  f"{name}_paper", [note]))
+
+
+def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
     w.csv(best, "best_configs")
     shown = pd.DataFrame({
         "model": best["model"], "task": best["task"], "method": best["method"], "n": best["n"],
+        "configs searched": best["n_configs"], "chosen on": best["selected_on"],
         "dev score": [tables.fmt(m, 2) + ("" if pd.isna(s) else f" ± {tables.fmt(s, 2)}")
                       for m, s in zip(best["mean"], best["std"])],
-        "95% CI": [f"[{tables.fmt(a, 2)}, {tables.fmt(b, 2)}]" for a, b in zip(best["ci_low"], best["ci_high"])],
+        "95% CI": [tables.fmt_interval(a, b) for a, b in zip(best["ci_low"], best["ci_high"])],
         "config": best["config"].map(lambda c: f"`{c}`"),
     })
     w.lines += ["## Best configuration per task and method", "",
-                "Chosen on the mean dev task score over seeds; the 95% CI is a seeded percentile bootstrap "
-                "of the mean.",
-                "", _md_table(shown)]
+                f"Chosen on the mean dev task score over the seeds in 'chosen on'; {INTERVAL_NOTES[opt.interval]}. "
+                "A score chosen as the best of several configurations on the same seeds reads optimistic.",
+                "", tables.plain_markdown(shown)]
+
+
+def _repeat_lines(df: pd.DataFrame) -> list[str]:
+    return [f"{r.method}, {r.task}, seed {r.seed}: run twice ({r.kept_source}, {r.repeat_source})"
+            for r in repeats(df).itertuples()]
 
 
 def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best", convention: str = "paper",
                  sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
-                 seed: int = 0) -> ReportResult:
+                 seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
+                 report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
+                 strict: bool = False) -> ReportResult:
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
     Args:
@@ -258,70 +276,93 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         sources: text naming where ``df`` came from (printed in the report).
         ablations: hyperparameters to tabulate as ablations even when others vary too.
         n_boot, seed: bootstrap resamples and seed.
+        interval: ``"t"`` (default) or ``"bootstrap"`` for every interval of a mean.
+        select_seeds, report_seeds: choose configurations on some seeds and report the others.
+        baseline: the method of the "methods against the baseline" table.
+        strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
 
     Returns:
         A :class:`ReportResult`; ``usable`` is False when no finished trial has an evaluation (the report
         then holds the status counts and skipped inputs only).
 
     Raises:
-        ValueError: unknown selection or convention.
+        ValueError: unknown selection, convention or interval; overlapping seed lists.
+        SeedMismatch: ``strict`` and seed sets differ or a seed repeats (nothing is written).
     """
+    opt = Options(selection, convention, tuple(ablations), interval, n_boot, seed,
+                  None if select_seeds is None else tuple(select_seeds),
+                  None if report_seeds is None else tuple(report_seeds), baseline, strict)
     agg._check_selection(selection)
+    check_interval(interval)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}")
+    scores = agg.trial_scores(df, selection)
+    choice = agg.choose_configs(scores, opt.select_seeds, opt.report_seeds, interval, n_boot, seed=seed) \
+        if not scores.empty else None
+    seed_issues = comparison.seed_problems(choice.per_seed) if choice is not None else []
+    if strict and (seed_issues or _repeat_lines(df)):
+        raise comparison.SeedMismatch("--strict: " + "; ".join(_repeat_lines(df) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = _Writer(out)
-    counts, skips = status_counts(df), skipped(df)
+    counts = status_counts(df)
+    skips = skipped(df) + list(scores.attrs.get("unscored", []))
     w.lines += ["# MAT harness report", ""] + [f"- Source: {s}" for s in sources] + [
         f"- Selection: `{selection}`. {SELECTION_NOTES[selection]}",
         f"- GLUE convention: `{convention}`. {tables.convention_note(convention)}",
-        f"- Intervals: 95% percentile bootstrap of the mean over seeds, {n_boot} resamples, seed {seed}.", ""]
-    w.lines += _status_section(df, counts) + _skipped_section(skips)
-    scores = agg.trial_scores(df, selection)
-    usable = not scores.empty
-    if usable:
-        summary = agg.seed_summary(scores, agg.CONFIG_BY, n_boot=n_boot, seed=seed)
-        w.csv(summary, "config_summary")
-        best = agg.best_configs(summary)
-        sel = agg.select_configs(scores, best)
-        method_summary = agg.seed_summary(sel, agg.METHOD_BY, n_boot=n_boot, seed=seed)
-        w.csv(method_summary, "method_summary")
-        for model in sorted(set(sel["model"])):
-            _model_section(w, df, model, sel, scores, method_summary, convention, selection, n_boot, seed)
-        _ablations(w, scores, best, ablations)
-        _best_section(w, best)
+        f"- Intervals: `{interval}`: {INTERVAL_NOTES[interval]} over seeds"
+        + (f", {n_boot} resamples, seed {seed}." if interval == "bootstrap" else "."),
+        "- Comparisons: paired by seed (paired t-test and exact Wilcoxon signed-rank test).",
+        f"- Configuration choice: {choice.note if choice is not None else '-'}", ""]
+    w.lines += _status_section(df, counts)
+    w.lines += _listed("Skipped inputs", [f"- `{p}`: {r}" for p, r in skips])
+    w.lines += _repeats_section(df)
+    w.lines += _listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
+                       "Every method ran the same seeds, each once.")
+    if choice is not None:
+        _results(w, df, scores, choice, opt)
     else:
         w.lines += ["## No results", "", "No finished trial with an evaluation was found.", ""]
     report = out / "report.md"
     report.write_text("\n".join(w.lines).rstrip() + "\n", encoding="utf-8")
     w.files.append(report)
-    text = _summary_text(counts, skips, report, usable, w.files)
-    return ReportResult(report, counts, skips, usable, w.files, text)
+    text = _summary_text(counts, skips, report, choice is not None, w.files)
+    return ReportResult(report, counts, skips, choice is not None, w.files, text)
+
+
+def _results(w: _Writer, df: pd.DataFrame, scores: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
+    summary = agg.seed_summary(scores, agg.CONFIG_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
+    w.csv(summary, "config_summary")
+    sel = choice.per_seed
+    method_summary = agg.seed_summary(sel, agg.METHOD_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
+    w.csv(method_summary, "method_summary")
+    for model in sorted(set(sel["model"])):
+        _model_section(w, df, model, sel, scores, method_summary, choice, opt)
+    _ablations(w, scores, choice.best, opt.ablations)
+    _best_section(w, choice.best, opt)
 
 
 def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, scores: pd.DataFrame,
-                   method_summary: pd.DataFrame, convention: str, selection: str,
-                   n_boot: int, seed: int) -> None:
+                   method_summary: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
     ms = method_summary[method_summary["model"] == model]
     msel = sel[sel["model"] == model]
     w.lines += [f"## {model}", ""]
-    _model_tables(w, model, ms, convention, selection)
+    _model_tables(w, model, ms, opt, choice.note)
     info = plots.seed_box_info(msel)
     if len(info.data):
         w.lines += ["### Per-seed scores (Figure 3 layout)", ""]
-        w.figure(plots.seed_box_plot(info, f"{model}: dev task score per seed, best configuration"),
+        w.figure(plots.seed_box_plot(info, f"{model}: dev task score per seed, chosen configuration"),
                  f"seed_box_{slug(model)}",
                  "Per-seed dev task scores by task and method (multi-metric tasks averaged)")
-    _comparisons(w, model, msel, n_boot, seed)
+    _baseline_section(w, model, msel, choice.best[choice.best["model"] == model], opt)
+    _comparisons(w, model, msel, opt)
     evals = df[df["kind"] == "eval"]
     keys = pd.MultiIndex.from_frame(msel[["experiment", "trial"]].drop_duplicates())
-    in_best = pd.MultiIndex.from_frame(evals[["experiment", "trial"]]).isin(keys)
-    curves = plots.learning_curve_info(evals[in_best])
+    curves = plots.learning_curve_info(evals[pd.MultiIndex.from_frame(evals[["experiment", "trial"]]).isin(keys)])
     if len(curves) and curves["step"].nunique() > 1:
         w.lines += ["### Learning curves", ""]
         w.figure(plots.learning_curve_plot(curves), f"learning_curves_{slug(model)}",
-                 "Dev score over intermediate evaluations (best configurations; mean ± std over seeds)")
+                 "Dev score over intermediate evaluations (chosen configurations; mean ± std over seeds)")
     hp = plots.hparam_info(scores[scores["model"] == model])
     if len(hp):
         w.lines += ["### Hyperparameter search", ""]
@@ -329,9 +370,10 @@ def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, 
                  "Dev score of every finished trial against each searched hyperparameter")
 
 
-def _summary_text(counts: dict[str, int], skips: list, report: Path, usable: bool, files: list[Path]) -> str:
+def _summary_text(counts: dict[str, int], skips: list[tuple[str, str]], report: Path, usable: bool,
+                  files: list[Path]) -> str:
     total = sum(counts.values())
-    parts = ", ".join(f"{counts.get(s, 0)} {STATUS_LABELS[s]}" for s in STATUSES)
+    parts = ", ".join(f"{counts.get(s, 0)} {label}" for s, label in STATUS_LABELS.items())
     n_tables = len({p.stem for p in files if p.parent.name == "tables"})
     n_figs = len({p.stem for p in files if p.parent.name == "figures"})
     lines = [f"{total} trials ({parts}); {len(skips)} input(s) skipped"]

@@ -1,8 +1,9 @@
-"""Task scores and the two GLUE score conventions (DESIGN.md, "Scores").
+"""The two GLUE score conventions (docs/analysis.md, "Scores and conventions").
 
-A task's score is the mean of its metrics (``mat.tasks.get_task(t).metrics``); where only some of a task's
-metrics are known (a published row printing ``86.7/-``), the known ones stand for the task. The GLUE
-score is the mean of task scores under one of two conventions:
+A task's score is ``mat.tasks.task_score``: the mean of its metrics, every one of them required (a trial
+record missing one is refused). Only published rows that print some metrics as ``-`` (``86.7/-``) are
+scored with ``partial=True``, where the known ones stand for the task. The GLUE score is the mean of task
+scores under one of two conventions:
 
 * ``"paper"``: the MAT paper's Score column, the 8 tasks CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE;
 * ``"glue"``: the official leaderboard's 9 tasks, WNLI included.
@@ -16,7 +17,7 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Mapping, Union
 
-from mat.tasks import GLUE_TASKS, get_task
+from mat.tasks import GLUE_TASKS, get_task, task_score
 
 PAPER_TASKS: tuple[str, ...] = tuple(t for t in GLUE_TASKS if t != "wnli")
 CONVENTIONS: Mapping[str, tuple[str, ...]] = {"paper": PAPER_TASKS, "glue": GLUE_TASKS}
@@ -32,28 +33,6 @@ TaskValue = Union[float, Mapping[str, float]]
 
 def _finite(x: float | None) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
-
-
-def task_score(task: str, metrics: Mapping[str, float]) -> float:
-    """The mean of a task's known metrics.
-
-    Args:
-        task: task name (``mrpc``).
-        metrics: ``{metric: value}`` on the 0-100 scale; NaN or None values count as unknown.
-
-    Returns:
-        The mean of the task's metrics that are known, or NaN when none is.
-
-    Raises:
-        KeyError: unknown task.
-        ValueError: a metric the task does not have.
-    """
-    spec = get_task(task)
-    extra = sorted(set(metrics) - set(spec.metrics))
-    if extra:
-        raise ValueError(f"task {spec.name!r} has metrics {list(spec.metrics)}, not {extra}")
-    known = [float(metrics[m]) for m in spec.metrics if m in metrics and _finite(metrics[m])]
-    return sum(known) / len(known) if known else math.nan
 
 
 def convention_tasks(convention: str) -> tuple[str, ...]:
@@ -75,21 +54,25 @@ def convention_note(convention: str) -> str:
 
 
 def glue_score(
-    task_scores: Mapping[str, TaskValue], convention: str = "paper", allow_missing: bool = False
+    task_scores: Mapping[str, TaskValue], convention: str = "paper", allow_missing: bool = False, *,
+    partial: bool = False,
 ) -> float:
     """The GLUE score: the mean of the convention's task scores.
 
     Args:
-        task_scores: ``{task: score}``, or ``{task: {metric: value}}`` (the task score is then the mean
-            of the known metrics). Tasks outside the convention are ignored; NaN counts as missing.
+        task_scores: ``{task: score}``, or ``{task: {metric: value}}`` (the task score is then
+            ``mat.tasks.task_score``). Tasks outside the convention are ignored; NaN counts as missing.
         convention: ``"paper"`` (8 tasks, no WNLI) or ``"glue"`` (all 9).
         allow_missing: average the tasks present instead of raising when some are missing.
+        partial: score ``{metric: value}`` tasks on their known metrics (published rows printing
+            ``86.7/-``); by default every metric of a task is required.
 
     Returns:
         The mean task score; NaN when ``allow_missing`` and no task of the convention is present.
 
     Raises:
-        ValueError: unknown convention, or missing tasks (named in the message) unless ``allow_missing``.
+        ValueError: unknown convention; missing tasks (named in the message) unless ``allow_missing``; a
+            task missing a metric (named) unless ``partial``.
     """
     tasks = convention_tasks(convention)
     scores: dict[str, float] = {}
@@ -97,7 +80,7 @@ def glue_score(
         key = get_task(name).name
         if key not in tasks:
             continue
-        score = task_score(key, value) if isinstance(value, Mapping) else float(value)
+        score = task_score(key, value, partial=partial) if isinstance(value, Mapping) else float(value)
         if _finite(score):
             scores[key] = score
     missing = [t for t in tasks if t not in scores]

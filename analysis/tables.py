@@ -11,6 +11,10 @@ Every builder takes long rows ``row, task, split, metric, value`` (plus optional
   ``adv_validation_mismatched``).
 * :func:`ablation_table`: Tables 4-5. A swept hyperparameter as columns, task metrics as rows,
   ``mean ± std`` where there are several seeds.
+
+Task names and order come from the task registry (``mat.tasks.task_label``, ``sort_tasks``). A row's GLUE
+Score is ``mat.tasks.task_score`` per task, strict for our rows and ``partial=True`` for published rows
+(``published`` column true), which print some metrics as ``-``.
 """
 
 from __future__ import annotations
@@ -22,15 +26,10 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from analysis.load import DEV
 from analysis.scores import convention_note, convention_tasks, glue_score, round_half_up
-from mat.tasks import ANLI_TASKS, get_task
+from analysis.tidy import DEV
+from mat.tasks import ANLI_TASKS, get_task, sort_tasks, task_label
 
-TASK_LABELS: Mapping[str, str] = {
-    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI",
-    "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "anli_r1": "ANLI-R1", "anli_r2": "ANLI-R2",
-    "anli_r3": "ANLI-R3",
-}
 METRIC_LABELS: Mapping[str, str] = {
     "mcc": "Mcc", "accuracy": "Acc", "f1": "F1", "pearson": "P", "spearman": "S", "accuracy_m": "Acc-m",
     "accuracy_mm": "Acc-mm", "score": "Score",
@@ -128,18 +127,18 @@ def glue_columns(convention: str = "paper") -> list[Column]:
     cols = []
     for t in convention_tasks(convention):
         metrics = get_task(t).metrics
-        cols.append(Column(f"{TASK_LABELS[t]} ({'/'.join(METRIC_LABELS[m] for m in metrics)})", t, DEV, metrics))
+        cols.append(Column(f"{task_label(t)} ({'/'.join(METRIC_LABELS[m] for m in metrics)})", t, DEV, metrics))
     return cols
 
 
-def _row_glue_score(values: dict, row: str, convention: str) -> float:
+def _row_glue_score(values: dict, row: str, convention: str, partial: bool) -> float:
     per_task = {}
     for t in convention_tasks(convention):
         metrics = {m: values[(row, t, DEV, m)] for m in get_task(t).metrics if (row, t, DEV, m) in values}
         if metrics:
             per_task[t] = metrics
     try:
-        return glue_score(per_task, convention)
+        return glue_score(per_task, convention, partial=partial)
     except ValueError:
         return math.nan
 
@@ -149,11 +148,13 @@ def glue_table(rows: pd.DataFrame, convention: str = "paper", title: str = "GLUE
     """Tables 1-2 layout.
 
     The Score of a row is its GLUE score under ``convention`` computed from its cells (``-`` when a task
-    is missing); a published row with a printed Score (``published_score``) shows the printed number
+    or, for our rows, one of a task's metrics is missing); a published row (``published`` true) is scored
+    on the metrics it prints, and one with a printed Score (``published_score``) shows the printed number
     under the paper convention, so the paper's rows round-trip exactly.
 
     Args:
-        rows: long rows ``row, task, split, metric, value`` (+ ``published_score``, ``n``, ``source``).
+        rows: long rows ``row, task, split, metric, value`` (+ ``published``, ``published_score``, ``n``,
+            ``source``).
         convention: ``"paper"`` or ``"glue"``; named in the notes.
         title, name: caption and file stem.
         notes: extra sentences under the table.
@@ -161,12 +162,14 @@ def glue_table(rows: pd.DataFrame, convention: str = "paper", title: str = "GLUE
     columns = glue_columns(convention)
     cells, numbers = _grid(rows, columns)
     values = _lookup(rows)
-    published = rows.drop_duplicates("row").set_index("row").get("published_score")
+    first = rows.drop_duplicates("row").set_index("row")
+    published, flags = first.get("published_score"), first.get("published")
     scores = []
     for r in cells.index:
         pub = published.get(r, math.nan) if published is not None else math.nan
         use_pub = convention == "paper" and isinstance(pub, float) and not math.isnan(pub)
-        scores.append(float(pub) if use_pub else _row_glue_score(values, r, convention))
+        partial = flags is not None and flags.get(r, False) in (True, 1)  # NaN: not a published row
+        scores.append(float(pub) if use_pub else _row_glue_score(values, r, convention, partial))
     cells["Score"] = [round_half_up(s, 2) for s in scores]
     numbers["score"] = scores
     notes = (convention_note(convention), *notes)
@@ -229,12 +232,11 @@ def ablation_table(rows: pd.DataFrame, hyperparameter: str, title: str | None = 
         r["std"] = math.nan
     settings = sorted(dict.fromkeys(r["setting"]), key=_setting_key)
     labels = [setting_label(s) for s in settings]
-    tasks = sorted(dict.fromkeys(r["task"]), key=lambda t: list(TASK_LABELS).index(t) if t in TASK_LABELS else 99)
     index, keys = [], []
-    for t in tasks:
+    for t in sort_tasks(r["task"]):
         metrics = [m for m in get_task(t).metrics if ((r["task"] == t) & (r["metric"] == m)).any()]
         for m in metrics:
-            index.append(f"{TASK_LABELS.get(t, t)} ({METRIC_LABELS.get(m, m)})")
+            index.append(f"{task_label(t)} ({METRIC_LABELS.get(m, m)})")
             keys.append((t, m))
     cell_keys = zip(r["task"], r["metric"], r["setting"].map(setting_label))
     by = dict(zip(cell_keys, zip(r["mean"], r["std"])))
@@ -270,11 +272,12 @@ def to_markdown(table: Table) -> str:
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "λ": r"$\lambda$"}
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "λ": r"$\lambda$",
+          "−": r"$-$", "†": r"\dag{}", "‡": r"\ddag{}"}
 
 
 def latex_escape(text: object) -> str:
-    """Escape LaTeX's special characters (and write ± and λ in math mode)."""
+    """Escape LaTeX's special characters (and write ±, λ, − in math mode, † and ‡ as \\dag, \\ddag)."""
     return "".join(_LATEX.get(ch, ch) for ch in str(text))
 
 
@@ -326,4 +329,24 @@ def method_rows(summary: pd.DataFrame, label: str = "{method} (ours)") -> pd.Dat
         "std": s["std"].to_numpy(dtype=float), "n": s["n"].to_numpy(),
     })
     rows["source"] = "this harness: mean over seeds of the best configuration"
+    rows["published"] = False
     return rows
+
+
+
+def fmt_p(p: float) -> str:
+    """A p-value in a table: two significant digits, ``<0.001`` below that, ``-`` when missing."""
+    return MISSING if not isinstance(p, float) or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.2g}")
+
+
+def fmt_interval(low: float, high: float, digits: int = 2) -> str:
+    """``[low, high]`` as a table prints it."""
+    return f"[{fmt(low, digits)}, {fmt(high, digits)}]"
+
+
+def plain_markdown(df: pd.DataFrame) -> str:
+    """A DataFrame as a plain Markdown table (header, one line per row; ``|`` in cells escaped)."""
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"

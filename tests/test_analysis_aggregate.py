@@ -82,7 +82,8 @@ def per_seed(values_by_config: dict[str, list[float]], task: str = "rte", method
 
 
 def test_seed_summary_statistics() -> None:
-    s = agg.seed_summary(per_seed({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.0, 10.0], "c": [7.0, 7.0, 7.0], "d": [5.0]}))
+    frame = per_seed({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.0, 10.0], "c": [7.0, 7.0, 7.0], "d": [5.0]})
+    s = agg.seed_summary(frame, interval="bootstrap")
     s = s.set_index("config")
     assert s.loc["a", ["n", "mean", "median", "min", "max"]].tolist() == [4, 2.5, 2.5, 1.0, 4.0]
     assert s.loc["a", "std"] == pytest.approx(math.sqrt(5 / 3))  # sample std, ddof 1
@@ -95,8 +96,8 @@ def test_seed_summary_statistics() -> None:
 
 def test_bootstrap_is_seeded_and_group_independent() -> None:
     frame = per_seed({"a": [1.0, 2.0, 3.0, 4.0], "b": [3.0, 9.0, 4.0, 1.0]})
-    one = agg.seed_summary(frame).set_index("config")
-    alone = agg.seed_summary(frame[frame["config"] == "a"]).set_index("config")
+    one = agg.seed_summary(frame, interval="bootstrap").set_index("config")
+    alone = agg.seed_summary(frame[frame["config"] == "a"], interval="bootstrap").set_index("config")
     assert one.loc["a", "ci_low"] == alone.loc["a", "ci_low"] and one.loc["a", "ci_high"] == alone.loc["a", "ci_high"]
     assert (one.loc["a", "ci_low"], one.loc["a", "ci_high"]) == agg.bootstrap_ci([1.0, 2.0, 3.0, 4.0])
     lo, hi = agg.bootstrap_ci([1.0, 2.0, 3.0, 4.0])
@@ -137,18 +138,37 @@ def test_glue_scores_both_conventions() -> None:
     assert len(PAPER_TASKS) == 8
 
 
-def test_paired_comparison_welch_by_hand() -> None:
+def test_unpaired_comparison_welch_by_hand() -> None:
     a = per_seed({"c": [1.0, 2.0, 3.0, 4.0]}, method="mat")
     b = per_seed({"c": [2.0, 4.0, 6.0, 8.0]}, method="smart")
-    res = agg.paired_comparison(pd.concat([a, b]), "mat", "smart", by=("task",)).iloc[0]
+    res = agg.unpaired_comparison(pd.concat([a, b]), "mat", "smart", by=("task",)).iloc[0]
     # mean diff 2.5 - 5 = -2.5; se^2 = (5/3)/4 + (20/3)/4 = 25/12; t = -2.5 / sqrt(25/12) = -sqrt(3)
     dof = (25 / 12) ** 2 / ((5 / 12) ** 2 / 3 + (20 / 12) ** 2 / 3)
-    assert res["mean_diff"] == pytest.approx(-2.5) and res["paired_diff"] == pytest.approx(-2.5)
+    assert res["mean_diff"] == pytest.approx(-2.5) and res["test"] == "Welch t-test (unpaired)"
     assert res["t"] == pytest.approx(-math.sqrt(3)) and res["dof"] == pytest.approx(dof)
     assert dof == pytest.approx(4.41176, abs=1e-5)
     assert res["p_value"] == pytest.approx(2 * stats.t.sf(math.sqrt(3), dof))
-    assert (res["n_a"], res["n_b"], res["n_pairs"]) == (4, 4, 4)
+    assert (res["n_a"], res["n_b"]) == (4, 4)
     assert res["ci_low"] < -2.5 < res["ci_high"]
+    half = stats.t.ppf(0.975, dof) * math.sqrt(25 / 12)  # Welch's t-interval
+    assert (res["ci_low"], res["ci_high"]) == pytest.approx((-2.5 - half, -2.5 + half), abs=1e-9)
+    boot = agg.unpaired_comparison(pd.concat([a, b]), "mat", "smart", by=("task",), interval="bootstrap").iloc[0]
+    assert boot["ci_low"] < -2.5 < boot["ci_high"] and boot["interval"] == "bootstrap"
+    const = agg.unpaired_comparison(pd.concat([per_seed({"c": [5.0, 5.0]}, method="mat"),
+                                               per_seed({"c": [3.0, 3.0]}, method="smart")]), "mat", "smart").iloc[0]
+    assert (const["ci_low"], const["ci_high"]) == (2.0, 2.0)
+    assert math.isnan(const["p_value"])  # no variance: no t-test
+
+
+def test_paired_comparison_by_hand() -> None:
+    a = per_seed({"c": [1.0, 2.0, 3.0, 4.0]}, method="mat")
+    b = per_seed({"c": [2.0, 4.0, 6.0, 8.0]}, method="smart")
+    res = agg.paired_comparison(pd.concat([a, b]), "mat", "smart", by=("task",)).iloc[0]
+    # per-seed differences -1, -2, -3, -4: mean -2.5, sd sqrt(5/3), t = -2.5 / (sd / 2), 3 degrees of freedom
+    assert res["mean_diff"] == pytest.approx(-2.5) and (res["n_a"], res["n_b"], res["n_pairs"]) == (4, 4, 4)
+    assert res["t"] == pytest.approx(-2.5 / (math.sqrt(5 / 3) / 2)) and res["dof"] == 3
+    assert res["p_value"] == pytest.approx(stats.ttest_rel([1, 2, 3, 4], [2, 4, 6, 8]).pvalue, abs=1e-12)
+    assert res["test"] == "paired t-test" and res["warning"] == ""
     const = agg.paired_comparison(pd.concat([per_seed({"c": [5.0, 5.0]}, method="mat"),
                                              per_seed({"c": [3.0, 3.0]}, method="smart")]), "mat", "smart").iloc[0]
     assert (const["ci_low"], const["ci_high"]) == (2.0, 2.0)
@@ -158,7 +178,7 @@ def test_paired_comparison_welch_by_hand() -> None:
 def test_group_cis_match_single_bootstrap_for_many_groups() -> None:
     rng = np.random.default_rng(3)
     values = {f"g{i}": list(rng.normal(80, 2, size=int(rng.integers(1, 6)))) for i in range(30)}
-    s = agg.seed_summary(per_seed(values)).set_index("config")
+    s = agg.seed_summary(per_seed(values), interval="bootstrap").set_index("config")
     for cfg, v in values.items():
         assert (s.loc[cfg, "ci_low"], s.loc[cfg, "ci_high"]) == pytest.approx(agg.bootstrap_ci(v))
 
@@ -166,7 +186,7 @@ def test_group_cis_match_single_bootstrap_for_many_groups() -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), min_size=1, max_size=8))
 def test_summary_bounds_property(values: list[float]) -> None:
-    s = agg.seed_summary(per_seed({"a": values})).iloc[0]
+    s = agg.seed_summary(per_seed({"a": values}), interval="bootstrap").iloc[0]
     eps = 1e-9 * max(1.0, s["max"])  # a mean of equal floats can differ from them in the last bit
     assert s["min"] - eps <= s["ci_low"] <= s["ci_high"] <= s["max"] + eps
     assert s["min"] - eps <= s["mean"] <= s["max"] + eps and s["n"] == len(values)

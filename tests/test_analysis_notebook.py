@@ -23,6 +23,8 @@ def test_error_bars_notebook_executes(monkeypatch: pytest.MonkeyPatch) -> None:
     text = "".join(o.get("text", "") for o in outputs)
     assert "wrote 240 synthetic records" in text and "'SUCCEEDED': 240" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the box plot
+    frames = "".join(o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "paired t-test" in frames and "Welch" not in frames  # methods compared with vanilla paired by seed
     tables = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
     assert len(tables) == 1
     assert "| +MAT (paper) | 62.6 |" in tables[0] and "| mat (ours) |" in tables[0]

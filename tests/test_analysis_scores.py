@@ -8,6 +8,7 @@ import pytest
 
 from analysis import glue_score, task_score
 from analysis.scores import PAPER_TASKS, round_half_up
+from mat.tasks import get_task
 from tests.paper_tables import TABLE1, TABLE2, glue_row_metrics
 
 # Per-task numbers and the printed Score of every scored row of the MAT paper's Table 1 (BERT-base) and
@@ -32,7 +33,7 @@ TRUNCATED = {"Table 1 +SALT": 84.4875, "Table 2 +MAT": 90.35625}
 @pytest.mark.parametrize("name", list(PAPER_ROWS))
 def test_paper_score_column_reproduced(name: str) -> None:
     cells, printed = PAPER_ROWS[name]
-    score = glue_score(cells, "paper")
+    score = glue_score(cells, "paper", partial=True)  # published rows print some metrics as "-"
     if name in TRUNCATED:
         assert score == pytest.approx(TRUNCATED[name], abs=1e-9)
         assert math.floor(score * 100 + 1e-9) / 100 == pytest.approx(printed)
@@ -43,16 +44,37 @@ def test_paper_score_column_reproduced(name: str) -> None:
 
 def test_bert_mat_score_by_hand() -> None:
     # (62.6 + 93.8 + 90.55 + 90.4 + 90.35 + 86.1 + 92.4 + 74.7) / 8 = 680.9 / 8
-    assert glue_score(PAPER_ROWS["Table 1 +MAT"][0]) == pytest.approx(85.1125)
+    assert glue_score(PAPER_ROWS["Table 1 +MAT"][0]) == pytest.approx(85.1125)  # a full row: strict scoring
 
 
-def test_task_score_is_mean_of_metrics_and_one_stands_alone() -> None:
+def test_task_score_is_mean_of_metrics_and_one_stands_alone_only_for_published_rows() -> None:
     assert task_score("mrpc", {"accuracy": 89.0, "f1": 92.1}) == pytest.approx(90.55)
-    assert task_score("mrpc", {"accuracy": 90.9}) == pytest.approx(90.9)
-    assert task_score("mnli", {"accuracy_m": 86.2, "accuracy_mm": float("nan")}) == pytest.approx(86.2)
-    assert math.isnan(task_score("cola", {}))
+    # published rows ("90.9/-"): the known metrics stand for the task
+    assert task_score("mrpc", {"accuracy": 90.9}, partial=True) == pytest.approx(90.9)
+    assert task_score("mnli", {"accuracy_m": 86.2, "accuracy_mm": float("nan")}, partial=True) == pytest.approx(86.2)
+    assert math.isnan(task_score("cola", {}, partial=True))
+    # anything else (a trial record) is refused, naming the metric
+    with pytest.raises(ValueError, match="f1"):
+        task_score("mrpc", {"accuracy": 90.9})
+    with pytest.raises(ValueError, match="accuracy_mm"):
+        task_score("mnli", {"accuracy_m": 86.2, "accuracy_mm": float("nan")})
     with pytest.raises(ValueError, match="accuracy"):
         task_score("cola", {"accuracy": 50.0})
+
+
+def test_one_scoring_rule() -> None:
+    import analysis
+    import mat.tasks
+
+    assert analysis.task_score is mat.tasks.task_score and analysis.scores.task_score is mat.tasks.task_score
+
+
+def test_glue_score_is_strict_unless_partial() -> None:
+    cells = {t: {m: 80.0 for m in get_task(t).metrics} for t in PAPER_TASKS}
+    assert glue_score(cells) == pytest.approx(80.0)
+    with pytest.raises(ValueError, match="f1"):
+        glue_score({**cells, "mrpc": {"accuracy": 80.0}})
+    assert glue_score({**cells, "mrpc": {"accuracy": 80.0}}, partial=True) == pytest.approx(80.0)
 
 
 def test_conventions_differ_by_wnli() -> None:

@@ -363,7 +363,7 @@ def test_trials_running_when_the_experiment_stopped_are_interrupted(tmp_path: Pa
     per_trial = trials(df).set_index("trial")
     assert per_trial["status"].to_dict() == {"A": "SUCCEEDED", "B": partial, "C": partial}
     if partial == "INTERRUPTED":
-        assert "stopped (nnictl stop)" in per_trial.loc["B", "error"]
+        assert "stopped (NNI stop command)" in per_trial.loc["B", "error"]
     assert set(df.loc[df["kind"] == "best", "trial"]) == {"A"}, "no final result reported: no best row"
     assert set(trial_scores(df)["trial"]) == {"A"}, "only the finished trial is scored"
     assert df[(df["trial"] == "B") & (df["kind"] == "eval") & (df["metric"] == "accuracy")]["value"].tolist() == [55.0, 57.0]

@@ -1,0 +1,354 @@
+"""Comparing methods over seeds: paired by seed value, Welch's test only for unpaired data.
+
+Two methods run with the same seed share the classification head's initialisation and the data order,
+so the comparison is paired by design: each seed gives one difference ``a - b`` and the statistics are
+those of the differences (:func:`paired_stats`):
+
+* ``n_pairs``: seeds both methods ran; ``mean_diff``: the mean of the per-seed differences;
+* ``ci_low, ci_high``: the t-interval of that mean (n_pairs - 1 degrees of freedom) or, on request, the
+  percentile bootstrap of it (pairs resampled together);
+* ``t, dof, p_value``: the paired t-test (``scipy.stats.ttest_rel``);
+* ``wilcoxon_p``: the exact Wilcoxon signed-rank test (``scipy.stats.wilcoxon(method="exact")``), which
+  does not assume normal differences; zero differences are dropped (``zero_method="wilcox"``).
+
+Seeds that only one method ran are left out of the pairs and named in ``warning``; so is a seed that
+appears twice for one method (its values are averaged before pairing). ``strict=True`` refuses instead
+(:class:`SeedMismatch`). Welch's unequal-variance t-test (:func:`unpaired_comparison`) is for data with no
+shared seeds, and is labelled so wherever it is shown. :func:`comparison_table` lays the comparison with
+a baseline out as a method x task table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
+from analysis.scores import round_half_up
+from analysis.tables import MISSING, Table, fmt, fmt_p
+from analysis.tidy import DEV, SCORE
+from mat.tasks import sort_tasks, task_label
+
+PAIRED_TEST = "paired t-test"
+WELCH_TEST = "Welch t-test (unpaired)"
+
+
+class SeedMismatch(ValueError):
+    """A paired comparison whose seed sets differ, or whose seeds repeat, under ``strict=True``."""
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """Statistics of per-seed differences ``a - b`` (module docstring)."""
+
+    n_pairs: int
+    mean_diff: float
+    sd_diff: float
+    ci_low: float
+    ci_high: float
+    t: float
+    dof: float
+    p_value: float
+    wilcoxon_p: float
+
+
+def paired_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, interval: str = "t",
+                 confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> PairedStats:
+    """Paired statistics of ``a`` and ``b``, aligned by seed (``a[i]``, ``b[i]``: one seed).
+
+    The t-test, its p-value and the t-interval need 2 pairs and some variance in the differences; the
+    Wilcoxon test needs one non-zero difference; otherwise they are NaN (all-equal differences give the
+    interval ``(d, d)``).
+    """
+    from scipy import stats
+
+    check_interval(interval)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = a - b
+    n = int(d.size)
+    if n == 0:
+        return PairedStats(0, *([math.nan] * 8))
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    lo, hi = mean_interval(d, interval, confidence, n_boot, seed)
+    t = dof = p = math.nan
+    if n > 1 and sd > 0:
+        res = stats.ttest_rel(a, b)
+        t, p, dof = float(res.statistic), float(res.pvalue), float(n - 1)
+    w = math.nan
+    if np.any(d != 0):
+        w = float(stats.wilcoxon(d, zero_method="wilcox", method="exact").pvalue)
+    return PairedStats(n, float(d.mean()), sd, lo, hi, t, dof, p, w)
+
+
+def _seed_text(seeds: Sequence[object]) -> str:
+    return ",".join(str(s) for s in seeds)
+
+
+def _pairs(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Per-seed means joined on seed, and the seed problems (only-a, only-b, repeated) as text."""
+    ca, cb = a.groupby("seed")["value"].count(), b.groupby("seed")["value"].count()
+    pairs = a.groupby("seed")["value"].mean().to_frame("a").join(
+        b.groupby("seed")["value"].mean().to_frame("b"), how="inner").sort_index()
+    only_a = sorted(set(ca.index) - set(cb.index))
+    only_b = sorted(set(cb.index) - set(ca.index))
+    rep = [f"{s} ({method_a})" for s in ca.index[ca > 1]] + [f"{s} ({method_b})" for s in cb.index[cb > 1]]
+    notes = []
+    if only_a or only_b:
+        notes.append(f"seed sets differ: only {method_a} ran {_seed_text(only_a) or '-'}, only {method_b} ran "
+                     f"{_seed_text(only_b) or '-'}; compared on the {len(pairs)} shared seeds")
+    if rep:
+        notes.append(f"seed(s) repeat: {', '.join(rep)}; their values are averaged before pairing")
+    text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b), "repeated_seeds": ", ".join(rep),
+            "warning": "; ".join(notes)}
+    return pairs, text
+
+
+PAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff",
+                  "ci_low", "ci_high", "interval", "t", "dof", "p_value", "wilcoxon_p", "test", "seeds_only_a",
+                  "seeds_only_b", "repeated_seeds", "warning"]
+
+
+def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
+                      split: str = DEV, metric: str = SCORE, interval: str = "t", n_boot: int = 2000,
+                      confidence: float = 0.95, seed: int = 0, strict: bool = False) -> pd.DataFrame:
+    """Compare two methods per group, paired by seed value (module docstring).
+
+    Args:
+        scores: per-seed rows (e.g. :func:`analysis.aggregate.trial_scores` restricted to each method's
+            chosen configuration) with ``by`` + ``method, seed, split, metric, value``.
+        method_a, method_b: the two methods; differences are a - b.
+        by: one comparison per group.
+        split, metric: the value compared (default: the dev task score).
+        interval: ``"t"`` (default) or ``"bootstrap"`` for the interval of the mean difference.
+        n_boot, confidence, seed: bootstrap resamples, interval level, bootstrap seed.
+        strict: raise instead of warning when the seed sets differ or a seed repeats.
+
+    Returns:
+        ``by`` + :data:`PAIRED_COLUMNS`; ``mean_a``/``mean_b`` are over the shared seeds (so
+        ``mean_a - mean_b == mean_diff``), ``n_a``/``n_b`` count every seed row of each method.
+
+    Raises:
+        SeedMismatch: ``strict`` and a group's seed sets differ or a seed repeats (the message names them).
+        ValueError: unknown interval.
+    """
+    check_interval(interval)
+    s = scores[(scores["split"] == split) & (scores["metric"] == metric)
+               & scores["method"].isin([method_a, method_b])]
+    rows = []
+    for key, g in s.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        a, b = g[g["method"] == method_a], g[g["method"] == method_b]
+        pairs, text = _pairs(a, b, method_a, method_b)
+        if strict and text["warning"]:
+            raise SeedMismatch(f"{dict(zip(by, key))}, {method_a} vs {method_b}: {text['warning']}")
+        st = paired_stats(pairs["a"].to_numpy(), pairs["b"].to_numpy(), interval, confidence, n_boot, seed)
+        mean_a = float(pairs["a"].mean()) if len(pairs) else math.nan
+        mean_b = float(pairs["b"].mean()) if len(pairs) else math.nan
+        rows.append((*key, method_a, method_b, len(a), len(b), st.n_pairs, mean_a, mean_b, st.mean_diff, st.sd_diff,
+                     st.ci_low, st.ci_high, interval, st.t, st.dof, st.p_value, st.wilcoxon_p, PAIRED_TEST,
+                     text["seeds_only_a"], text["seeds_only_b"], text["repeated_seeds"], text["warning"]))
+    return pd.DataFrame(rows, columns=list(by) + PAIRED_COLUMNS)
+
+
+def _welch(a: np.ndarray, b: np.ndarray, interval: str, confidence: float, n_boot: int,
+           seed: int) -> tuple[float, float, float, float, float]:
+    """Welch's t, p, degrees of freedom and the interval of mean(a) - mean(b)."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan, math.nan, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    if interval == "bootstrap":
+        rng = np.random.default_rng([seed, len(a), len(b)])
+        ma = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1)
+        mb = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(axis=1)
+        tail = 50 * (1 - confidence)
+        lo, hi = (float(x) for x in np.percentile(ma - mb, [tail, 100 - tail]))
+    if va + vb == 0:
+        return math.nan, math.nan, math.nan, *((lo, hi) if interval == "bootstrap" else (diff, diff))
+    from scipy import stats
+
+    res = stats.ttest_ind(a, b, equal_var=False)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    if interval == "t":
+        half = float(t_quantile(confidence, dof)) * math.sqrt(va + vb)
+        lo, hi = diff - half, diff + half
+    return float(res.statistic), float(res.pvalue), float(dof), lo, hi
+
+
+UNPAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+                    "interval", "t", "dof", "p_value", "test"]
+
+
+def unpaired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
+                        split: str = DEV, metric: str = SCORE, interval: str = "t", n_boot: int = 2000,
+                        confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Welch's unequal-variance comparison of two methods per group, for data that share no seeds.
+
+    ``mean_diff`` is mean(a) - mean(b) over every seed of each; ``t, dof, p_value`` are Welch's test
+    (``scipy.stats.ttest_ind(equal_var=False)``); the interval is Welch's t-interval (Welch-Satterthwaite
+    degrees of freedom) or a percentile bootstrap resampling each method's seeds independently. Where
+    the methods share seeds, :func:`paired_comparison` is the right test.
+
+    Returns:
+        ``by`` + :data:`UNPAIRED_COLUMNS` (``test`` = "Welch t-test (unpaired)").
+    """
+    check_interval(interval)
+    s = scores[(scores["split"] == split) & (scores["metric"] == metric)
+               & scores["method"].isin([method_a, method_b])]
+    rows = []
+    for key, g in s.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        va = g.loc[g["method"] == method_a, "value"].to_numpy(dtype=float)
+        vb = g.loc[g["method"] == method_b, "value"].to_numpy(dtype=float)
+        t, p, dof, lo, hi = _welch(va, vb, interval, confidence, n_boot, seed)
+        ma = float(va.mean()) if len(va) else math.nan
+        mb = float(vb.mean()) if len(vb) else math.nan
+        rows.append((*key, method_a, method_b, len(va), len(vb), ma, mb, ma - mb, lo, hi, interval, t, dof, p,
+                     WELCH_TEST))
+    return pd.DataFrame(rows, columns=list(by) + UNPAIRED_COLUMNS)
+
+
+def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFrame | None = None,
+                        by: Sequence[str] = ("model", "task"), split: str = DEV, metric: str = SCORE,
+                        interval: str = "t", n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+                        strict: bool = False) -> pd.DataFrame:
+    """The method x task table: each method's mean ± std (n) and its paired difference to ``baseline``.
+
+    Args:
+        scores: per-seed rows of the chosen configurations (:func:`analysis.aggregate.choose_configs`).
+        baseline: the method every other one is compared with (paired by seed; Welch only where a method
+            shares no seed with the baseline, labelled in ``test``).
+        chosen: the chosen configurations (``best_configs`` rows with ``n_configs`` and ``selected_on``),
+            to report how many configurations each method searched and how its configuration was chosen.
+        interval, strict, n_boot, confidence, seed: as in :func:`paired_comparison`.
+
+    Returns:
+        One row per ``by`` + method: ``n, mean, std, n_configs, selected_on, baseline, n_pairs, mean_diff,
+        ci_low, ci_high, interval, t, dof, p_value, wilcoxon_p, test, warning`` (difference columns NaN or
+        empty on the baseline's own rows).
+
+    Raises:
+        SeedMismatch: ``strict`` and seeds differ or repeat.
+        ValueError: ``baseline`` has no rows.
+    """
+    s = scores[(scores["split"] == split) & (scores["metric"] == metric)]
+    if not (s["method"] == baseline).any():
+        raise ValueError(f"baseline {baseline!r} has no results; methods found: {sorted(set(s['method']))}")
+    keys = list(by) + ["method"]
+    out = s.groupby(keys, sort=True)["value"].agg(["count", "mean", "std"]).rename(columns={"count": "n"}).reset_index()
+    if chosen is not None and "n_configs" in chosen.columns:
+        extra = chosen[[c for c in keys if c in chosen.columns] + ["n_configs", "selected_on"]]
+        out = out.merge(extra, on=[c for c in keys if c in chosen.columns], how="left")
+    else:
+        out["n_configs"], out["selected_on"] = np.nan, ""
+    frames = []
+    for m in sorted(set(s["method"]) - {baseline}):
+        kw = dict(by=by, split=split, metric=metric, interval=interval, n_boot=n_boot, confidence=confidence,
+                  seed=seed)
+        paired = paired_comparison(s, m, baseline, strict=strict, **kw)  # type: ignore[arg-type]
+        welch = unpaired_comparison(s, m, baseline, **kw)  # type: ignore[arg-type]
+        use_welch = (paired["n_pairs"] == 0).to_numpy()
+        cols = ["mean_diff", "ci_low", "ci_high", "t", "dof", "p_value", "test"]
+        paired.loc[use_welch, cols] = welch.loc[use_welch, cols].to_numpy()
+        paired.loc[use_welch, "wilcoxon_p"] = np.nan
+        frames.append(paired.rename(columns={"method_a": "method", "method_b": "baseline"}))
+    diff_cols = ["baseline", "n_pairs", "mean_diff", "ci_low", "ci_high", "interval", "t", "dof", "p_value",
+                 "wilcoxon_p", "test", "warning"]
+    if frames:
+        diffs = pd.concat(frames, ignore_index=True)[keys + diff_cols]
+        out = out.merge(diffs, on=keys, how="left")
+    else:
+        out = out.reindex(columns=list(out.columns) + diff_cols)
+    base = out["method"] == baseline
+    out.loc[base, "baseline"] = baseline
+    out["n_pairs"] = out["n_pairs"].astype("Int64")
+    out[["test", "warning", "selected_on"]] = out[["test", "warning", "selected_on"]].fillna("")
+    return out
+
+
+def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), split: str = DEV,
+                  metric: str = SCORE) -> list[str]:
+    """What makes a paired comparison of ``scores`` doubtful: per group, methods that ran different seed
+    sets, and seeds that repeat within a method. Empty when every method ran the same seeds once each."""
+    s = scores[(scores["split"] == split) & (scores["metric"] == metric)]
+    out = []
+    for key, g in s.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        where = ", ".join(f"{k} {v}" for k, v in zip(by, key))
+        seeds = {str(m): gm["seed"] for m, gm in g.groupby("method", sort=True)}
+        sets = {m: sorted(int(x) for x in v.dropna().unique()) for m, v in seeds.items()}
+        if len({tuple(v) for v in sets.values()}) > 1:
+            out.append(f"{where}: seed sets differ: " + "; ".join(f"{m} {_seed_text(v)}" for m, v in sets.items()))
+        for m, v in seeds.items():
+            rep = sorted(int(x) for x in v[v.duplicated()].dropna().unique())
+            if rep:
+                out.append(f"{where}: seed(s) {_seed_text(rep)} repeat in {m}")
+    return out
+
+
+def table_notes(interval: str) -> list[str]:
+    """The notes under a method x task comparison table (:func:`comparison_table`)."""
+    return ["Rows: mean ± std over seeds (n); † the best of several configurations chosen on these same seeds "
+            "(optimistic).",
+            f"Difference rows: mean of the per-seed differences over the seeds both methods ran, "
+            f"{INTERVAL_NOTES[interval]}, paired t-test p (t) and exact Wilcoxon signed-rank p (W); Welch's "
+            "unpaired test only where the methods share no seed; ‡ seed sets differ or repeat (the CSV's "
+            "warning column says how)."]
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+
+def _signed(v: float) -> str:
+    return MISSING if math.isnan(v) else ("+" if v >= 0 else "") + round_half_up(v, 2)
+
+
+def _diff_cell(r: pd.Series) -> str:
+    if pd.isna(r["mean_diff"]):
+        return MISSING
+    cell = f"{_signed(r['mean_diff'])} [{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]; p={fmt_p(r['p_value'])}"
+    if str(r["test"]).startswith("Welch"):
+        return cell + " (Welch, unpaired)"
+    cell += f" (t), {fmt_p(r['wilcoxon_p'])} (W)"
+    return cell + (f", {int(r['n_pairs'])} pairs" if r["n_pairs"] != r["n"] else "") + (" ‡" if r["warning"] else "")
+
+
+def _mean_cell(r: pd.Series) -> str:
+    sd = "" if pd.isna(r["std"]) else f" ± {fmt(r['std'], 2)}"
+    biased = r["n_configs"] > 1 and r["selected_on"] == "same seeds"
+    return f"{fmt(r['mean'], 2)}{sd} ({int(r['n'])}){' †' if biased else ''}"
+
+
+def comparison_table(comp: pd.DataFrame, baseline: str, title: str = "Methods against the baseline",
+                     name: str = "compare", notes: Sequence[str] = ()) -> Table:
+    """Method x task: a row ``mean ± std (n)`` per method, then a row ``<method> − <baseline>`` per other
+    method: the mean paired difference, its interval, the paired t-test and Wilcoxon p-values.
+
+    Args:
+        comp: :func:`analysis.comparison.compare_to_baseline` rows of one model.
+        baseline: the baseline method.
+
+    A mean marked † is the best of ``n_configs`` > 1 configurations chosen on the same seeds; a
+    difference marked ‡ has seeds that differ or repeat (the ``warning`` column of the CSV says which).
+    """
+    tasks = sort_tasks(comp["task"])
+    methods = [baseline] + sorted(set(comp["method"]) - {baseline})
+    by = {(r["method"], r["task"]): r for _i, r in comp.iterrows()}
+    labels, cells, numbers = [], [], []
+    for m in methods:
+        labels.append(m)
+        cells.append([_mean_cell(by[(m, t)]) if (m, t) in by else MISSING for t in tasks])
+        numbers.append([by[(m, t)]["mean"] if (m, t) in by else math.nan for t in tasks])
+    for m in methods[1:]:
+        labels.append(f"{m} − {baseline}")
+        cells.append([_diff_cell(by[(m, t)]) if (m, t) in by else MISSING for t in tasks])
+        numbers.append([by[(m, t)]["mean_diff"] if (m, t) in by else math.nan for t in tasks])
+    headers = [task_label(t) for t in tasks]
+    cell_df = pd.DataFrame(cells, index=labels, columns=headers)
+    num_df = pd.DataFrame(numbers, index=labels, columns=headers)
+    cell_df.index.name = num_df.index.name = "method"
+    return Table(name, title, cell_df, num_df, tuple(notes))

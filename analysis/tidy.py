@@ -1,0 +1,255 @@
+"""The tidy long-form frame every loader builds, and the builder that makes it.
+
+One row per (trial, evaluation kind, step, split, metric)::
+
+    experiment, trial, method, task, model, seed, status, error, config, source,
+    kind, step, epoch, split, metric, value, param.<name>..., run.<name>...
+
+* ``kind`` is ``"eval"`` (every evaluation in ``evals``), ``"best"`` (the record's best dev evaluation,
+  the one the authors report) or ``"final"`` (the last one), so best and final are a filter away.
+* ``split`` is ``"dev"`` for an evaluation's ``metrics`` (the dev split model selection uses; for MNLI
+  its two metrics come from the matched and mismatched dev sets) and the split's own name for the extra
+  sets in ``splits`` (``test_r1``, ``adv_validation``, ``adv_validation_matched``...).
+* ``config`` is the configuration as canonical JSON: the trial's hyperparameters without ``seed`` plus
+  the run settings that change results (the record's ``run`` object, under ``"run"``) where the record
+  has them, so seeds of one configuration share it and a smoke run never pools with a full run.
+* ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters.
+* Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
+  evaluation is one row whose ``kind``, ``metric`` and ``value`` are missing.
+
+``(experiment, trial)`` names one trial (:mod:`analysis.identity` makes it so: copies of one trial are
+kept once, repeats of one configuration and seed are counted once, and local trials that share a trial
+id, as in ``runs/<method>/seed<k>/``, are told apart by their folder). ``df.attrs["skipped"]`` lists the
+inputs skipped as ``(path, reason)``; ``df.attrs["repeats"]`` the repeats set aside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis import identity
+from mat.records import EvalResult, RecordError, TrialRecord, record_from_dict
+from mat.tasks import get_task, task_score
+
+DEV = "dev"
+SCORE = "score"  # the metric name of a split's score row (analysis.aggregate.trial_scores)
+COLUMNS = (
+    "experiment", "trial", "method", "task", "model", "seed", "status", "error", "config", "source",
+    "kind", "step", "epoch", "split", "metric", "value",
+)
+TRIAL_COLUMNS = COLUMNS[:10]
+LOCAL_EXPERIMENT = identity.LOCAL_EXPERIMENT
+UNKNOWN = "unknown"
+SEED_KEYS = ("seed",)
+# The run settings that change a trial's result, as the trial record's ``run`` object holds them (not searched;
+# flags of the trial command). A record's whole ``run`` object enters the configuration; these keys are read
+# from the trial command of an NNI trial that left no record and has no sibling record to take them from.
+RUN_KEYS = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits",
+            "train_mix")
+
+
+class AnalysisWarning(UserWarning):
+    """An input that was skipped, repaired or set aside while loading or scoring; the message names the file."""
+
+
+def _canonical(v: Any) -> Any:
+    """Numbers as floats (NNI stores ``3`` where the record has ``3.0``), so equal settings share a key."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def config_key(params: Mapping[str, Any], run: Mapping[str, Any] | None = None) -> str:
+    """Canonical JSON of ``params`` without the seed, plus the run settings ``run`` (under ``"run"``)
+    when given: the identity of a configuration over seeds."""
+    items: dict[str, Any] = {k: _canonical(params[k]) for k in sorted(params) if k not in SEED_KEYS}
+    if run:
+        items["run"] = {k: _canonical(run[k]) for k in sorted(run)}
+    return json.dumps(items, sort_keys=True, default=str)
+
+
+def run_settings(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :data:`RUN_KEYS` found in ``values`` (trial-command flags); numbers written as text are read as
+    numbers."""
+    out: dict[str, Any] = {}
+    for k in RUN_KEYS:
+        if values and k in values:
+            v = values[k]
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    pass
+            out[k] = v
+    return out
+
+
+def check_record(record: TrialRecord) -> str | None:
+    """Why a parsed record cannot be used, or None.
+
+    Refused: an unknown task; a metric (dev or extra split) the task does not have (``mat.metrics`` names
+    every split's metrics with the task's keys); a dev evaluation missing one of the task's metrics or
+    holding a NaN (``mat.tasks.task_score`` refuses to score it; the reason names the metric); a NaN in
+    an extra split.
+    """
+    try:
+        spec = get_task(record.task)
+    except KeyError as e:
+        return str(e.args[0])
+    named = [(f"evals[{i}]", ev) for i, ev in enumerate(record.evals)]
+    named += [(k, ev) for k, ev in (("best", record.best), ("final", record.final)) if ev is not None]
+    names = {m for _w, ev in named for m in ev.metrics}
+    names |= {m for _w, ev in named for split in ev.splits.values() for m in split}
+    extra = sorted(names - set(spec.metrics))
+    if extra:
+        return f"metric(s) {extra} are not metrics of task {spec.name!r} {list(spec.metrics)}"
+    wanted = set(spec.metrics)
+    for where, ev in named:
+        if set(ev.metrics) != wanted or not all(math.isfinite(v) for v in ev.metrics.values()):
+            try:
+                task_score(spec.name, ev.metrics)
+            except ValueError as e:
+                return f"{where}: {e}"
+        for split, metrics in ev.splits.items():
+            nan = sorted(m for m, v in metrics.items() if not math.isfinite(v))
+            if nan:
+                return f"{where}: metric(s) {nan} of split {split!r} are NaN or missing values"
+    return None
+
+
+@dataclass
+class Builder:
+    """Collects trials and evaluation rows as plain lists; :meth:`frame` makes one DataFrame.
+
+    Each added trial carries, besides its :data:`TRIAL_COLUMNS`, its parameters, run settings, the time
+    its source was written (seconds since the epoch: ``newest`` wins among copies) and its folder (to
+    tell local trials apart).
+    """
+
+    trials: list[tuple[Any, ...]] = field(default_factory=list)
+    params: list[Mapping[str, Any]] = field(default_factory=list)
+    runs: list[Mapping[str, Any]] = field(default_factory=list)
+    meta: list[tuple[float, str]] = field(default_factory=list)
+    # (trial index, kind, step, epoch, split, metric, value)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, path: str | os.PathLike[str], reason: str) -> None:
+        """List ``path`` as skipped and warn (:class:`AnalysisWarning`) naming it."""
+        self.skipped.append((str(path), reason))
+        warnings.warn(f"skipped {path}: {reason}", AnalysisWarning, stacklevel=3)
+
+    def add_trial(self, info: Sequence[Any], params: Mapping[str, Any], run: Mapping[str, Any] | None = None,
+                  written: float = math.nan, folder: str = "") -> int:
+        """Add one trial (``info`` = the :data:`TRIAL_COLUMNS` values); return its index."""
+        self.trials.append(tuple(info))
+        self.params.append(params)
+        self.runs.append(run or {})
+        self.meta.append((written, folder))
+        return len(self.trials) - 1
+
+    def add(self, trial: int, kind: str | None, step: float, epoch: float, split: str | None,
+            metric: str | None, value: float) -> None:
+        """Add one evaluation row of trial ``trial``."""
+        self.rows.append((trial, kind, step, epoch, split, metric, value))
+
+    def add_eval(self, trial: int, kind: str, ev: EvalResult) -> None:
+        """Add an evaluation's dev metrics and extra splits as rows of ``kind``."""
+        step, epoch = ev.step, ev.epoch
+        self.rows.extend([(trial, kind, step, epoch, DEV, m, v) for m, v in ev.metrics.items()])
+        for split, metrics in ev.splits.items():
+            self.rows.extend([(trial, kind, step, epoch, split, m, v) for m, v in metrics.items()])
+
+    def close_trial(self, trial: int, n_before: int) -> None:
+        """Give a trial that got no evaluation row its one placeholder row."""
+        if len(self.rows) == n_before:
+            self.add(trial, None, math.nan, math.nan, None, None, math.nan)
+
+    def add_record(self, rec: TrialRecord, source: str, run: Mapping[str, Any], written: float,
+                   status: str | None = None, error: str | None = None, experiment: str | None = None) -> None:
+        """Add a checked record (:func:`check_record`) with all its evaluations."""
+        info = (
+            experiment or rec.experiment_id or LOCAL_EXPERIMENT, rec.trial_id, rec.method, get_task(rec.task).name,
+            rec.model, rec.seed, status or rec.status, error if error is not None else rec.error,
+            config_key(rec.params, run), source,
+        )
+        n = len(self.rows)
+        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent))
+        for ev in rec.evals:
+            self.add_eval(t, "eval", ev)
+        for kind, chosen in (("best", rec.best), ("final", rec.final)):
+            if chosen is not None:
+                self.add_eval(t, kind, chosen)
+        self.close_trial(t, n)
+
+    def read_record(self, path: Path) -> tuple[TrialRecord, dict[str, Any], float] | None:
+        """Read and check ``path``: ``(record, run settings, mtime)``, or None after :meth:`skip`.
+
+        The file is parsed once; its run settings are the record's ``run`` object (empty in records
+        written before it existed).
+        """
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            written = path.stat().st_mtime
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            self.skip(path, f"not a readable JSON trial record ({type(e).__name__}: {e})")
+            return None
+        try:
+            rec = record_from_dict(data, str(path))
+        except RecordError as e:
+            self.skip(path, str(e).removeprefix(f"{path}: "))
+            return None
+        reason = check_record(rec)
+        if reason:
+            self.skip(path, reason)
+            return None
+        run = getattr(rec, "run", None) or (data.get("run") if isinstance(data, dict) else None)
+        return rec, dict(run) if isinstance(run, Mapping) else {}, written
+
+    def _trial_frame(self) -> pd.DataFrame:
+        trials = pd.DataFrame(self.trials, columns=list(TRIAL_COLUMNS))
+        params = pd.DataFrame.from_records(list(self.params), index=range(len(self.params)))
+        params.columns = [f"param.{c}" for c in params.columns]
+        runs = pd.DataFrame.from_records(list(self.runs), index=range(len(self.runs)))
+        runs.columns = [f"run.{c}" for c in runs.columns]
+        meta = pd.DataFrame(self.meta, columns=["written", "folder"], index=range(len(self.meta)))
+        return pd.concat([trials, params, runs, meta], axis=1)
+
+    def frame(self) -> pd.DataFrame:
+        """The tidy frame: trial identities resolved (:func:`analysis.identity.resolve`), rows expanded."""
+        trials = self._trial_frame()
+        res = identity.resolve(trials)
+        for path, reason in res.duplicates:
+            self.skip(path, reason)
+        for r in res.repeats:
+            warnings.warn(r.message(), AnalysisWarning, stacklevel=2)
+        cols: list[Sequence[Any]] = list(zip(*self.rows)) if self.rows else [()] * 7
+        idx = np.asarray(cols[0], dtype=np.int64)
+        keep = res.keep[idx] if len(idx) else np.zeros(0, dtype=bool)
+        trials["trial"] = res.labels
+        trials = trials.drop(columns=["written", "folder"])
+        df = trials.iloc[idx[keep]].reset_index(drop=True)
+        evals = pd.DataFrame({
+            "kind": pd.array(np.asarray(cols[1], dtype=object)[keep], dtype=object),
+            "step": np.asarray(cols[2], dtype=float)[keep],
+            "epoch": np.asarray(cols[3], dtype=float)[keep],
+            "split": pd.array(np.asarray(cols[4], dtype=object)[keep], dtype=object),
+            "metric": pd.array(np.asarray(cols[5], dtype=object)[keep], dtype=object),
+            "value": np.asarray(cols[6], dtype=float)[keep],
+        })
+        df = pd.concat([df, evals], axis=1)
+        df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
+        extra = [c for c in df.columns if c.startswith("param.")] + [c for c in df.columns if c.startswith("run.")]
+        df = df[list(COLUMNS) + extra]
+        df.attrs["skipped"] = list(self.skipped)
+        df.attrs["repeats"] = [r.as_tuple() for r in res.repeats]
+        return df
