@@ -89,7 +89,7 @@ class RunArgs(_Checked):
     data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
     cache_dir: str | None = _f(None, "Cache for tokenized datasets (default: ~/.cache/mat_harness).")
     device: str = _f("auto", "auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    precision: str = _f("auto", "Autocast dtype on CUDA: auto (bf16 if supported, else fp16), bf16, fp16 or fp32. CPU runs fp32.", choices=("auto", "bf16", "fp16", "fp32"))
+    precision: str = _f("auto", "auto: on CUDA bf16 (fp16 without bf16) unless the method's perturbation is below that format's resolution, then fp32; on CPU fp32. bf16/fp16: autocast as asked (CUDA or CPU), measured against the perturbation on the first batch. fp32: no autocast.", choices=("auto", "bf16", "fp16", "fp32"))
     max_length: int = _f(512, "Maximum tokens per example (longer inputs are truncated; batches are padded dynamically).", rng=(8, 4096))
     max_train_samples: int | None = _f(None, "Use only the first N training examples (as in run_glue).", rng=(1, 10**9))
     max_eval_samples: int | None = _f(None, "Use only the first N examples of each evaluation split.", rng=(1, 10**9))
@@ -102,6 +102,7 @@ class RunArgs(_Checked):
     checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT). A rerun into the same output dir resumes from it.", rng=(0, 10**9))
     save_model: bool = _f(False, "Save the final model and tokenizer to <output_dir>/model (safetensors) at the end.")
     num_workers: int = _f(0, "DataLoader worker processes.", rng=(0, 64))
+    num_threads: int = _f(0, "CPU threads of this trial (torch.set_num_threads). 0: $OMP_NUM_THREADS if set; under NNI, the machine's cores divided by the experiment's trialConcurrency; else torch's default (every core).", rng=(0, 4096))
     train_mix: str = _f("task", "Training data: the task's own train split, or (ANLI tasks) 'combined': SNLI + MNLI + FEVER-NLI + ANLI R1-R3, the training set of the paper's ANLI runs (section 4.2).", choices=("task", "combined"))
     trial_id: str | None = _f(None, "Trial id written in the record (default: $NNI_TRIAL_JOB_ID under NNI, else the output dir name).")
 
@@ -256,7 +257,8 @@ class TrialConfig:
             raise ValueError(f"method args {type(self.method).__name__} do not match --method {self.run.method} ({expected.__name__})")
         previous = dict(self.defaulted)
         unset = [n for n in PER_METHOD_FIELDS if getattr(self.train, n) is None or getattr(self.train, n) == previous.get(n, None)]
-        given = dataclasses.replace(self.train, **{n: None for n in unset})
+        cleared: dict[str, Any] = {n: None for n in unset}
+        given = dataclasses.replace(self.train, **cleared)
         defaults = method_train_defaults(self.run.method, self.method, given)
         used = {n: defaults[n] for n in unset}
         object.__setattr__(self, "train", dataclasses.replace(given, **used))
@@ -264,7 +266,8 @@ class TrialConfig:
 
     def given_train(self) -> TrainArgs:
         """``train`` with the fields that took the method's default set back to None (what was asked for)."""
-        return dataclasses.replace(self.train, **{k: None for k, _ in self.defaulted})
+        cleared: dict[str, Any] = {k: None for k, _ in self.defaulted}
+        return dataclasses.replace(self.train, **cleared)
 
     def run_settings(self) -> dict[str, Any]:
         """The run settings that change what is trained or measured (:data:`RESULT_RUN_KEYS`): the record's ``run``."""

@@ -5,15 +5,22 @@
 * ``ℓ_s`` (:func:`consistency_loss`): the symmetric KL divergence KL(P‖Q) + KL(Q‖P) for classification,
   the squared error for regression, both averaged over the batch, eq. (2).
 
-Everything is computed in float32, whatever the dtype of the logits (autocast may give bf16/fp16), and
+Everything is computed in float32 at least, whatever the dtype of the logits (autocast may give bf16/fp16;
+float64 stays float64, so a float64 model can be checked against a transcription to 1e-11), and
 with ``log_softmax`` (never ``softmax().log()``, which gives NaN once the logits saturate). As in fairseq's
 ``examples/rxf`` (R3F), the consistency loss is its own small function.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` as float32, or as it is when float64 (half formats go up, float64 is not cut down)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def symmetric_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
@@ -27,15 +34,15 @@ def symmetric_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
         q_logits: (B, C) logits of Q, same shape.
 
     Returns:
-        A float32 scalar, ``>= 0``; exactly 0 when the logits are equal.
+        A float32 scalar (float64 for float64 inputs), ``>= 0``; exactly 0 when the logits are equal.
 
     Raises:
         ValueError: the shapes differ.
     """
     if p_logits.shape != q_logits.shape:
         raise ValueError(f"symmetric_kl: logits shapes differ: {tuple(p_logits.shape)} vs {tuple(q_logits.shape)}")
-    log_p = F.log_softmax(p_logits.float(), dim=-1)  # (B, C)
-    log_q = F.log_softmax(q_logits.float(), dim=-1)  # (B, C)
+    log_p = F.log_softmax(_at_least_fp32(p_logits), dim=-1)  # (B, C)
+    log_q = F.log_softmax(_at_least_fp32(q_logits), dim=-1)  # (B, C)
     per_example = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)  # (B,)
     return per_example.mean()
 
@@ -48,11 +55,11 @@ def squared_error(a: Tensor, b: Tensor) -> Tensor:
         b: same shape.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar (float64 for float64 inputs).
     """
     if a.shape != b.shape:
         raise ValueError(f"squared_error: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    diff = (a.float() - b.float()).reshape(a.shape[0], -1)  # (B, D)
+    diff = (_at_least_fp32(a) - _at_least_fp32(b)).reshape(a.shape[0], -1)  # (B, D)
     return diff.pow(2).sum(dim=-1).mean()
 
 
@@ -65,7 +72,7 @@ def consistency_loss(logits_a: Tensor, logits_b: Tensor, is_regression: bool) ->
         is_regression: the task's ``TaskSpec.is_regression``.
 
     Returns:
-        A float32 scalar; gradients flow into both arguments.
+        A float32 scalar (float64 for float64 inputs); gradients flow into both arguments.
     """
     if is_regression:
         return squared_error(logits_a, logits_b)
@@ -83,11 +90,12 @@ def task_loss(logits: Tensor, labels: Tensor, is_regression: bool) -> Tensor:
         is_regression: the task's ``TaskSpec.is_regression``.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar (float64 for float64 inputs).
     """
     if is_regression:
-        return F.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1))
-    return F.cross_entropy(logits.float(), labels.long())
+        pred = _at_least_fp32(logits).reshape(-1)
+        return F.mse_loss(pred, labels.to(pred.dtype).reshape(-1))
+    return F.cross_entropy(_at_least_fp32(logits), labels.long())
 
 
 __all__ = ["consistency_loss", "squared_error", "symmetric_kl", "task_loss"]

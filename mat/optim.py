@@ -1,9 +1,12 @@
 """Optimizers by name, from ``torch.optim`` (no hand-written Adam).
 
-``adamw`` is what vanilla fine-tuning and the baselines use (HF ``run_glue.py``: AdamW, no weight decay on
-biases and LayerNorm weights). MAT's ``sampler`` names the preconditioner of its θ sampler, as the
-authors' ``--optimizer`` flag does (Charles-Zhong/MAT ``MAT.py``): ``sgld`` -> ``torch.optim.SGD`` (plain
-SGLD), ``rmsprop`` -> ``torch.optim.RMSprop``, ``adam`` -> ``torch.optim.AdamW``.
+``adamw`` is what vanilla fine-tuning and the baselines use. MAT's ``sampler`` names the preconditioner of
+its θ sampler, as the authors' ``--optimizer`` flag does (Charles-Zhong/MAT ``MAT.py``): ``sgld`` ->
+``torch.optim.SGD`` (plain SGLD), ``rmsprop`` -> ``torch.optim.RMSprop``, ``adam`` -> ``torch.optim.AdamW``.
+
+Which parameters decay is ``weight_decay_scope``: ``no_bias_norm`` leaves biases and LayerNorm/RMSNorm
+weights out (BERT's ``exclude_from_weight_decay``, the HF convention; the baselines' default), ``all`` decays
+every parameter, as the authors' ``optim(model.parameters(), lr)`` does (MAT's default).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 from mat.naming import unknown_name
 
 OPTIMIZER_NAMES: tuple[str, ...] = ("adamw", "sgld", "rmsprop", "adam")
+DECAY_SCOPES: tuple[str, ...] = ("all", "no_bias_norm")
 
 
 def _adamw(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.Optimizer:
@@ -55,11 +59,21 @@ def _is_norm_module(module: nn.Module) -> bool:
     return isinstance(module, (nn.LayerNorm, nn.GroupNorm)) or "LayerNorm" in name or "RMSNorm" in name
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two parameter groups: with ``weight_decay``, and without it (biases, LayerNorm/RMSNorm weights).
+def decay_groups(model: nn.Module, weight_decay: float, scope: str = "no_bias_norm") -> list[dict[str, Any]]:
+    """The optimizer's parameter groups, in ``model.parameters()`` order within each group.
 
-    Only parameters with ``requires_grad`` are included; an empty group is left out.
+    ``no_bias_norm``: two groups, with ``weight_decay`` and without it (biases, LayerNorm/RMSNorm weights);
+    ``all``: one group, every parameter with ``weight_decay``. Only parameters with ``requires_grad`` are
+    included; an empty group is left out.
+
+    Raises:
+        ValueError: unknown ``scope`` (the message lists the valid ones).
     """
+    if scope not in DECAY_SCOPES:
+        raise ValueError(unknown_name("weight_decay_scope", scope, DECAY_SCOPES, "Valid scopes"))
+    if scope == "all":
+        every = [p for p in model.parameters() if p.requires_grad]
+        return [{"params": every, "weight_decay": weight_decay}] if every else []
     no_decay: set[int] = set()
     for module in model.modules():
         norm = _is_norm_module(module)
@@ -75,7 +89,9 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.0, eps: float = 1e-8) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, name: str, lr: float, weight_decay: float = 0.0, eps: float = 1e-8, weight_decay_scope: str = "no_bias_norm"
+) -> torch.optim.Optimizer:
     """A ``torch.optim`` optimizer over the trainable parameters of ``model``.
 
     Args:
@@ -83,17 +99,17 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float 
         name: ``adamw`` (vanilla and the baselines), or MAT's sampler: ``sgld`` (SGD), ``rmsprop``,
             ``adam`` (AdamW).
         lr: the peak learning rate (the scheduler scales it).
-        weight_decay: decoupled (AdamW) or L2 (SGD, RMSprop) weight decay; never on biases or
-            LayerNorm weights.
+        weight_decay: decoupled (AdamW) or L2 (SGD, RMSprop) weight decay.
         eps: epsilon of AdamW / RMSprop (unused by SGD).
+        weight_decay_scope: ``no_bias_norm`` (no decay on biases and LayerNorm weights) or ``all``.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones), or no trainable parameters.
+        ValueError: unknown name or scope (the message lists the valid ones), or no trainable parameters.
     """
     key = name.strip().lower()
     if key not in _BUILDERS:
         raise ValueError(unknown_name("optimizer", name, OPTIMIZER_NAMES, "Valid names"))
-    groups = decay_groups(model, weight_decay)
+    groups = decay_groups(model, weight_decay, weight_decay_scope)
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     return _BUILDERS[key](groups, float(lr), float(eps))

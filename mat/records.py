@@ -1,6 +1,6 @@
 """The trial record (``trial.json``, schema 1): what every trial writes and what ``analysis`` reads.
 
-Format (DESIGN.md, "Trial record")::
+Format (docs/design.md, "The trial record")::
 
     schema: 1, trial_id, experiment_id (null outside NNI), method, task, model, seed,
     params: {every resolved hyperparameter},
@@ -10,10 +10,15 @@ Format (DESIGN.md, "Trial record")::
     evals: [{step, epoch, metrics: {name: value}, score, splits?: {split: {name: value}}}],
     best: {step, metrics, score}, final: {step, metrics, score},
     test_predictions: path or null, wall_seconds, train_steps,
-    versions: {python, torch, transformers, datasets, nni, mat}, git_sha
+    versions: {python, torch, transformers, datasets, nni, mat}, git_sha,
+    precision: null | {requested, used, reason, [perturbation_bound, embedding_rms, relative_perturbation,
+               format_resolution, logit_change_fp32, logit_change, rounding_change, resolved]} (additive)
 
 ``metrics`` and ``score`` are those of the task's dev split (the one model selection uses). ``splits``
 (optional, additive) holds the metrics of extra evaluation sets (ANLI test, AdvGLUE) at that step.
+``precision`` (optional, additive; ``params.precision`` holds the format used) says why the trial ran in
+its format and, for an explicit bf16/fp16 run of a perturbing method, what the first-batch measurement of
+:func:`mat.precision.measure_rounding` found.
 Metric values are on the 0-100 scale. Written atomically (temp file + rename). No torch here.
 """
 
@@ -70,6 +75,7 @@ class TrialRecord:
     versions: dict[str, str | None] = field(default_factory=dict)
     git_sha: str | None = None
     run: dict[str, Any] = field(default_factory=dict)
+    precision: dict[str, Any] | None = None
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,6 +215,7 @@ def record_from_dict(d: Any, source: str = "<dict>") -> TrialRecord:
             versions=dict(d.get("versions") or {}),
             git_sha=d.get("git_sha"),
             run=dict(d.get("run") or {}),
+            precision=dict(d["precision"]) if isinstance(d.get("precision"), dict) else None,
         )
     except (TypeError, ValueError) as e:
         raise RecordError(f"{source}: wrong type in a field: {e}") from e

@@ -1,14 +1,53 @@
-"""Where and how a trial computes: seeds, the device and the autocast precision.
+"""Where a trial computes: seeds, the device and the CPU threads (the autocast format is :mod:`mat.precision`'s,
+as it depends on the method and the model).
 
 No model or data here: :mod:`mat.train` asks this module once, at set-up.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 
 import numpy as np
 import torch
+
+log = logging.getLogger("mat.runtime")
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def trial_threads(num_threads: int, concurrency: int | None, environ: dict[str, str] | None = None) -> tuple[int, str]:
+    """How many CPU threads a trial uses, and why.
+
+    ``num_threads`` > 0 (the flag) wins; then ``$OMP_NUM_THREADS``; then, when ``concurrency`` trials share
+    this machine, ``available_cores() // concurrency`` (at least 1): concurrent trials that each start one
+    thread per core oversubscribe the CPU (2 trials on 2 cores ran 4x slower than one alone). Otherwise
+    torch's default.
+    """
+    env = os.environ if environ is None else environ
+    if num_threads > 0:
+        return num_threads, "--num_threads"
+    omp = env.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp), "OMP_NUM_THREADS"
+    if concurrency is not None and concurrency > 0:
+        cores = available_cores()
+        return max(1, cores // concurrency), f"{cores} cores / trialConcurrency {concurrency}"
+    return torch.get_num_threads(), "torch default"
+
+
+def set_threads(n: int, why: str) -> None:
+    """``torch.set_num_threads(n)`` (intra-op) and log it."""
+    torch.set_num_threads(n)
+    log.info("using %d CPU thread%s (%s)", n, "" if n == 1 else "s", why)
 
 
 def seed_everything(seed: int) -> None:
@@ -30,11 +69,3 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda, but torch sees no CUDA device (use --device cpu or auto)")
     return torch.device(name)
 
-
-def resolve_autocast(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: only on CUDA; ``auto`` picks bf16 where supported, else fp16."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16

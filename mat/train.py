@@ -3,8 +3,8 @@
 ``fit`` owns the side effects of a run (the record's status, signals, checkpoints, evaluation cadence,
 best-so-far); :func:`setup` builds what a run trains with (:class:`Run`), and :func:`train_loop` steps
 through it. The method objects own one training step each and know nothing of this. Evaluation lives in
-:mod:`mat.evaluation`, provenance and output paths in :mod:`mat.provenance`, device and precision in
-:mod:`mat.runtime`.
+:mod:`mat.evaluation`, provenance and output paths in :mod:`mat.provenance`, the device in
+:mod:`mat.runtime`, the autocast format (and its first-batch check) in :mod:`mat.precision`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, write
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
 from mat.optim import build_optimizer, optimizer_name
+from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import default_output_dir, new_record
 from mat.records import EvalResult, TrialRecord, write_record
-from mat.runtime import resolve_autocast, resolve_device, seed_everything
+from mat.runtime import resolve_device, seed_everything
 from mat.tasks import TaskSpec, get_task
 
 log = logging.getLogger("mat.train")
@@ -74,6 +75,7 @@ class Run:
     method: Method
     ckpt: CheckpointManager
     out_dir: Path
+    precision: Precision
 
 
 def fit(cfg: TrialConfig, record: TrialRecord | None = None, on_eval: OnEval | None = None, show_progress: bool = True) -> TrialRecord:
@@ -123,7 +125,6 @@ def setup(cfg: TrialConfig, out_dir: Path) -> Run:
     task = get_task(run.task)
     seed_everything(train.seed)
     device = resolve_device(run.device)
-    autocast = resolve_autocast(run.precision, device)
 
     raw = load_raw(task, run.data_dir)
     train_raw = _train_split(cfg, task, raw)
@@ -131,18 +132,18 @@ def setup(cfg: TrialConfig, out_dir: Path) -> Run:
         train_raw = train_raw.select(range(min(run.max_train_samples, len(train_raw))))
     model, tokenizer = load_model_and_tokenizer(run.model, task)
     model.to(device)
+    precision = choose_precision(run.precision, device, run.method, cfg.method, model)
+    log.info("precision %s: %s", precision.name, precision.reason)
     train_tok = tokenize(train_raw, tokenizer, task, run.max_length, run.cache_dir)
     train_loader = make_loader(train_tok, tokenizer, train.batch_size, shuffle=True, seed=train.seed, num_workers=run.num_workers)
     eval_sets = build_eval_sets(cfg, task, raw, tokenizer)
 
     steps_per_epoch = len(train_loader)
     total = run.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
-    lr = float(train.learning_rate or 0.0)
-    optimizer = build_optimizer(model, optimizer_name(cfg.method), lr=lr, weight_decay=train.weight_decay, eps=train.adam_epsilon)
-    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=int(train.warmup_ratio * total), num_training_steps=total)
+    optimizer, scheduler = make_optimizer(cfg, model, total)
     method = get_method(run.method)(
         model, optimizer, scheduler, task, cfg.method,
-        max_grad_norm=train.max_grad_norm, autocast_dtype=autocast, diagnostics=run.diagnostics,
+        max_grad_norm=float(train.max_grad_norm or 0.0), autocast_dtype=precision.dtype, diagnostics=run.diagnostics,
     )
     ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator)
     when = eval_steps(steps_per_epoch, total, run.eval_times)
@@ -150,7 +151,18 @@ def setup(cfg: TrialConfig, out_dir: Path) -> Run:
         "task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
         task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
     )
-    return Run(cfg, task, device, autocast, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir)
+    return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir, precision)
+
+
+def make_optimizer(cfg: TrialConfig, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer (the method's, with the resolved decay and its scope) and the warm-up schedule over ``total_steps``."""
+    train = cfg.train
+    optimizer = build_optimizer(
+        model, optimizer_name(cfg.method), lr=float(train.learning_rate or 0.0), weight_decay=float(train.weight_decay or 0.0),
+        eps=train.adam_epsilon, weight_decay_scope=train.weight_decay_scope or "no_bias_norm",
+    )
+    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=int(train.warmup_ratio * total_steps), num_training_steps=total_steps)
+    return optimizer, scheduler
 
 
 def _train_split(cfg: TrialConfig, task: TaskSpec, raw: Any) -> Any:
@@ -175,6 +187,7 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
     if resumed is not None:
         epoch, skip = resumed.epoch, resumed.batch_in_epoch
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resumed.path, state.step, epoch, skip)
+    record.params["precision"], record.precision = run.precision.name, run.precision.record()
     run.model.train()
     bar = tqdm(total=run.total_steps, initial=state.step, desc=f"{cfg.run.method} {run.task.name}", disable=not show_progress, dynamic_ncols=True)
     while state.step < run.total_steps:
@@ -185,7 +198,10 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
             if i == skip and resumed is not None:
                 run.ckpt.restore_rng(resumed)  # the RNG exactly as it was after the checkpointed step
                 resumed = None
-            stats = run.method.step({k: v.to(run.device) for k, v in batch.items()})
+            batch = {k: v.to(run.device) for k, v in batch.items()}
+            if run.precision.check and "logit_change" not in (record.precision or {}):  # can the format hold δ?
+                record.precision = check_precision(run.precision, run.model, batch)
+            stats = run.method.step(batch)
             state.step += 1
             loss = stats.get("loss", float("nan"))
             if not math.isfinite(loss):
@@ -253,7 +269,7 @@ def _install_signal_handlers(state: _State) -> dict[int, Any]:
         state.stop_signal = signum
         log.warning("received %s: stopping after the current step", signal.Signals(signum).name)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handler)
     return previous

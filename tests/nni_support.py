@@ -45,16 +45,18 @@ def free_port() -> int:
 def isolate(mp: pytest.MonkeyPatch, home: Path) -> None:
     """Point ``HOME`` at ``home`` for ``nnictl`` and the local trials it starts (they inherit it).
 
-    Also: one thread per trial (trials run side by side on few cores) and the Hugging Face libraries
-    offline (tests never touch the network).
+    Also: the Hugging Face libraries offline (tests never touch the network). ``OMP_NUM_THREADS`` is unset:
+    each trial sizes its threads from the experiment's ``trialConcurrency`` (trials/mat_trial.py), as a
+    user's trials do.
     """
     home.mkdir(parents=True, exist_ok=True)
     for key, value in {
-        "HOME": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+        "HOME": str(home), "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
     }.items():
         mp.setenv(key, value)
     mp.delenv("MAT_DATA_DIR", raising=False)  # tests pass --data_dir explicitly
+    mp.delenv("OMP_NUM_THREADS", raising=False)
 
 
 def write_config(path: Path, config: Mapping[str, Any]) -> Path:

@@ -1,5 +1,7 @@
-"""CUDA checks: every method learning under bf16 autocast, fp16 with its GradScaler, MAT's memory (exactly two
-extra parameter copies), and a whole trial with ``--device cuda --precision bf16``.
+"""CUDA checks: every method learning under bf16 autocast, fp16 with its GradScaler (and a skipped fp16 step
+leaving θ and θ̄ alone), MAT's memory (exactly two extra parameter copies), a whole trial with ``--device
+cuda --precision bf16`` (its first-batch precision measurement in the record) and one with ``auto`` (fp32
+for MAT's 1e-5 bound).
 
 Marked ``gpu`` and skipped without a CUDA device (``make test`` deselects them; run ``pytest -m gpu`` on a
 GPU machine, or ``bash benchmarks/gpu_check.sh``, which also runs the step benchmark on BERT-base in bf16).
@@ -59,6 +61,22 @@ def test_fp16_mat_step_on_cuda_scales_and_stays_finite() -> None:
     assert m.scaler.get_scale() > 0
 
 
+def test_a_skipped_fp16_step_on_cuda_leaves_theta_and_theta_bar_unchanged() -> None:
+    """Real CUDA fp16: an inf gradient in every θ step; the GradScaler skips them, MAT adds no noise and no θ̄ update."""
+    args = MATArgs(sampling_times_delta=1, sampling_times_theta=3, beta_s=0.5, beta_p=0.5, sampling_noise_ratio=1.0)
+    m = build("mat", args, model=tiny_model().to(CUDA), autocast_dtype=torch.float16)
+    assert m.scaler is not None and m.scaler.is_enabled()
+    m.model.classifier.weight.register_hook(lambda g: torch.full_like(g, float("inf")))
+    theta_t = [p.detach().clone() for p in m.params]
+    scale = m.scaler.get_scale()
+    inp = m.inputs(make_batch())
+    delta_bar, _ = m.delta_phase(inp)
+    m.theta_phase(inp, delta_bar)
+    assert m.scaler.get_scale() == scale * 0.5**3
+    for p, b, t in zip(m.params, m.theta_bar, theta_t):
+        assert torch.equal(p.detach(), t) and torch.equal(b, t)
+
+
 def _resident_bytes(method: str, args: Any) -> tuple[int, int]:
     """(CUDA bytes the model + method hold between steps, bytes of one copy of the trainable parameters)."""
     gc.collect()
@@ -104,3 +122,20 @@ def test_trial_on_cuda_in_bf16(tmp_path: Path) -> None:
     record = json.loads((out / "trial.json").read_text())
     assert record["status"] == "SUCCEEDED" and record["train_steps"] == 24
     assert all(math.isfinite(e["metrics"]["accuracy"]) for e in record["evals"])
+    # explicit bf16 with MAT's 1e-5 bound: it runs, and the first-batch measurement is in the record
+    assert record["params"]["precision"] == "bf16"
+    assert {"logit_change_fp32", "logit_change", "rounding_change", "resolved"} <= set(record["precision"])
+
+
+def test_auto_precision_on_cuda_keeps_mat_in_fp32(tmp_path: Path) -> None:
+    """MAT's 1e-5 bound is below bf16's (and fp16's) resolution: ``auto`` picks fp32 and says why."""
+    tiny = make_tiny_setup(tmp_path, n_train=16, n_dev=8)
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, str(TRIAL_SCRIPT), "--task", "sst2", "--model", str(tiny["model"]), "--data_dir", str(tiny["data"]),
+        "--method", "mat", "--max_steps", "1", "--device", "cuda", "--output_dir", str(out),
+    ]
+    proc = subprocess.run(cmd, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "trial.json").read_text())
+    assert record["params"]["precision"] == "fp32" and "below" in record["precision"]["reason"]

@@ -9,6 +9,12 @@ authors' code (DESIGN.md, "The MAT step") has a test here:
 | ``softmax().log()`` in the KL        | ``tests/test_losses.py::test_symmetric_kl_finite_on_saturated_logits`` |
 | EMA over the whole ``state_dict()``  | ``test_mix_touches_parameters_not_buffers``                |
 | regression ``sum``                   | ``tests/test_losses.py::test_consistency_loss_regression_is_batch_mean_squared_error`` |
+| ``mean_theta = state_dict()``: θ̄ starts after the first inner step | ``test_theta_bar_is_the_ema_of_the_iterates`` (θ̄ starts at θ_t) |
+| δ init unclipped, on padding too     | ``test_init_delta_kinds_and_mask``, ``test_delta_phase_respects_max_norm`` |
+| (fp16) noise and θ̄ update after a skipped step | ``test_a_skipped_fp16_step_leaves_theta_and_theta_bar_unchanged``, ``test_theta_bar_averages_only_the_steps_taken`` |
+
+The settings around the step (no clipping, the authors' optimizer set-up, γ_θ 1e-5) and a K_δ = 3, K_θ = 4
+comparison with a transcription of Algorithm 2 are in ``tests/test_fidelity.py``.
 
 The golden-loss test compares 3 MAT steps on a tiny random BERT with the values recorded in
 ``tests/golden/mat_losses.json``. After an *intended* change of the algorithm, regenerate them from the
@@ -280,6 +286,56 @@ def test_parameters_are_views_of_one_buffer_and_rebound_if_replaced() -> None:
     assert w.data_ptr() in [v.data_ptr() for v in m.flat.views]
     assert torch.equal(w.detach(), value)  # the value is kept
     assert math.isfinite(m.step(make_batch())["loss"])
+
+
+# ------------------------------------------------------------------------- fp16: a skipped step
+
+
+def _inf_on_calls(param: torch.Tensor, calls: set[int]) -> None:
+    """Make ``param``'s gradient inf in the backward passes numbered in ``calls`` (0-based)."""
+    count = [0]
+
+    def hook(g: torch.Tensor) -> torch.Tensor:
+        count[0] += 1
+        return torch.full_like(g, float("inf")) if count[0] - 1 in calls else g
+
+    param.register_hook(hook)
+
+
+def test_a_skipped_fp16_step_leaves_theta_and_theta_bar_unchanged() -> None:
+    """CPU fp16 autocast with its GradScaler (the logic CUDA runs; tests/test_gpu.py runs it on CUDA): every
+    θ step sees an inf gradient, the scaler skips it, and no Langevin noise or θ̄ update follows."""
+    args = MATArgs(sampling_times_delta=1, sampling_times_theta=3, beta_s=0.5, beta_p=0.5, sampling_noise_ratio=1.0)
+    m = build("mat", args, autocast_dtype=torch.float16)
+    assert m.scaler is not None
+    _inf_on_calls(m.model.classifier.weight, {0, 1, 2})
+    theta_t = [p.detach().clone() for p in m.params]
+    scale = m.scaler.get_scale()
+    inp = m.inputs(make_batch())
+    delta_bar, _ = m.delta_phase(inp)
+    m.theta_phase(inp, delta_bar)
+    assert m.scaler.get_scale() == scale * 0.5**3  # three skipped steps
+    for p, b, t in zip(m.params, m.theta_bar, theta_t):
+        assert torch.equal(p.detach(), t) and torch.equal(b, t)  # no noise (std 4.5e-5 here), θ̄ = θ_t
+    m.mix()
+    assert all(torch.equal(p.detach(), t) for p, t in zip(m.params, theta_t))
+
+
+def test_theta_bar_averages_only_the_steps_taken() -> None:
+    """Step 2 of 3 skipped (fp16, inf gradient): θ̄ is the EMA over θ_t and the two iterates that exist."""
+    args = MATArgs(sampling_times_delta=1, sampling_times_theta=3, beta_s=0.4, beta_p=0.3, sampling_noise_ratio=0.0, sampler="sgld")
+    m = build("mat", args, autocast_dtype=torch.float16, lr=0.1)
+    _inf_on_calls(m.model.classifier.weight, {1})
+    iterates: list[list[torch.Tensor]] = []
+    m.optimizer.register_step_post_hook(lambda o, a, kw: iterates.append([p.detach().clone() for p in m.params]))
+    theta_t = [p.detach().clone() for p in m.params]
+    m.step(make_batch())
+    assert len(iterates) == 2
+    bar = [t.clone() for t in theta_t]
+    for it in iterates:
+        bar = [0.4 * b + 0.6 * x for b, x in zip(bar, it)]
+    for p, b, t in zip(m.params, bar, theta_t):
+        assert_close(p.detach(), 0.3 * t + 0.7 * b, rtol=1e-5, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- MAT == vanilla

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 import shutil
 import sys
@@ -147,6 +148,15 @@ def test_every_trial_succeeds_with_intermediate_and_final_results(finished: Fini
         assert set(final) == {"default", "accuracy"}, "the web UI shows every sub-metric"
         assert kinds[(tid, "FINAL")] == 1, "exactly one final result"
         assert kinds[(tid, "PERIODICAL")] >= 2, "an intermediate result per evaluation (--eval_times 2)"
+
+
+def test_concurrent_trials_share_the_cores(finished: Finished) -> None:
+    """trialConcurrency 2: each trial takes cores // 2 threads (at least 1), read from the experiment's store."""
+    cores = len(os.sched_getaffinity(0))
+    want = f"using {max(1, cores // 2)} CPU thread"
+    for job in finished.jobs:
+        text = (finished.exp.trial_dir(job["trialJobId"]) / "trial.stderr").read_text(errors="replace")
+        assert f"{want}" in text and f"({cores} cores / trialConcurrency 2)" in text, text[-2000:]
 
 
 def test_records_hold_the_parameters_each_trial_used(finished: Finished) -> None:

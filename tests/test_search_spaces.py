@@ -7,6 +7,7 @@ authors' released runs are written out here once more, as the oracle the files a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from nni.common.hpo_utils.validation import validate_search_space
 
+from mat.cli import parse_cli
 from mat.config import METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -75,6 +77,34 @@ def test_every_combination_builds_a_valid_config(path: Path) -> None:
             targets = {"sampling_times": ("sampling_times_delta", "sampling_times_theta"), "beta": ("beta_s", "beta_p")}.get(key, (key,))
             for t in targets:
                 assert resolved[t] == value, f"{path.name}: {key}={value!r} became {t}={resolved[t]!r}"
+
+
+def nni_config(method: str, params: dict[str, Any]) -> TrialConfig:
+    """The config a trial runs with under NNI: flags parsed, run settings replaced, NNI's parameters merged
+    (the sequence of ``trials/mat_trial.py``)."""
+    cfg = parse_cli(["--task", "cola", "--method", method])
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, output_dir="nni-out", trial_id="t"))
+    return apply_overrides(cfg, params)
+
+
+# (clipping, decay scope) per method, and the decay: the authors' torch defaults per MAT sampler
+CLIP_AND_SCOPE = {"mat": (0.0, "all"), "vanilla": (1.0, "no_bias_norm"), "freelb": (1.0, "no_bias_norm"), "smart": (1.0, "no_bias_norm"), "r3f": (0.0, "no_bias_norm")}
+MAT_DECAY = {"adam": 0.01, "sgld": 0.0, "rmsprop": 0.0}
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
+def test_every_space_resolves_to_its_reference_settings(path: Path) -> None:
+    """Through the NNI merge: MAT's spaces (the six presets, mat_paper.json, seeds, ablations) never clip and
+    decay as the authors' optimizer does for the sampler; the baselines keep their references' settings."""
+    method, values = method_of(path), choices(json.loads(path.read_text()))
+    for combo in itertools.product(*values.values()):
+        cfg = nni_config(method, dict(zip(values, combo)))
+        p = cfg.params()
+        assert (p["max_grad_norm"], p["weight_decay_scope"]) == CLIP_AND_SCOPE[method], (path.name, combo)
+        expected = MAT_DECAY[p["sampler"]] if method == "mat" else 0.01
+        assert p["weight_decay"] == expected, (path.name, combo)
+        if path.stem.startswith("preset_"):
+            assert p["learning_rate"] == 1e-5 and p["sampler"] == "adam" and p["weight_decay"] == 0.01
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)

@@ -29,9 +29,10 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -39,6 +40,7 @@ from mat.cli import parse_cli  # noqa: E402
 from mat.config import TrialConfig, apply_overrides  # noqa: E402
 from mat.provenance import default_output_dir, new_record  # noqa: E402
 from mat.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
+from mat.runtime import set_threads, trial_threads  # noqa: E402
 from mat.tasks import get_task  # noqa: E402
 from mat.train import TrainingInterrupted, fit  # noqa: E402
 
@@ -95,6 +97,35 @@ def _own_parameters(nni: Any, out_dir: Path, trial_id: str, params: dict[str, An
     return dict(first["parameters"])
 
 
+def nni_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
+    """The ``trialConcurrency`` of the experiment this trial belongs to (local training service), else None.
+
+    Read from the experiment's own store: ``$NNI_SYS_DIR`` is ``<experiment>/environments/<env>/trials/<id>``
+    and ``<experiment>/db/nni.sqlite`` holds the experiment config (its latest ``ExperimentProfile``). On a
+    remote machine there is no such store: None, and the trial keeps torch's thread count (set
+    ``--num_threads`` or ``OMP_NUM_THREADS`` in the trialCommand there).
+    """
+    env = os.environ if environ is None else environ
+    sys_dir = env.get("NNI_SYS_DIR")
+    if not sys_dir:
+        return None
+    for parent in Path(sys_dir).resolve().parents:
+        db = parent / "db" / "nni.sqlite"
+        if db.is_file():
+            try:
+                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+                try:
+                    row = con.execute("SELECT params FROM ExperimentProfile ORDER BY revision DESC LIMIT 1").fetchone()
+                finally:
+                    con.close()
+                value = json.loads(row[0]).get("trialConcurrency") if row and row[0] else None
+                return int(value) if value else None
+            except (sqlite3.Error, ValueError, TypeError) as e:
+                log.warning("cannot read trialConcurrency from %s (%s): keeping torch's thread count", db, e)
+                return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one trial; returns the process exit code (0 SUCCEEDED, 1 FAILED, 143 INTERRUPTED)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -122,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_record(_failed_record(cfg, params, msg, trial_id, exp_id), default_output_dir(cfg))
         return EXIT_FAILED
 
+    set_threads(*trial_threads(cfg.run.num_threads, nni_concurrency() if nni is not None else None))
     record = new_record(cfg, trial_id, exp_id)
     lost: list[str] = []  # why NNI became unreachable (nnictl stop), once it did
 

@@ -1,6 +1,6 @@
 """What every training method shares: model inputs, forwards on embeddings, backward and optimizer steps.
 
-A method is built as ``Method(model, optimizer, scheduler, task, args)`` (DESIGN.md, "Method interface")
+A method is built as ``Method(model, optimizer, scheduler, task, args)`` (docs/design.md, "The method interface")
 and runs one whole training step per call of :meth:`Method.step`. This module holds the plumbing so the
 method modules read like their papers:
 
@@ -308,17 +308,24 @@ class Method:
         """``loss.backward()``, scaled when a GradScaler is in use."""
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def optimizer_step(self) -> None:
-        """Clip the gradient norm (if ``max_grad_norm`` > 0), then step the optimizer (via the scaler)."""
+    def optimizer_step(self) -> bool:
+        """Clip the gradient norm (if ``max_grad_norm`` > 0), then step the optimizer (via the scaler).
+
+        Returns:
+            Whether the optimizer stepped: False when the GradScaler found inf/NaN gradients and skipped the
+            step (``update()`` then lowers the scale, and only then; one host sync per step, fp16 only).
+        """
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
+        if self.scaler is None:
             self.optimizer.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return self.scaler.get_scale() >= scale
 
     def update(self, loss: Tensor | None = None) -> float:
         """The end of a one-update training step: backward of ``loss`` (None: gradients are already there),

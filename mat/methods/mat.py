@@ -15,11 +15,16 @@ With e = the word embeddings of the batch (B, T, H) and θ_t the parameters:
 3. Mix: θ_{t+1} = β_p·θ̂ + (1−β_p)·θ̄ (parameters only, not buffers); the scheduler steps once.
 
 Where this deliberately differs from the authors' code (DESIGN.md, each with a test in
-``tests/test_mat_step.py``): θ̂ is a real copy (their ``state_dict()`` aliased the live weights); the clip
-comes after the noise (their δ exceeded ``adv_max_norm``); the δ phase computes ∂/∂δ only; the KL uses
-float32 ``log_softmax``; the averages cover parameters only; the regression loss is a batch mean.
-Also here: δ lives on real tokens only (init and noise are masked, padding stays 0), and the initial δ is
-clipped too, so ‖δ̄‖∞ ≤ adv_max_norm always holds.
+``tests/test_mat_step.py``): θ̂ is a real copy (their ``state_dict()`` aliased the live weights); θ̄ starts
+from θ_t as Algorithm 2 line 7 says (their ``mean_theta = model.state_dict()`` aliased the weights too, so
+their θ̄ started after the first inner step); the clip comes after the noise (their δ exceeded
+``adv_max_norm``); the δ phase computes ∂/∂δ only; the KL uses float32 ``log_softmax``; the averages cover
+parameters only; the regression loss is a batch mean; δ lives on real tokens only (init and noise are
+masked, padding stays 0, where theirs perturbed padding too) and the initial δ is clipped too, so
+‖δ̄‖∞ ≤ adv_max_norm always holds; a step the fp16 GradScaler skips adds no noise and no θ̄ update.
+The settings around the step are the authors' (:func:`mat.config.method_train_defaults`): no gradient
+clipping, their optimizer set-up (AdamW's decay 0.01 on every parameter; none for SGD and RMSprop), γ_θ 1e-5;
+``tests/test_fidelity.py`` checks K_δ = 3, K_θ = 4 steps against a transcription of Algorithm 2 in float64.
 
 Efficiency: the trainable parameters are moved into one contiguous buffer at construction
 (:class:`mat.methods.base.FlatParams`; the ``Parameter`` objects stay), and θ̂, θ̄ and the gradients get
@@ -200,7 +205,11 @@ class MAT(Method):
     # --------------------------------------------------------------------------------------- θ phase
 
     def theta_phase(self, inp: Inputs, delta_bar: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Sample θ (step 2): K_θ optimizer steps with Langevin noise; returns mean L and mean λ·ℓ_s."""
+        """Sample θ (step 2): K_θ optimizer steps with Langevin noise; returns mean L and mean λ·ℓ_s.
+
+        An optimizer step the fp16 GradScaler skips (inf/NaN gradients) adds no noise and leaves θ̄ as it
+        was: θ and θ̄ are unchanged by that iteration.
+        """
         a = self.args
         with torch.no_grad():
             if self._hat_buf:
@@ -223,10 +232,10 @@ class MAT(Method):
                 adv_loss = torch.zeros((), device=self.device)
             loss = self.task_loss(clean, inp.labels)  # L(θ)
             self.backward(loss + adv_loss)
-            self.optimizer_step()
-            self._langevin_()
-            if self._bar_buf:
-                ema_(self._bar_buf, self.flat.buffers, a.beta_s)  # θ̄ ← β_s·θ̄ + (1−β_s)·θ
+            if self.optimizer_step():  # fp16: a step the GradScaler skipped (inf gradients) is no sample
+                self._langevin_()  # θ ← θ + sqrt(2·lr)·ε_θ·ξ  (eq. 11/12)
+                if self._bar_buf:
+                    ema_(self._bar_buf, self.flat.buffers, a.beta_s)  # θ̄ ← β_s·θ̄ + (1−β_s)·θ  (Alg. 2, line 10)
             total_task += loss.detach()
             total_adv += adv_loss.detach()
         self._zero_grads()

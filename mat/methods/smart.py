@@ -11,7 +11,11 @@ R_s follows Algorithm 1 of the paper with the ``--adv_*`` flags of namisan/mt-dn
   (η = ``adv_step_size``; ‖g‖ per token (``adv_norm_level`` 0, mt-dnn's default) or per example (1);
   ``adv_p_norm`` inf: g/max|g|, l2: g/‖g‖₂, l1: sign(g) as mt-dnn); then ν is projected into the
   ``adv_epsilon`` ball of that norm (paper, Algorithm 1; inf: clamp each element, l2/l1: rescale);
-* R_s = ℓ_s(f(e + ν), f(e)) with gradients to θ through both.
+* R_s = ℓ_s(f(e + ν), f(e)) with gradients to θ through both forwards, weighed as mt-dnn's
+  ``SymKlCriterion`` (``mt_dnn/loss.py``) does: KL(sg(Q)‖P) + KL(sg(P)‖Q), the target distribution of each
+  KL term detached (:func:`symmetric_kl_detached`). Its value is the symmetric KL; its gradient is about half
+  that of the symmetric KL through both sides, so ``adv_alpha`` means what it means in mt-dnn. Regression:
+  the squared error, through both sides as for the other methods.
 
 Where mt-dnn differs: after its step it *normalises* ν + η·g (so ν has unit norm) and uses ``adv_epsilon``
 only as the denominator's stabiliser; it perturbs the embedding layer's output (after position embeddings
@@ -33,10 +37,33 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
 from mat.methods.base import FlatParams, Inputs, Method
+
+
+def symmetric_kl_detached(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """mt-dnn's ``SymKlCriterion``: KL(sg(Q)‖P) + KL(sg(P)‖Q), batch mean, float32 ``log_softmax``.
+
+    The value equals :func:`mat.losses.symmetric_kl`; the gradient reaches P only through log P in the
+    first term and Q only through log Q in the second (sg = stop-gradient), as ``F.kl_div(log_softmax(input),
+    softmax(target.detach())) + F.kl_div(log_softmax(target), softmax(input.detach()))`` there.
+
+    Args:
+        p_logits: (B, C) logits of P.
+        q_logits: (B, C) logits of Q.
+
+    Returns:
+        A float32 scalar.
+    """
+    log_p = F.log_softmax(p_logits.float(), dim=-1)  # (B, C)
+    log_q = F.log_softmax(q_logits.float(), dim=-1)  # (B, C)
+    sg_p, sg_q = log_p.detach(), log_q.detach()
+    kl_q_p = (sg_q.exp() * (sg_q - log_p)).sum(dim=-1)  # KL(sg(Q)‖P)  (B,)
+    kl_p_q = (sg_p.exp() * (sg_p - log_q)).sum(dim=-1)  # KL(sg(P)‖Q)  (B,)
+    return (kl_q_p + kl_p_q).mean()
 
 
 def _reduce_dims(level: int) -> tuple[int, ...]:
@@ -104,7 +131,7 @@ class SMART(Method):
         adv_loss, noise_norm, breg = zero, zero, zero
         if a.adv_alpha > 0:
             noise = self._adversarial_noise(e.detach(), logits.detach(), inp)
-            adv_loss = a.adv_alpha * self.consistency(self.logits(e + noise, inp.kwargs), logits)  # α·R_s
+            adv_loss = a.adv_alpha * self.smoothness(self.logits(e + noise, inp.kwargs), logits)  # α·R_s
             noise_norm = noise.abs().flatten(1).amax(dim=1).mean()
         if a.bregman_mu > 0:
             with torch.no_grad():
@@ -116,6 +143,12 @@ class SMART(Method):
             with torch.no_grad():
                 torch._foreach_lerp_(self._teacher_buf, self.flat.buffers, 1.0 - a.bregman_beta)  # θ̃ ← β·θ̃ + (1−β)·θ
         return self.floats(loss=loss, adv_loss=adv_loss, bregman_loss=breg, noise_norm=noise_norm, lr=lr)
+
+    def smoothness(self, adv: Tensor, clean: Tensor) -> Tensor:
+        """R_s's ℓ_s, (B, C) x (B, C) -> scalar: mt-dnn's detached-target symmetric KL; squared error for regression."""
+        if self.is_regression:
+            return self.consistency(adv, clean)
+        return symmetric_kl_detached(adv, clean)
 
     def _adversarial_noise(self, e: Tensor, target: Tensor, inp: Inputs) -> Tensor:
         """ν after ``adv_k`` projected ascent steps on ℓ_s(f(e+ν), f(e)) (ν only; e and target detached)."""
