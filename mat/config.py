@@ -102,6 +102,7 @@ class RunArgs(_Checked):
     checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT). A rerun into the same output dir resumes from it.", rng=(0, 10**9))
     save_model: bool = _f(False, "Save the final model and tokenizer to <output_dir>/model (safetensors) at the end.")
     num_workers: int = _f(0, "DataLoader worker processes.", rng=(0, 64))
+    group_by_length: bool = _f(False, "Train on batches of similar length (mega-batches of 50 batches sorted by length, batch order shuffled by the seed, as HF Trainer): less padding, but other examples share a batch. Evaluation batches are always sorted by length.")
     num_threads: int = _f(0, "CPU threads of this trial (torch.set_num_threads). 0: $OMP_NUM_THREADS if set; under NNI, the machine's cores divided by the experiment's trialConcurrency; else torch's default (every core).", rng=(0, 4096))
     train_mix: str = _f("task", "Training data: the task's own train split, or (ANLI tasks) 'combined': SNLI + MNLI + FEVER-NLI + ANLI R1-R3, the training set of the paper's ANLI runs (section 4.2).", choices=("task", "combined"))
     trial_id: str | None = _f(None, "Trial id written in the record (default: $NNI_TRIAL_JOB_ID under NNI, else the output dir name).")
@@ -232,7 +233,7 @@ METHOD_ARGS: Mapping[str, type] = {
 
 # Run settings that change a trial's result (the rest, e.g. output_dir or device, do not): recorded with the
 # parameters, part of an analysis's configuration key and of a checkpoint's fingerprint.
-RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits", "train_mix")
+RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits", "train_mix", "group_by_length")
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,10 @@ def _log_loading(model: Any, path: str, info: dict[str, Any]) -> None:
     missing = sorted(info.get("missing_keys") or ())
     head = [k for k in missing if not k.startswith(prefix)]
     body = [k for k in missing if k.startswith(prefix)]
-    log.info("loaded %s from %s; the classification head (%s) is newly initialised, as fine-tuning expects", type(model).__name__, path, ", ".join(head) or "none")
+    if head:
+        log.info("loaded %s from %s; the classification head (%s) is newly initialised, as fine-tuning expects", type(model).__name__, path, ", ".join(head))
+    else:
+        log.info("loaded %s from %s, its classification head included", type(model).__name__, path)
     unexpected = sorted(info.get("unexpected_keys") or ())
     if body:
         log.warning("%d weights of the pre-trained body were not in the checkpoint and are random: %s", len(body), body[:10])

@@ -12,7 +12,9 @@ Format (docs/design.md, "The trial record")::
     test_predictions: path or null, wall_seconds, train_steps,
     versions: {python, torch, transformers, datasets, nni, mat}, git_sha,
     precision: null | {requested, used, reason, [perturbation_bound, embedding_rms, relative_perturbation,
-               format_resolution, logit_change_fp32, logit_change, rounding_change, resolved]} (additive)
+               format_resolution, logit_change_fp32, logit_change, rounding_change, resolved]} (additive),
+    cost: {wall_seconds: {startup, data, tokenize, model, train, evaluate, write, total}, train_tokens,
+           padded_tokens, optimizer_steps, passes: {forward, backward}} (additive; see mat.cost)
 
 ``metrics`` and ``score`` are those of the task's dev split (the one model selection uses). ``splits``
 (optional, additive) holds the metrics of extra evaluation sets (ANLI test, AdvGLUE) at that step.
@@ -76,6 +78,7 @@ class TrialRecord:
     git_sha: str | None = None
     run: dict[str, Any] = field(default_factory=dict)
     precision: dict[str, Any] | None = None
+    cost: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,6 +219,7 @@ def record_from_dict(d: Any, source: str = "<dict>") -> TrialRecord:
             git_sha=d.get("git_sha"),
             run=dict(d.get("run") or {}),
             precision=dict(d["precision"]) if isinstance(d.get("precision"), dict) else None,
+            cost=dict(d.get("cost") or {}),
         )
     except (TypeError, ValueError) as e:
         raise RecordError(f"{source}: wrong type in a field: {e}") from e

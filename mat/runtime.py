@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
+import threading
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -69,3 +72,23 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda, but torch sees no CUDA device (use --device cpu or auto)")
     return torch.device(name)
 
+
+def install_stop_handlers(on_signal: Callable[[int], None]) -> dict[int, Any]:
+    """Route SIGTERM and SIGINT to ``on_signal`` (main thread only); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        on_signal(signum)
+        log.warning("received %s: stopping after the current step", signal.Signals(signum).name)
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def restore_handlers(previous: dict[int, Any]) -> None:
+    """Put back what :func:`install_stop_handlers` replaced."""
+    for sig, h in previous.items():
+        signal.signal(sig, h)

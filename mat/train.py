@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,8 @@ from mat.optim import build_optimizer, optimizer_name
 from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import default_output_dir, new_record
 from mat.records import EvalResult, TrialRecord, write_record
-from mat.runtime import resolve_device, seed_everything
+from mat.cost import CostMeter
+from mat.runtime import install_stop_handlers, restore_handlers, resolve_device, seed_everything
 from mat.tasks import TaskSpec, get_task
 
 log = logging.getLogger("mat.train")
@@ -76,9 +76,13 @@ class Run:
     ckpt: CheckpointManager
     out_dir: Path
     precision: Precision
+    meter: CostMeter
 
 
-def fit(cfg: TrialConfig, record: TrialRecord | None = None, on_eval: OnEval | None = None, show_progress: bool = True) -> TrialRecord:
+def fit(
+    cfg: TrialConfig, record: TrialRecord | None = None, on_eval: OnEval | None = None, show_progress: bool = True,
+    startup_seconds: float | None = None,
+) -> TrialRecord:
     """Train ``cfg.run.method`` on ``cfg.run.task`` and return the finished trial record.
 
     The record is written (atomically) to the output dir at the start, after every evaluation and at
@@ -90,7 +94,9 @@ def fit(cfg: TrialConfig, record: TrialRecord | None = None, on_eval: OnEval | N
         cfg: the resolved trial configuration.
         record: a record to fill (the NNI trial passes one with its ids); a new one otherwise.
         on_eval: called after each evaluation with the result and the record (NNI reports from here).
-        show_progress: draw a tqdm bar.
+        show_progress: draw a tqdm bar (with tokens/s and the time left).
+        startup_seconds: the process's start-up and import time, for the record's ``cost`` (the trial script
+            passes it).
     """
     out_dir = default_output_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,11 +105,12 @@ def fit(cfg: TrialConfig, record: TrialRecord | None = None, on_eval: OnEval | N
     write_record(record, out_dir)
     start = time.time()
     state = _State()
-    previous = _install_signal_handlers(state)
+    previous = install_stop_handlers(lambda signum: setattr(state, "stop_signal", signum))
+    meter = CostMeter()
     try:
-        run = setup(cfg, out_dir)
+        run = setup(cfg, out_dir, meter)
         train_loop(run, record, state, on_eval, show_progress)
-        finish(run, record, state)
+        finish(run, record, state, startup_seconds)
         record.status = "SUCCEEDED"
     except TrainingInterrupted as e:
         record.status, record.error = "INTERRUPTED", str(e)
@@ -112,31 +119,34 @@ def fit(cfg: TrialConfig, record: TrialRecord | None = None, on_eval: OnEval | N
         record.status, record.error = "FAILED", _describe(e, cfg, state)
         raise
     finally:
-        _restore_signal_handlers(previous)
+        restore_handlers(previous)
         record.wall_seconds = time.time() - start
         record.train_steps = state.step
         write_record(record, out_dir)
     return record
 
 
-def setup(cfg: TrialConfig, out_dir: Path) -> Run:
+def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
     """Seed, load the data and the model, tokenize, and build the optimizer, schedule, method and checkpoints."""
     run, train = cfg.run, cfg.train
     task = get_task(run.task)
     seed_everything(train.seed)
     device = resolve_device(run.device)
-
-    raw = load_raw(task, run.data_dir)
-    train_raw = _train_split(cfg, task, raw)
-    if run.max_train_samples is not None:
-        train_raw = train_raw.select(range(min(run.max_train_samples, len(train_raw))))
-    model, tokenizer = load_model_and_tokenizer(run.model, task)
-    model.to(device)
-    precision = choose_precision(run.precision, device, run.method, cfg.method, model)
+    with meter.phase("data"):  # only the examples the run uses are tokenized
+        raw = load_raw(task, run.data_dir)
+        train_raw = _train_split(cfg, task, raw)
+        if run.max_train_samples is not None:
+            train_raw = train_raw.select(range(min(run.max_train_samples, len(train_raw))))
+    with meter.phase("model"):
+        model, tokenizer = load_model_and_tokenizer(run.model, task)
+        model.to(device)
+        precision = choose_precision(run.precision, device, run.method, cfg.method, model)
     log.info("precision %s: %s", precision.name, precision.reason)
-    train_tok = tokenize(train_raw, tokenizer, task, run.max_length, run.cache_dir)
-    train_loader = make_loader(train_tok, tokenizer, train.batch_size, shuffle=True, seed=train.seed, num_workers=run.num_workers)
-    eval_sets = build_eval_sets(cfg, task, raw, tokenizer)
+    with meter.phase("tokenize"):
+        train_tok = tokenize(train_raw, tokenizer, task, run.max_length, run.cache_dir)
+        train_loader = make_loader(train_tok, tokenizer, train.batch_size, shuffle=True, seed=train.seed,
+                                   num_workers=run.num_workers, group_by_length=run.group_by_length)
+        eval_sets = build_eval_sets(cfg, task, raw, tokenizer)
 
     steps_per_epoch = len(train_loader)
     total = run.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
@@ -151,7 +161,7 @@ def setup(cfg: TrialConfig, out_dir: Path) -> Run:
         "task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
         task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
     )
-    return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir, precision)
+    return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir, precision, meter)
 
 
 def make_optimizer(cfg: TrialConfig, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -201,13 +211,15 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
             batch = {k: v.to(run.device) for k, v in batch.items()}
             if run.precision.check and "logit_change" not in (record.precision or {}):  # can the format hold δ?
                 record.precision = check_precision(run.precision, run.model, batch)
-            stats = run.method.step(batch)
+            run.meter.add_batch(batch["attention_mask"] if "attention_mask" in batch else torch.ones_like(batch["input_ids"]))
+            with run.meter.phase("train"):
+                stats = run.method.step(batch)
             state.step += 1
             loss = stats.get("loss", float("nan"))
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss ({loss}) at step {state.step}: lower the learning rate or the method's step sizes")
             bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items() if k in ("loss", "adv_loss")})
+            bar.set_postfix({**{k: f"{v:.4g}" for k, v in stats.items() if k in ("loss", "adv_loss")}, "tok/s": f"{run.meter.tokens_per_second():.0f}"})
             if state.step in run.eval_at:
                 _evaluate(run, record, state, keep_best, on_eval)
             if state.stop_signal is not None:
@@ -224,9 +236,11 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
     bar.close()
 
 
-def finish(run: Run, record: TrialRecord, state: _State) -> None:
-    """Close the record (``final``), save the model and write test predictions (best weights) if asked."""
+def finish(run: Run, record: TrialRecord, state: _State, startup_seconds: float | None = None) -> None:
+    """Close the record (``final``, ``cost``), save the model and write test predictions (best weights) if asked."""
     record.final = record.evals[-1]
+    record.cost = run.meter.to_dict(state.step, run.method.passes, startup_seconds)
+    log.info("%s", run.meter.summary(state.step, run.method.passes, startup_seconds))
     if run.cfg.run.save_model:
         run.model.save_pretrained(run.out_dir / "model")
         run.tokenizer.save_pretrained(run.out_dir / "model")
@@ -238,7 +252,8 @@ def finish(run: Run, record: TrialRecord, state: _State) -> None:
 
 
 def _evaluate(run: Run, record: TrialRecord, state: _State, keep_best: bool, on_eval: OnEval | None) -> None:
-    ev = evaluate(run.model, run.eval_sets, run.task, run.device, run.autocast, state.step, state.step / run.steps_per_epoch)
+    with run.meter.phase("evaluate"):
+        ev = evaluate(run.model, run.eval_sets, run.task, run.device, run.autocast, state.step, state.step / run.steps_per_epoch)
     record.evals.append(ev)
     if record.best is None or ev.score > record.best.score:
         record.best = ev
@@ -247,7 +262,8 @@ def _evaluate(run: Run, record: TrialRecord, state: _State, keep_best: bool, on_
     log.info("step %d: %s score %.4f", ev.step, ev.metrics, ev.score)
     if on_eval is not None:
         on_eval(ev, record)
-    write_record(record, run.out_dir)
+    with run.meter.phase("write"):
+        write_record(record, run.out_dir)
 
 
 def _describe(e: BaseException, cfg: TrialConfig, state: _State) -> str:
@@ -259,22 +275,3 @@ def _describe(e: BaseException, cfg: TrialConfig, state: _State) -> str:
     if isinstance(e, KeyboardInterrupt):
         return "interrupted by the user (KeyboardInterrupt)"
     return f"{type(e).__name__}: {e}"
-
-
-def _install_signal_handlers(state: _State) -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum: int, frame: Any) -> None:
-        state.stop_signal = signum
-        log.warning("received %s: stopping after the current step", signal.Signals(signum).name)
-
-    previous: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    return previous
-
-
-def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-    for sig, h in previous.items():
-        signal.signal(sig, h)

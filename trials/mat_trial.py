@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from mat.cli import parse_cli  # noqa: E402
 from mat.config import TrialConfig, apply_overrides  # noqa: E402
+from mat.cost import process_age  # noqa: E402
 from mat.provenance import default_output_dir, new_record  # noqa: E402
 from mat.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
 from mat.runtime import set_threads, trial_threads  # noqa: E402
@@ -128,6 +129,7 @@ def nni_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one trial; returns the process exit code (0 SUCCEEDED, 1 FAILED, 143 INTERRUPTED)."""
+    startup = process_age()  # interpreter start and imports, for the record's cost block
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     cfg = parse_cli(argv)
     nni = _nni()
@@ -168,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.raise_signal(signal.SIGTERM)  # fit's handler: checkpoint after this step, record INTERRUPTED
 
     try:
-        record = fit(cfg, record=record, on_eval=report, show_progress=sys.stderr.isatty() or nni is None)
+        record = fit(cfg, record=record, on_eval=report, show_progress=sys.stderr.isatty() or nni is None, startup_seconds=startup)
     except TrainingInterrupted as e:
         if lost:
             record.error = f"NNI became unreachable (experiment stopped: nnictl stop): {record.error}"

@@ -233,6 +233,11 @@ class Method:
             raise ValueError("the optimizer holds no parameters")
         self.device = self.params[0].device
         self.scaler = torch.amp.GradScaler(self.device.type) if autocast_dtype == torch.float16 else None
+        # Forward and backward passes, in units of one pass of the batch's B examples (a 2B forward counts 2);
+        # a backward counts the passes of the graph it runs through. The record's cost block shows them.
+        self.passes: dict[str, float] = {"forward": 0.0, "backward": 0.0}
+        self._rows = 1  # B of the current batch
+        self._pending = 0.0  # forward passes with gradients since the last backward
 
     # ------------------------------------------------------------------------------------ the step
 
@@ -274,6 +279,7 @@ class Method:
         if mask is None:
             mask = torch.ones_like(ids)
         kwargs = {k: v for k, v in moved.items() if k not in _NOT_FORWARDED and k in self.accepted}
+        self._rows = max(1, int(ids.shape[0]))
         return Inputs(input_ids=ids, labels=moved["labels"], mask=mask, kwargs=kwargs)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -284,13 +290,25 @@ class Method:
 
     def logits(self, embeds: Tensor, kwargs: Mapping[str, Tensor]) -> Tensor:
         """f(θ, x): logits (n·B, C) of the model on word embeddings ``embeds`` (n·B, T, H)."""
+        self._count_forward(embeds.shape[0])
         with self.autocast():
             return self.model(inputs_embeds=embeds, **kwargs).logits
 
     def logits_from_ids(self, inp: Inputs) -> Tensor:
         """f(θ, x) from token ids: the ordinary forward (the embedding lookup inside the model)."""
+        self._count_forward(inp.input_ids.shape[0])
         with self.autocast():
             return self.model(input_ids=inp.input_ids, **inp.kwargs).logits
+
+    def _count_forward(self, rows: int) -> None:
+        n = rows / self._rows
+        self.passes["forward"] += n
+        if torch.is_grad_enabled():
+            self._pending += n
+
+    def _count_backward(self) -> None:
+        self.passes["backward"] += self._pending
+        self._pending = 0.0
 
     def task_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """L (float32, batch mean)."""
@@ -306,6 +324,7 @@ class Method:
 
     def backward(self, loss: Tensor) -> None:
         """``loss.backward()``, scaled when a GradScaler is in use."""
+        self._count_backward()
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def optimizer_step(self) -> bool:
@@ -344,6 +363,7 @@ class Method:
 
     def input_grad(self, loss: Tensor, x: Tensor) -> Tensor:
         """∂loss/∂x only, by ``torch.autograd.grad``: no parameter ``.grad`` is read or written."""
+        self._count_backward()
         scale = self.scaler.get_scale() if self.scaler is not None else 1.0
         (g,) = torch.autograd.grad(loss * scale if scale != 1.0 else loss, [x])
         return g / scale if scale != 1.0 else g
