@@ -159,10 +159,12 @@ class Bench:
             ema_(delta_bar, delta, a.beta_s)
         torch._foreach_copy_(m._hat_buf, m.flat.buffers)
         torch._foreach_copy_(m._bar_buf, m.flat.buffers)
-        for _ in range(self.k_theta):
-            m._zero_grads()
+        for k in range(self.k_theta):
+            if k > 0:
+                m._zero_grads()
             m._langevin_()
             ema_(m._bar_buf, m.flat.buffers, a.beta_s)
+        m._zero_grads()
         m.mix()
 
     def vanilla_step(self) -> None:

@@ -1,5 +1,5 @@
 """The MAT step, piece by piece, against hand-computed tensors; and each deliberate difference from the
-authors' code (DESIGN.md, "The MAT step") has a test here:
+authors' code (docs/design.md, "The MAT step") has a test here:
 
 | authors' code                        | test                                                       |
 |--------------------------------------|------------------------------------------------------------|

@@ -1,6 +1,6 @@
 """MAT: Mixed-strategy Adversarial Training (Zhong et al.; Algorithm 2 of the paper).
 
-One training step per batch, as DESIGN.md ("The MAT step") specifies it; hyperparameters are the flags of
+One training step per batch, as docs/design.md ("The MAT step") specifies it; hyperparameters are the flags of
 the authors' code (Charles-Zhong/MAT ``MAT.py``, ``utils/function.py``), fields of :class:`mat.config.MATArgs`.
 With e = the word embeddings of the batch (B, T, H) and θ_t the parameters:
 
@@ -14,7 +14,7 @@ With e = the word embeddings of the batch (B, T, H) and θ_t the parameters:
    θ ← θ + sqrt(2·lr)·ε_θ·ξ, ε_θ = ratio·γ_θ (γ_θ the base learning rate); θ̄ ← β_s·θ̄ + (1−β_s)·θ.
 3. Mix: θ_{t+1} = β_p·θ̂ + (1−β_p)·θ̄ (parameters only, not buffers); the scheduler steps once.
 
-Where this deliberately differs from the authors' code (DESIGN.md, each with a test in
+Where this deliberately differs from the authors' code (docs/design.md, each with a test in
 ``tests/test_mat_step.py``): θ̂ is a real copy (their ``state_dict()`` aliased the live weights); θ̄ starts
 from θ_t as Algorithm 2 line 7 says (their ``mean_theta = model.state_dict()`` aliased the weights too, so
 their θ̄ started after the first inner step); the clip comes after the noise (their δ exceeded
@@ -256,8 +256,9 @@ class MAT(Method):
         pair = inp.repeated(2) if delta_bar is not None else None
         total_task = torch.zeros((), device=self.device)
         total_adv = torch.zeros((), device=self.device)
-        for _ in range(a.sampling_times_theta):
-            self._zero_grads()
+        for k in range(a.sampling_times_theta):
+            if k > 0:  # the buffer is zero at the start of a step (zeroed at the end of the last one, or new)
+                self._zero_grads()
             e = self.embeddings(inp.input_ids)  # lookup redone at θ^(k): gradients reach the table
             if delta_bar is not None and pair is not None:
                 both = self.logits(torch.cat([e, e + delta_bar]), pair)  # [f(θ,e); f(θ,e+δ̄)]  (2B, C)
@@ -309,7 +310,9 @@ class MAT(Method):
         beta_p = self.args.beta_p
         if self._bar_buf:  # θ̄ is its own EMA
             if self._hat_buf:
-                torch._foreach_lerp_(self._bar_buf, self._hat_buf, beta_p)  # θ̄ + β_p(θ̂ − θ̄)
-            torch._foreach_copy_(self.flat.buffers, self._bar_buf)
+                for theta, bar, hat in zip(self.flat.buffers, self._bar_buf, self._hat_buf):
+                    torch.lerp(bar, hat, beta_p, out=theta)  # θ̄ + β_p(θ̂ − θ̄), written into θ in one pass
+            else:
+                torch._foreach_copy_(self.flat.buffers, self._bar_buf)
         elif self._hat_buf:  # β_s = 0: θ̄ is the last iterate θ itself
             torch._foreach_lerp_(self.flat.buffers, self._hat_buf, beta_p)
