@@ -256,8 +256,8 @@ class MAT(Method):
         pair = inp.repeated(2) if delta_bar is not None else None
         total_task = torch.zeros((), device=self.device)
         total_adv = torch.zeros((), device=self.device)
-        for k in range(a.sampling_times_theta):
-            if k > 0:  # the buffer is zero at the start of a step (zeroed at the end of the last one, or new)
+        for i in range(a.sampling_times_theta):
+            if i > 0:  # the buffer is zero at the start of a step (zeroed at the end of the last one, or new)
                 self._zero_grads()
             e = self.embeddings(inp.input_ids)  # lookup redone at θ^(k): gradients reach the table
             if delta_bar is not None and pair is not None:
