@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="GLUE score: 'paper' = mean of 8 tasks without WNLI (the MAT paper's Score column, "
                      "default); 'glue' = all 9 tasks")
     rep.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    rep.add_argument("--page", default="report.md", metavar="NAME",
+                     help="file name of the page written into --out (default report.md; e.g. --out docs --page "
+                     "results.md writes docs/results.md, docs/tables/, docs/figures/)")
     rep.add_argument("--ablation", nargs="+", action="extend", default=[], metavar="PARAM",
                      help="hyperparameter(s) to tabulate and plot as ablations (Tables 4-5 layout) even when "
                      "other hyperparameters vary too; one-factor sweeps are found without it")
@@ -157,7 +160,7 @@ def report(args: argparse.Namespace) -> int:
         result = build_report(df, args.out, args.selection, args.convention, sources, args.ablation,
                               n_boot=args.bootstrap, seed=args.seed, interval=args.interval,
                               select_seeds=args.select_seeds, report_seeds=args.report_seeds,
-                              baseline=args.baseline, strict=args.strict)
+                              baseline=args.baseline, strict=args.strict, page=args.page)
     except ValueError as e:  # SeedMismatch under --strict, overlapping seed lists
         print(f"error: {e}", file=sys.stderr)
         return 1

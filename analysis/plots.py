@@ -295,7 +295,7 @@ def save_figure(fig: Figure, stem: str | Path, dpi: int = 110) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     fig.savefig(paths[0], dpi=dpi)
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata={"CreationDate": None})  # no timestamp: a rerun writes the same bytes
     return paths
 
 

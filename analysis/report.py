@@ -25,6 +25,8 @@ import pandas as pd
 from analysis import aggregate as agg
 from analysis import comparison, plots, published, tables
 from analysis.intervals import INTERVAL_NOTES, check_interval
+from analysis.ladder import split_rungs
+from analysis.ladder_report import ladder_section
 from analysis.load import repeats, skipped, status_counts
 from analysis.scores import CONVENTIONS
 from analysis.tidy import DEV
@@ -265,7 +267,7 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
                  sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
                  seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
                  report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
-                 strict: bool = False) -> ReportResult:
+                 strict: bool = False, page: str = "report.md") -> ReportResult:
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
     Args:
@@ -280,6 +282,10 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         select_seeds, report_seeds: choose configurations on some seeds and report the others.
         baseline: the method of the "methods against the baseline" table.
         strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
+        page: the file name of the page written into ``out_dir``.
+
+    Trials that carry ``params.rung`` (the component ladder, :mod:`mat.ladder`) are reported in their own
+    section (:mod:`analysis.ladder_report`), one row per rung; the other sections cover the other trials.
 
     Returns:
         A :class:`ReportResult`; ``usable`` is False when no finished trial has an evaluation (the report
@@ -297,16 +303,19 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}")
     scores = agg.trial_scores(df, selection)
+    unscored = list(scores.attrs.get("unscored", []))
+    scores, rung_scores = split_rungs(scores)
     choice = agg.choose_configs(scores, opt.select_seeds, opt.report_seeds, interval, n_boot, seed=seed) \
         if not scores.empty else None
     seed_issues = comparison.seed_problems(choice.per_seed) if choice is not None else []
+    seed_issues += comparison.seed_problems(rung_scores) if not rung_scores.empty else []
     if strict and (seed_issues or _repeat_lines(df)):
         raise comparison.SeedMismatch("--strict: " + "; ".join(_repeat_lines(df) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = _Writer(out)
     counts = status_counts(df)
-    skips = skipped(df) + list(scores.attrs.get("unscored", []))
+    skips = skipped(df) + unscored
     w.lines += ["# MAT harness report", ""] + [f"- Source: {s}" for s in sources] + [
         f"- Selection: `{selection}`. {SELECTION_NOTES[selection]}",
         f"- GLUE convention: `{convention}`. {tables.convention_note(convention)}",
@@ -319,15 +328,18 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
     w.lines += _repeats_section(df)
     w.lines += _listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
                        "Every method ran the same seeds, each once.")
+    if not rung_scores.empty:
+        ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds)
     if choice is not None:
         _results(w, df, scores, choice, opt)
-    else:
+    elif rung_scores.empty:
         w.lines += ["## No results", "", "No finished trial with an evaluation was found.", ""]
-    report = out / "report.md"
+    report = out / page
     report.write_text("\n".join(w.lines).rstrip() + "\n", encoding="utf-8")
     w.files.append(report)
-    text = _summary_text(counts, skips, report, choice is not None, w.files)
-    return ReportResult(report, counts, skips, choice is not None, w.files, text)
+    usable = choice is not None or not rung_scores.empty
+    text = _summary_text(counts, skips, report, usable, w.files)
+    return ReportResult(report, counts, skips, usable, w.files, text)
 
 
 def _results(w: _Writer, df: pd.DataFrame, scores: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:

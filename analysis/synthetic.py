@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from mat.ladder import RUNG_NAMES, get_rung
 from mat.records import RECORD_FILE, EvalResult, TrialRecord
 from mat.tasks import GLUE_TASKS, get_task
 
@@ -102,6 +103,50 @@ def synthetic_records(methods: Sequence[str] = METHODS, tasks: Sequence[str] = G
         elif running_every and i % running_every == 0:
             status = "RUNNING"
         yield make_record(method, task, seed, config, n_evals, model, status)
+
+
+# Synthetic ladder: per-rung offsets (points), δ's own KL, and the (forward, backward) passes per step the real
+# trials count at K_δ = K_θ = 2 with --diagnostics (tests/test_ladder.py checks those).
+RUNG_OFFSET = {"vanilla": 0.0, "inner_steps": 0.4, "sampling": 0.6, "dropout_consistency": 1.2, "mat": 1.2,
+               "mat_visible_delta": 0.9, "r3f": 0.7}
+RUNG_PASSES = {"vanilla": (1, 1), "inner_steps": (3, 2), "sampling": (3, 2), "dropout_consistency": (6, 4),
+               "mat": (8, 6), "mat_visible_delta": (8, 6), "r3f": (2, 2)}
+RUNG_OWN_KL = {"dropout_consistency": 0.0, "mat": 5e-11, "mat_visible_delta": 4e-3}
+
+
+def make_ladder_record(rung: str, task: str, seed: int, n_evals: int = 4, model: str = "minilm") -> TrialRecord:
+    """One synthetic component-ladder record (``params.rung``, a cost block, telemetry per evaluation); the
+    seed's effect is shared by every rung, so paired differences are tighter than the spread of each rung."""
+    spec, name = get_task(task), get_rung(rung).name
+    shared = random.Random(f"ladder/{task}/{seed}").gauss(0, NOISE.get(task, 0.3))  # the seed's own luck
+    rng = random.Random(f"ladder/{name}/{task}/{seed}")
+    params = {"learning_rate": 3e-5, "epochs": 3.0, "batch_size": 32, "seed": seed, "rung": name}
+    rec = TrialRecord(trial_id=f"{name}-{task}-s{seed}", method=get_rung(rung).method, task=task, model=model,
+                      seed=seed, params=params)
+    level = BASE[task][0] - 20.0 + RUNG_OFFSET[name] + shared + rng.gauss(0, 0.2)
+    for i in range(1, n_evals + 1):
+        frac = 1.0 - 0.08 * (1.0 - i / n_evals) ** 2
+        metrics = {m: round(level * frac + rng.gauss(0, 0.1), 2) for m in spec.metrics}
+        telemetry = {"loss": 0.7 / i, "lr": 3e-5 * (1 - i / (n_evals + 1)), "grad_norm": 5.0 / i, "update_norm": 1e-3}
+        if name not in ("vanilla", "r3f"):
+            telemetry |= {"theta_noise_norm": 0.0 if name == "inner_steps" else 1e-6, "dropout_kl": 1.6e-4 / i}
+        if name in RUNG_OWN_KL:
+            telemetry |= {"delta_own_kl": RUNG_OWN_KL[name] / i, "adv_loss": 3 * 1.6e-4 / i}
+        rec.evals.append(EvalResult(step=50 * i, epoch=3.0 * i / n_evals, metrics=metrics,
+                                    score=sum(metrics.values()) / len(metrics), telemetry=telemetry))
+    rec.best, rec.final = max(rec.evals, key=lambda e: e.score), rec.evals[-1]
+    rec.status, rec.train_steps = "SUCCEEDED", rec.final.step
+    fwd, bwd = RUNG_PASSES[name]
+    rec.cost = {"wall_seconds": {"train": 10.0 * (fwd + bwd)}, "optimizer_steps": rec.train_steps,
+                "passes": {"forward": fwd * rec.train_steps, "backward": bwd * rec.train_steps}}
+    return rec
+
+
+def ladder_records(tasks: Sequence[str] = ("rte", "cola"), seeds: Sequence[int] = (1, 2, 3, 4, 5),
+                   rungs: Sequence[str] = RUNG_NAMES, model: str = "minilm") -> Iterator[TrialRecord]:
+    """Synthetic records of the component ladder: every rung x task x seed."""
+    for rung, task, seed in itertools.product(rungs, tasks, seeds):
+        yield make_ladder_record(rung, task, seed, model=model)
 
 
 def write_records(records: Iterator[TrialRecord] | Sequence[TrialRecord], out_dir: str | os.PathLike[str]) -> int:

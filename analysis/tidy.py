@@ -13,7 +13,10 @@ One row per (trial, evaluation kind, step, split, metric)::
 * ``config`` is the configuration as canonical JSON: the trial's hyperparameters without ``seed`` plus
   the run settings that change results (the record's ``run`` object, under ``"run"``) where the record
   has them, so seeds of one configuration share it and a smoke run never pools with a full run.
-* ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters.
+* ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters; ``cost.<name>`` the
+  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``).
+* ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
+  statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
   evaluation is one row whose ``kind``, ``metric`` and ``value`` are missing.
 
@@ -41,6 +44,8 @@ from mat.records import EvalResult, RecordError, TrialRecord, record_from_dict
 from mat.tasks import get_task, task_score
 
 DEV = "dev"
+TELEMETRY = "telemetry"  # the kind of the rows holding an evaluation's mean training statistics
+TRAIN = "train"  # their split
 SCORE = "score"  # the metric name of a split's score row (analysis.aggregate.trial_scores)
 COLUMNS = (
     "experiment", "trial", "method", "task", "model", "seed", "status", "error", "config", "source",
@@ -75,6 +80,18 @@ def config_key(params: Mapping[str, Any], run: Mapping[str, Any] | None = None) 
     if run:
         items["run"] = {k: _canonical(run[k]) for k in sorted(run)}
     return json.dumps(items, sort_keys=True, default=str)
+
+
+def flat_cost(cost: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The record's ``cost`` block flattened to ``{"passes.forward": 7.0, "wall_seconds.train": 12.3, ...}``
+    (numbers only)."""
+    out: dict[str, float] = {}
+    for k, v in cost.items():
+        if isinstance(v, Mapping):
+            out.update(flat_cost(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
 
 
 def run_settings(values: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -138,6 +155,7 @@ class Builder:
     trials: list[tuple[Any, ...]] = field(default_factory=list)
     params: list[Mapping[str, Any]] = field(default_factory=list)
     runs: list[Mapping[str, Any]] = field(default_factory=list)
+    costs: list[Mapping[str, Any]] = field(default_factory=list)
     meta: list[tuple[float, str]] = field(default_factory=list)
     # (trial index, kind, step, epoch, split, metric, value)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -149,11 +167,12 @@ class Builder:
         warnings.warn(f"skipped {path}: {reason}", AnalysisWarning, stacklevel=3)
 
     def add_trial(self, info: Sequence[Any], params: Mapping[str, Any], run: Mapping[str, Any] | None = None,
-                  written: float = math.nan, folder: str = "") -> int:
+                  written: float = math.nan, folder: str = "", cost: Mapping[str, Any] | None = None) -> int:
         """Add one trial (``info`` = the :data:`TRIAL_COLUMNS` values); return its index."""
         self.trials.append(tuple(info))
         self.params.append(params)
         self.runs.append(run or {})
+        self.costs.append(flat_cost(cost or {}))
         self.meta.append((written, folder))
         return len(self.trials) - 1
 
@@ -183,9 +202,10 @@ class Builder:
             config_key(rec.params, run), source,
         )
         n = len(self.rows)
-        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent))
+        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), rec.cost)
         for ev in rec.evals:
             self.add_eval(t, "eval", ev)
+            self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])
         for kind, chosen in (("best", rec.best), ("final", rec.final)):
             if chosen is not None:
                 self.add_eval(t, kind, chosen)
@@ -221,8 +241,10 @@ class Builder:
         params.columns = [f"param.{c}" for c in params.columns]
         runs = pd.DataFrame.from_records(list(self.runs), index=range(len(self.runs)))
         runs.columns = [f"run.{c}" for c in runs.columns]
+        costs = pd.DataFrame.from_records(list(self.costs), index=range(len(self.costs)))
+        costs.columns = [f"cost.{c}" for c in costs.columns]
         meta = pd.DataFrame(self.meta, columns=["written", "folder"], index=range(len(self.meta)))
-        return pd.concat([trials, params, runs, meta], axis=1)
+        return pd.concat([trials, params, runs, costs, meta], axis=1)
 
     def frame(self) -> pd.DataFrame:
         """The tidy frame: trial identities resolved (:func:`analysis.identity.resolve`), rows expanded."""
@@ -248,7 +270,7 @@ class Builder:
         })
         df = pd.concat([df, evals], axis=1)
         df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
-        extra = [c for c in df.columns if c.startswith("param.")] + [c for c in df.columns if c.startswith("run.")]
+        extra = [c for c in df.columns if c.startswith(("param.", "run.", "cost."))]
         df = df[list(COLUMNS) + extra]
         df.attrs["skipped"] = list(self.skipped)
         df.attrs["repeats"] = [r.as_tuple() for r in res.repeats]

@@ -71,10 +71,12 @@ class Resumed:
 class CheckpointManager:
     """Saves and restores the whole training state of one trial's output dir."""
 
-    def __init__(self, out_dir: Path, cfg: TrialConfig, model: Any, optimizer: Any, scheduler: Any, method: Any, generator: torch.Generator) -> None:
+    def __init__(self, out_dir: Path, cfg: TrialConfig, model: Any, optimizer: Any, scheduler: Any, method: Any, generator: torch.Generator,
+                 telemetry: Any = None) -> None:
         self.dir = Path(out_dir) / "checkpoints"
         self.fingerprint = fingerprint(cfg)
         self.model, self.optimizer, self.scheduler, self.method = model, optimizer, scheduler, method
+        self.telemetry = telemetry  # mat.telemetry.Telemetry: the open interval's sums travel with the checkpoint
         self.generator = generator
         self._epoch_state = generator.get_state().clone()
         self._best_saved: int | None = None
@@ -107,6 +109,7 @@ class CheckpointManager:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "method": self.method.state_dict() if hasattr(self.method, "state_dict") else {},
+            "telemetry": self.telemetry.state_dict() if self.telemetry is not None else {},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -162,6 +165,8 @@ class CheckpointManager:
         self.scheduler.load_state_dict(ck["scheduler"])
         if hasattr(self.method, "load_state_dict"):
             self.method.load_state_dict(ck["method"])
+        if self.telemetry is not None:
+            self.telemetry.load_state_dict(ck.get("telemetry") or {})
         self.generator.set_state(ck["generator"])
         state.step = int(ck["step"])
         partial = record_from_dict({**record.to_dict(), **ck["record"]}, str(path))

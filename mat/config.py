@@ -1,12 +1,9 @@
-"""Frozen configuration dataclasses, CLI parsing and the NNI parameter merge.
+"""Frozen configuration dataclasses and the NNI parameter merge (the command line is :mod:`mat.cli`).
 
-Three groups, kept apart as the accelerate examples do:
-
-* :class:`RunArgs`: run settings (task, model, paths, device, eval cadence). Flags in NNI's
-  ``trialCommand``; never searched.
-* :class:`TrainArgs`: searchable hyperparameters common to every method (learning rate, epochs, batch...).
-* one ``*Args`` per method (:class:`MATArgs`, :class:`FreeLBArgs`, ...): the method's own
-  hyperparameters, named as the method's authors name their flags so published configs port 1:1.
+Three groups, kept apart as the accelerate examples do: :class:`RunArgs`, run settings (task, model, paths,
+device, eval cadence; flags in NNI's ``trialCommand``, never searched); :class:`TrainArgs`, searchable
+hyperparameters common to every method; one ``*Args`` per method (:class:`MATArgs`, ...), the method's own
+hyperparameters, named as the method's authors name their flags so published configs port 1:1.
 
 Every field carries ``metadata={"help": ..., "range": (lo, hi) | "choices": (...)}``; ``__post_init__``
 checks it, so an out-of-range value fails when the config is built, with the field name and the allowed
@@ -20,6 +17,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
+from mat.ladder import RUNG_KEY, rung_settings
 from mat.naming import did_you_mean
 
 _INF = math.inf
@@ -251,6 +249,7 @@ class TrialConfig:
     train: TrainArgs
     method: Any
     defaulted: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+    rung: str | None = None  # the component-ladder rung (mat.ladder) the NNI parameters chose, if any
 
     def __post_init__(self) -> None:
         expected = METHOD_ARGS[self.run.method]
@@ -275,8 +274,8 @@ class TrialConfig:
         return {k: getattr(self.run, k) for k in RESULT_RUN_KEYS}
 
     def params(self) -> dict[str, Any]:
-        """Every resolved hyperparameter (train + method), as written in the record's ``params``."""
-        return {**dataclasses.asdict(self.train), **dataclasses.asdict(self.method)}
+        """Every resolved hyperparameter (train + method, and ``rung`` if set), as written in the record's ``params``."""
+        return {**dataclasses.asdict(self.train), **dataclasses.asdict(self.method), **({RUNG_KEY: self.rung} if self.rung else {})}
 
 
 def resolve_learning_rate(train: TrainArgs, method: Any) -> float:
@@ -341,7 +340,7 @@ def searchable_keys(method: str) -> list[str]:
     """The keys :func:`apply_overrides` accepts for ``method``."""
     keys = [f.name for f in fields(TrainArgs)] + [f.name for f in fields(METHOD_ARGS[method])]
     keys += [a for a, targets in ALIASES.items() if all(t in keys for t in targets)]
-    return keys
+    return keys + [RUNG_KEY]
 
 
 def _coerce(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
@@ -362,15 +361,17 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
     ``sampling_times`` sets both ``sampling_times_delta`` and ``sampling_times_theta``; its
     ``sampling_step_theta`` and ``learning_rate`` are kept equal (giving one sets both). Fields of
     :data:`PER_METHOD_FIELDS` that ``cfg`` took from the method's defaults are derived again for the merged
-    config (MAT with ``sampler`` sgld sent: no weight decay), unless ``params`` sets them.
+    config (MAT with ``sampler`` sgld sent: no weight decay), unless ``params`` sets them. ``rung`` applies
+    a rung of :mod:`mat.ladder` last (``vanilla``/``r3f`` switch the method, keeping the training settings).
 
     Raises:
         ValueError: unknown key (the message names it, the closest valid key and all valid keys), wrong
-            type, or a value out of range (the field and the allowed range).
+            type, or a value out of range (the field and the allowed range); a bad rung (:mod:`mat.ladder`).
     """
     valid = searchable_keys(cfg.run.method)
     expanded: dict[str, Any] = {}
-    for key, value in params.items():
+    rung = params.get(RUNG_KEY)
+    for key, value in ((k, v) for k, v in params.items() if k != RUNG_KEY):
         if key not in valid:
             raise ValueError(f"unknown parameter {key!r} for method {cfg.run.method}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
         for target in ALIASES.get(key, (key,)):
@@ -390,4 +391,9 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
             mparams["sampling_step_theta"] = tparams["learning_rate"]
         elif "sampling_step_theta" in mparams and "learning_rate" not in tparams:
             tparams["learning_rate"] = mparams["sampling_step_theta"]
-    return TrialConfig(run=cfg.run, train=dataclasses.replace(train, **tparams), method=dataclasses.replace(method, **mparams))
+    out = TrialConfig(run=cfg.run, train=dataclasses.replace(train, **tparams), method=dataclasses.replace(method, **mparams), rung=cfg.rung)
+    if rung is None:
+        return out
+    name, args = rung_settings(rung, out.run.method, dataclasses.asdict(out.method), expanded)
+    kept = out.defaulted if name == out.run.method else ()  # another method keeps the resolved training settings
+    return TrialConfig(run=dataclasses.replace(out.run, method=name), train=out.train, method=METHOD_ARGS[name](**args), defaulted=kept, rung=rung.strip().lower())

@@ -7,7 +7,8 @@ Format (docs/design.md, "The trial record")::
     run: {run settings that change results: max_train_samples, max_eval_samples, max_length, max_steps,
           eval_times, eval_splits} (additive; absent in older records),
     status: "SUCCEEDED" | "FAILED" | "RUNNING" | "INTERRUPTED", error: null | "message",
-    evals: [{step, epoch, metrics: {name: value}, score, splits?: {split: {name: value}}}],
+    evals: [{step, epoch, metrics: {name: value}, score, splits?: {split: {name: value}},
+             telemetry?: {statistic: mean over the steps since the previous evaluation}}],
     best: {step, metrics, score}, final: {step, metrics, score},
     test_predictions: path or null, wall_seconds, train_steps,
     versions: {python, torch, transformers, datasets, nni, mat}, git_sha,
@@ -18,6 +19,9 @@ Format (docs/design.md, "The trial record")::
 
 ``metrics`` and ``score`` are those of the task's dev split (the one model selection uses). ``splits``
 (optional, additive) holds the metrics of extra evaluation sets (ANLI test, AdvGLUE) at that step.
+``telemetry`` (optional, additive; in ``evals`` only) holds the mean of each training-step statistic
+(:mod:`mat.telemetry`: loss, adv_loss, lr, grad_norm, update_norm, MAT's delta/noise statistics) over the
+steps since the previous evaluation.
 ``precision`` (optional, additive; ``params.precision`` holds the format used) says why the trial ran in
 its format and, for an explicit bf16/fp16 run of a perturbing method, what the first-batch measurement of
 :func:`mat.precision.measure_rounding` found.
@@ -46,13 +50,15 @@ class RecordError(ValueError):
 
 @dataclass
 class EvalResult:
-    """One evaluation: dev metrics (0-100), their mean as ``score``, and optional extra splits."""
+    """One evaluation: dev metrics (0-100), their mean as ``score``, optional extra splits, and the mean
+    training statistics of the steps since the previous evaluation (``telemetry``)."""
 
     step: int
     epoch: float
     metrics: dict[str, float]
     score: float
     splits: dict[str, dict[str, float]] = field(default_factory=dict)
+    telemetry: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,6 +93,7 @@ class TrialRecord:
         for key in ("best", "final"):
             if d[key] is not None:
                 d[key] = {k: d[key][k] for k in ("step", "epoch", "metrics", "score", "splits")}
+        d["evals"] = [{k: v for k, v in e.items() if k != "telemetry" or v} for e in d["evals"]]
         schema, run = d.pop("schema"), d.pop("run")
         ordered: dict[str, Any] = {"schema": schema}
         for k, v in d.items():
@@ -174,6 +181,7 @@ def _eval(d: Mapping[str, Any] | None, where: str) -> EvalResult | None:
                 str(s): {str(k): (math.nan if v is None else float(v)) for k, v in m.items()}
                 for s, m in (d.get("splits") or {}).items()
             },
+            telemetry={str(k): (math.nan if v is None else float(v)) for k, v in (d.get("telemetry") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise RecordError(f"{where}: malformed evaluation entry {dict(d) if isinstance(d, Mapping) else d!r}: {e}")

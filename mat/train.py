@@ -33,6 +33,7 @@ from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import default_output_dir, new_record
 from mat.records import EvalResult, TrialRecord, write_record
 from mat.cost import CostMeter
+from mat.telemetry import TENSORBOARD_DIR, Telemetry
 from mat.runtime import install_stop_handlers, restore_handlers, resolve_device, seed_everything
 from mat.tasks import TaskSpec, get_task
 
@@ -77,6 +78,7 @@ class Run:
     out_dir: Path
     precision: Precision
     meter: CostMeter
+    telemetry: Telemetry  # step statistics -> <out_dir>/tensorboard and the evaluations' means
 
 
 def fit(
@@ -107,6 +109,7 @@ def fit(
     state = _State()
     previous = install_stop_handlers(lambda signum: setattr(state, "stop_signal", signum))
     meter = CostMeter()
+    run: Run | None = None
     try:
         run = setup(cfg, out_dir, meter)
         train_loop(run, record, state, on_eval, show_progress)
@@ -120,6 +123,8 @@ def fit(
         raise
     finally:
         restore_handlers(previous)
+        if run is not None:
+            run.telemetry.close()
         record.wall_seconds = time.time() - start
         record.train_steps = state.step
         write_record(record, out_dir)
@@ -155,13 +160,15 @@ def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
         model, optimizer, scheduler, task, cfg.method,
         max_grad_norm=float(train.max_grad_norm or 0.0), autocast_dtype=precision.dtype, diagnostics=run.diagnostics,
     )
-    ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator)
+    telemetry = Telemetry(out_dir / TENSORBOARD_DIR)
+    ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator, telemetry)
     when = eval_steps(steps_per_epoch, total, run.eval_times)
     log.info(
         "task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
         task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
     )
-    return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir, precision, meter)
+    return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir,
+               precision, meter, telemetry)
 
 
 def make_optimizer(cfg: TrialConfig, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -215,6 +222,7 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
             with run.meter.phase("train"):
                 stats = run.method.step(batch)
             state.step += 1
+            run.telemetry.add(state.step, stats)
             loss = stats.get("loss", float("nan"))
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss ({loss}) at step {state.step}: lower the learning rate or the method's step sizes")
@@ -254,6 +262,7 @@ def finish(run: Run, record: TrialRecord, state: _State, startup_seconds: float 
 def _evaluate(run: Run, record: TrialRecord, state: _State, keep_best: bool, on_eval: OnEval | None) -> None:
     with run.meter.phase("evaluate"):
         ev = evaluate(run.model, run.eval_sets, run.task, run.device, run.autocast, state.step, state.step / run.steps_per_epoch)
+    ev.telemetry = run.telemetry.evaluation(ev)  # mean step statistics since the previous evaluation
     record.evals.append(ev)
     if record.best is None or ev.score > record.best.score:
         record.best = ev

@@ -127,6 +127,33 @@ def nni_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
     return None
 
 
+def link_tensorboard_for_webui(out_dir: Path, trial_id: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Make NNI's web UI find this trial's TensorBoard files; returns the link made, or None.
+
+    The trial writes them to ``$NNI_OUTPUT_DIR/tensorboard`` (``<experiment>/environments/local-env/trials/<id>``
+    on the local training service), but NNI 3.0's TensorBoard manager starts TensorBoard on
+    ``<experiment>/trials/<id>/output/tensorboard`` there (its ``getTrialOutputLocalPath``; ``fetchTrialOutput``
+    copies nothing), so the web UI's TensorBoard showed an empty folder. That path becomes a symbolic link to
+    ``<out_dir>/tensorboard``. Nothing is done outside a local NNI experiment, or where the path holds files.
+    """
+    env = os.environ if environ is None else environ
+    sys_dir = env.get("NNI_SYS_DIR")
+    if not sys_dir:
+        return None
+    root = next((p for p in Path(sys_dir).resolve().parents if (p / "db" / "nni.sqlite").is_file()), None)
+    if root is None:
+        return None
+    link, target = root / "trials" / trial_id / "output" / "tensorboard", (out_dir / "tensorboard").resolve()
+    if link.is_symlink() or (link.is_dir() and any(link.iterdir())) or link.resolve() == target:
+        return None
+    if link.is_dir():
+        link.rmdir()  # the empty folder NNI makes when a TensorBoard is started before the trial ran
+    target.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target, target_is_directory=True)
+    return link
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one trial; returns the process exit code (0 SUCCEEDED, 1 FAILED, 143 INTERRUPTED)."""
     startup = process_age()  # interpreter start and imports, for the record's cost block
@@ -146,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, output_dir=out, trial_id=cfg.run.trial_id or trial_id))
         log.info("NNI trial %s of experiment %s, parameters %s", trial_id, exp_id, params)
         params = _own_parameters(nni, Path(out), str(trial_id), params)
+        try:
+            link_tensorboard_for_webui(Path(out), str(trial_id))
+        except OSError as e:  # the web UI's TensorBoard is a convenience: never fail a trial over it
+            log.warning("cannot link the trial's TensorBoard folder for NNI's web UI: %s", e)
     try:
         cfg = apply_overrides(cfg, params)
         get_task(cfg.run.task)

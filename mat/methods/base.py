@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mat.losses import consistency_loss, task_loss
+from mat.methods.stats import StepStats, grad_norm
 
 # Batch keys that are never model keyword inputs here: ids become embeddings, labels go to our losses.
 _NOT_FORWARDED = ("input_ids", "labels", "inputs_embeds")
@@ -197,7 +198,7 @@ class Method:
         max_grad_norm: clip the gradient norm to this before every optimizer step (0: no clipping).
         autocast_dtype: run forwards under ``torch.autocast(device, dtype)`` (losses stay float32); with
             float16 the method also scales the loss with a ``GradScaler`` of its own.
-        diagnostics: compute extra statistics (MAT: the consistency loss with δ = 0).
+        diagnostics: compute extra statistics (MAT: the dropout-only KL and δ's own KL, one extra forward).
 
     Raises:
         TypeError: the model has no ``get_input_embeddings()`` or its forward takes no ``inputs_embeds``.
@@ -238,6 +239,7 @@ class Method:
         self.passes: dict[str, float] = {"forward": 0.0, "backward": 0.0}
         self._rows = 1  # B of the current batch
         self._pending = 0.0  # forward passes with gradients since the last backward
+        self.stats = StepStats(self.params)  # grad_norm, update_norm (mat.methods.stats) until the step ends
 
     # ------------------------------------------------------------------------------------ the step
 
@@ -336,15 +338,21 @@ class Method:
         """
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        measure = self.stats.before_update(int(getattr(self.scheduler, "last_epoch", 0)))  # every 10th step: θ copied
+        if self.max_grad_norm > 0:  # the clip computes the norm (before clipping): recorded at every step
+            self.stats.add("grad_norm", torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
+        elif measure:  # no host sync: read in floats()
+            self.stats.add("grad_norm", grad_norm(self.params))
         if self.scaler is None:
             self.optimizer.step()
-            return True
-        scale = self.scaler.get_scale()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return self.scaler.get_scale() >= scale
+            stepped = True
+        else:
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            stepped = self.scaler.get_scale() >= scale
+        self.stats.after_update()  # ‖θ_after − θ_before‖₂ of this optimizer step if measured (0 when skipped)
+        return stepped
 
     def update(self, loss: Tensor | None = None) -> float:
         """The end of a one-update training step: backward of ``loss`` (None: gradients are already there),
@@ -371,6 +379,10 @@ class Method:
     def lr(self) -> float:
         """The current learning rate of the first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def step_stats(self, *always: str) -> dict[str, Tensor]:
+        """Means over this step's optimizer steps of ``grad_norm``, ``update_norm`` (when measured) and the method's own."""
+        return self.stats.means(*always)
 
     @staticmethod
     def floats(**values: Tensor | float) -> dict[str, float]:

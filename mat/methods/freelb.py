@@ -59,7 +59,7 @@ class FreeLB(Method):
     """FreeLB step (module docstring); ``args`` is a :class:`mat.config.FreeLBArgs`.
 
     ``step`` returns ``loss`` (mean over the K steps of L(f(θ, e+δ_t))), ``delta_norm`` (mean
-    per-example norm of the last δ used, in ``norm_type``) and ``lr``.
+    per-example norm of the last δ used, in ``norm_type``), ``lr``, ``grad_norm`` (every step: FreeLB clips) and, every 10th step, ``update_norm``.
     """
 
     name = "freelb"
@@ -85,7 +85,7 @@ class FreeLB(Method):
             delta = freelb_update(delta.detach(), g, a.adv_lr, a.adv_max_norm, a.norm_type)
         delta_norm = per_example_norm(delta.detach(), "l2" if a.norm_type == "l2" else "inf").mean()
         lr = self.update()  # the gradients accumulated over the K ascent steps
-        return self.floats(loss=total / k, delta_norm=delta_norm, lr=lr)
+        return self.floats(loss=total / k, delta_norm=delta_norm, lr=lr, **self.step_stats())
 
     def _adv_loss(self, inp: Inputs, delta: Tensor) -> Tensor:
         e = self.embeddings(inp.input_ids)  # lookup redone each step: gradients reach the table

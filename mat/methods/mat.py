@@ -45,9 +45,11 @@ import torch
 from torch import Tensor
 
 from mat.methods.base import FlatParams, Inputs, Method, per_example_norm
+from mat.methods.stats import StepStats, global_norm, independent_rng, replayed_rng, rng_state
 from mat.optim import OPTIMIZER_CLASSES
 
 _GRAD_NORM_FLOOR = 1e-8  # the authors' clamp of ‖g‖∞ in update_delta
+_DIAGNOSTIC_SEED = 0x5EED_D1A6  # + the step: dropout masks of the λ = 0 diagnostic forward, apart from training's
 
 
 # ---------------------------------------------------------------------------------- δ, as pure functions
@@ -152,8 +154,17 @@ class MAT(Method):
 
     ``step`` returns ``loss`` (mean task loss L over the θ steps), ``adv_loss`` (mean λ·ℓ_s(f(θ,e),
     f(θ,e+δ̄)) over the θ steps), ``delta_norm`` (mean over examples of ‖δ̄‖∞), ``delta_kl`` (ℓ_s of the
-    last δ step, at θ_t: clean vs. perturbed, 0 when no δ step runs), ``lr``, and with ``diagnostics``
-    ``dropout_kl`` (ℓ_s(f(θ_t,e), f(θ_t,e)) of two forwards differing only in their dropout masks).
+    last δ step, at θ_t: clean vs. perturbed under different dropout masks, 0 when no δ step runs), ``lr``,
+    and on every 10th training step (its first optimizer step, :mod:`mat.methods.stats`) ``grad_norm``,
+    ``update_norm`` (‖Δθ‖₂ of the optimizer step) and ``theta_noise_norm`` (‖Langevin noise‖₂, 0 without
+    noise); and with ``diagnostics`` (one extra forward,
+    the training's random stream untouched):
+
+    * ``dropout_kl``: ℓ_s(f(θ_t,e), f(θ_t,e)) of two forwards that differ only in their dropout masks (the δ
+      phase's clean forward and the first θ step's; with λ = 0 the clean forward is the extra one, on masks
+      of its own);
+    * ``delta_own_kl``: ℓ_s(f(θ_t,e), f(θ_t,e+δ̄)) under the *same* dropout masks (the extra forward replays
+      the clean forward's generator state): what δ̄ itself does, 0 when δ̄ ≡ 0.
 
     Raises:
         TypeError: the optimizer is not the class ``args.sampler`` names.
@@ -179,6 +190,8 @@ class MAT(Method):
         index = [list(range(sum(sizes[:i]), sum(sizes[: i + 1]))) for i in range(len(sizes))]
         self._param_slices = [self.flat.segments(self.flat.views, self.flat.buffers, ix) for ix in index]
         self._noise_slices = [self.flat.segments(self.grads, self._grad_buf, ix) for ix in index]
+        self.stats = StepStats(self.flat.buffers)  # update norms over the contiguous buffers (same value)
+        self._dropout_ref: Tensor | None = None  # diagnostics: the δ phase's clean logits (B, C)
 
     def _base_lr(self, group: Mapping[str, Any]) -> float:
         base = float(group.get("initial_lr", group["lr"]))
@@ -200,7 +213,7 @@ class MAT(Method):
         loss, adv_loss = self.theta_phase(inp, delta_bar)
         self.mix()
         self.scheduler.step()
-        return self.floats(loss=loss, adv_loss=adv_loss, lr=lr, **dstats)
+        return self.floats(loss=loss, adv_loss=adv_loss, lr=lr, **dstats, **self.step_stats())
 
     # --------------------------------------------------------------------------------------- δ phase
 
@@ -216,10 +229,15 @@ class MAT(Method):
             return None, stats
         with torch.no_grad():
             e = self.embeddings(inp.input_ids)  # e  (B, T, H), no graph: ∂/∂δ needs none through e
-            clean = self.logits(e, inp.kwargs)  # f(θ_t, e), once per batch
-            if self.diagnostics:  # ℓ_s with δ = 0: two dropout masks only
-                stats["dropout_kl"] = self.consistency(clean, self.logits(e, inp.kwargs))
+            masks = rng_state(self.device) if self.diagnostics else None  # the clean forward's dropout masks
+            if a.lambda_s == 0:  # diagnostics only: a clean forward on masks of its own, the stream untouched
+                with independent_rng(_DIAGNOSTIC_SEED + int(getattr(self.scheduler, "last_epoch", 0)), self.device):
+                    clean = self.logits(e, inp.kwargs)
+            else:
+                clean = self.logits(e, inp.kwargs)  # f(θ_t, e), once per batch
+            self._dropout_ref = clean if self.diagnostics else None  # vs the first θ step's clean forward
         if a.lambda_s == 0:
+            stats["delta_own_kl"] = torch.zeros((), device=self.device)
             return None, stats
         delta = clip_linf_(init_delta(e, inp.mask, a.adv_init_type, a.adv_init_epsilon), a.adv_max_norm)
         delta_bar = delta.clone()  # δ̄ = δ^(1)
@@ -236,6 +254,9 @@ class MAT(Method):
             clip_linf_(delta, a.adv_max_norm)  # clip last
             ema_(delta_bar, delta.detach(), a.beta_s)  # δ̄ ← β_s·δ̄ + (1−β_s)·δ
         stats["delta_norm"] = per_example_norm(delta_bar, "inf").mean()
+        if masks is not None:  # f(θ_t, e+δ̄) on the clean forward's dropout masks: δ̄'s own effect
+            with torch.no_grad(), replayed_rng(masks, self.device):
+                stats["delta_own_kl"] = self.consistency(clean, self.logits(e + delta_bar, inp.kwargs))
         return delta_bar, stats
 
     # --------------------------------------------------------------------------------------- θ phase
@@ -268,6 +289,9 @@ class MAT(Method):
                 clean = self.logits(e, inp.kwargs)
                 adv_loss = torch.zeros((), device=self.device)
             loss = self.task_loss(clean, inp.labels)  # L(θ)
+            if self._dropout_ref is not None:  # diagnostics: f(θ_t, e) twice, two dropout masks, δ = 0
+                self.stats.add("dropout_kl", self.consistency(self._dropout_ref, clean.detach()))
+                self._dropout_ref = None
             self.backward(loss + adv_loss)
             if self.optimizer_step():  # fp16: a step the GradScaler skipped (inf gradients) is no sample
                 self._langevin_()  # θ ← θ + sqrt(2·lr)·ε_θ·ξ  (eq. 11/12)
@@ -276,8 +300,8 @@ class MAT(Method):
             total_task += loss.detach()
             total_adv += adv_loss.detach()
         self._zero_grads()
-        k = float(a.sampling_times_theta)
-        return total_task / k, total_adv / k
+        n = float(a.sampling_times_theta)
+        return total_task / n, total_adv / n
 
     def _bind_grads(self) -> None:
         """Make each ``p.grad`` a view of the contiguous gradient buffer (again, if someone reset it)."""
@@ -294,13 +318,17 @@ class MAT(Method):
         """θ ← θ + sqrt(2·lr)·ε_θ·ξ per parameter group, ε_θ = ratio·γ_θ; the gradient buffer is the scratch."""
         ratio = self.args.sampling_noise_ratio
         stds = [math.sqrt(2 * g["lr"]) * ratio * gamma for g, gamma in zip(self.optimizer.param_groups, self.gammas)]
-        if not any(s > 0 for s in stds):
-            return
-        for buf in self._grad_buf:  # the gradients were consumed by the optimizer step
-            standard_normal_(buf)
-        for params, noise, std in zip(self._param_slices, self._noise_slices, stds):
-            if std > 0:
-                torch._foreach_add_(params, noise, alpha=std)
+        square = torch.zeros((), device=self.device)  # ‖Σ_g std_g·ξ_g‖², when this step is measured
+        if any(s > 0 for s in stds):
+            for buf in self._grad_buf:  # the gradients were consumed by the optimizer step
+                standard_normal_(buf)
+            for params, noise, std in zip(self._param_slices, self._noise_slices, stds):
+                if std > 0 and noise:
+                    torch._foreach_add_(params, noise, alpha=std)
+                    if self.stats.measuring:
+                        square = square + (std * global_norm(noise)) ** 2
+        if self.stats.measuring:
+            self.stats.add("theta_noise_norm", square.sqrt())
 
     # ------------------------------------------------------------------------------------------- mix
 

@@ -36,7 +36,8 @@ def r3f_noise(embeds: Tensor, kind: str, eps: float) -> Tensor:
 class R3F(Method):
     """R3F step (module docstring); ``args`` is a :class:`mat.config.R3FArgs`.
 
-    ``step`` returns ``loss`` (L on the clean forward), ``adv_loss`` (r3f_lambda·ℓ_s) and ``lr``.
+    ``step`` returns ``loss`` (L on the clean forward), ``adv_loss`` (r3f_lambda·ℓ_s), ``lr`` and, every 10th
+    step, ``grad_norm`` and ``update_norm`` (:mod:`mat.methods.stats`).
     """
 
     name = "r3f"
@@ -56,4 +57,4 @@ class R3F(Method):
             adv_loss = torch.zeros((), device=self.device)
         loss = self.task_loss(clean, inp.labels)
         lr = self.update(loss + adv_loss)
-        return self.floats(loss=loss, adv_loss=adv_loss, lr=lr)
+        return self.floats(loss=loss, adv_loss=adv_loss, lr=lr, **self.step_stats())

@@ -103,7 +103,7 @@ class SMART(Method):
     """SMART step (module docstring); ``args`` is a :class:`mat.config.SMARTArgs`.
 
     ``step`` returns ``loss`` (L), ``adv_loss`` (adv_alpha·R_s), ``bregman_loss`` (bregman_mu·D_Breg),
-    ``noise_norm`` (mean per-example ‖ν‖∞) and ``lr``.
+    ``noise_norm`` (mean per-example ‖ν‖∞), ``lr``, ``grad_norm`` (every step when clipping) and, every 10th step, ``update_norm``.
     """
 
     name = "smart"
@@ -142,7 +142,7 @@ class SMART(Method):
             self.flat.rebind()
             with torch.no_grad():
                 torch._foreach_lerp_(self._teacher_buf, self.flat.buffers, 1.0 - a.bregman_beta)  # θ̃ ← β·θ̃ + (1−β)·θ
-        return self.floats(loss=loss, adv_loss=adv_loss, bregman_loss=breg, noise_norm=noise_norm, lr=lr)
+        return self.floats(loss=loss, adv_loss=adv_loss, bregman_loss=breg, noise_norm=noise_norm, lr=lr, **self.step_stats())
 
     def smoothness(self, adv: Tensor, clean: Tensor) -> Tensor:
         """R_s's ℓ_s, (B, C) x (B, C) -> scalar: mt-dnn's detached-target symmetric KL; squared error for regression."""

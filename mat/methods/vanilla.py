@@ -12,7 +12,9 @@ from mat.methods.base import Method
 class Vanilla(Method):
     """Plain fine-tuning: loss = L(f(θ, x), y); one optimizer step and one scheduler step per batch.
 
-    Returns ``loss`` (the task loss) and ``lr`` (the learning rate the step used).
+    Returns ``loss`` (the task loss), ``lr`` (the learning rate the step used), ``grad_norm`` (before clipping:
+    every step when clipping, else every 10th) and, every 10th step, ``update_norm`` (‖Δθ‖₂ of the optimizer
+    step; :mod:`mat.methods.stats`).
     """
 
     name = "vanilla"
@@ -23,4 +25,4 @@ class Vanilla(Method):
         logits = self.logits_from_ids(inp)  # f(θ, x)  (B, C)
         loss = self.task_loss(logits, inp.labels)  # L(θ)
         lr = self.update(loss)
-        return self.floats(loss=loss, lr=lr)
+        return self.floats(loss=loss, lr=lr, **self.step_stats())

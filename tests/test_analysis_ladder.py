@@ -1,0 +1,143 @@
+"""The component-ladder report (issue 14) on synthetic records: the per-task rung table (paired differences to
+vanilla and to the previous rung), the findings the intervals allow, the box plot, accuracy against compute,
+the telemetry over training, and a page that regenerates identically."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import aggregate, ladder, telemetry
+from analysis.__main__ import main
+from analysis.load import load_records
+from analysis.synthetic import RUNG_PASSES, ladder_records, synthetic_records, write_records
+from analysis.tidy import TELEMETRY, TRAIN
+from mat.ladder import RUNG_NAMES
+
+TASKS = ("rte", "cola")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ladder_records")
+    write_records(ladder_records(TASKS), root / "ladder")
+    write_records(synthetic_records(("vanilla", "mat"), ("rte",), (1, 2), n_evals=2), root / "plain")
+    return root
+
+
+@pytest.fixture(scope="module")
+def frame(records: Path) -> pd.DataFrame:
+    return load_records(records)
+
+
+@pytest.fixture(scope="module")
+def rows(frame: pd.DataFrame) -> pd.DataFrame:
+    _plain, rungs = ladder.split_rungs(aggregate.trial_scores(frame))
+    return ladder.ladder_rows(rungs)
+
+
+def test_tidy_frame_holds_telemetry_and_cost(frame: pd.DataFrame) -> None:
+    tele = frame[frame["kind"] == TELEMETRY]
+    assert set(tele["split"]) == {TRAIN} and {"loss", "delta_own_kl", "dropout_kl"} <= set(tele["metric"])
+    one = tele[(tele["trial"] == "mat_visible_delta-rte-s1") & (tele["metric"] == "delta_own_kl")]
+    assert list(one["step"]) == [50, 100, 150, 200] and one["value"].iloc[0] == pytest.approx(4e-3)
+    mat = frame[frame["trial"] == "mat-rte-s2"].iloc[0]
+    assert (mat["cost.passes.forward"], mat["cost.optimizer_steps"], mat["param.rung"]) == (RUNG_PASSES["mat"][0] * 200, 200, "mat")
+    assert pd.isna(frame[frame["trial"] == "mat-rte-c0-s1"].iloc[0]["param.rung"]), "plain trials have no rung"
+
+
+def test_split_rungs_labels_rows_by_rung(frame: pd.DataFrame) -> None:
+    plain, rungs = ladder.split_rungs(aggregate.trial_scores(frame))
+    assert set(rungs["method"]) == set(RUNG_NAMES) and set(plain["method"]) == {"vanilla", "mat"}
+    assert plain["param.rung"].isna().all()
+
+
+def test_ladder_rows_by_hand(rows: pd.DataFrame, frame: pd.DataFrame) -> None:
+    assert list(rows[rows["task"] == "rte"]["rung"]) == list(RUNG_NAMES), "ladder order"
+    scores = aggregate.trial_scores(frame)
+    score = scores[(scores["metric"] == "score") & (scores["split"] == "dev") & scores["param.rung"].notna()]
+    by = {(r, t): g.set_index("seed")["value"].sort_index() for (r, t), g in score.groupby(["param.rung", "task"])}
+    row = rows[(rows["task"] == "rte") & (rows["rung"] == "mat")].iloc[0]
+    a, v, prev = by[("mat", "rte")], by[("vanilla", "rte")], by[("dropout_consistency", "rte")]
+    assert (row["n"], row["seeds"], row["previous"]) == (5, "1,2,3,4,5", "dropout_consistency")
+    assert row["mean"] == pytest.approx(a.mean()) and row["std"] == pytest.approx(a.std(ddof=1))
+    d = (a - v).to_numpy()
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert (row["vs_vanilla_mean_diff"], row["vs_vanilla_ci_low"], row["vs_vanilla_ci_high"]) == pytest.approx(
+        (d.mean(), d.mean() - half, d.mean() + half))
+    assert row["vs_vanilla_p_value"] == pytest.approx(stats.ttest_rel(a, v).pvalue)
+    assert row["vs_previous_mean_diff"] == pytest.approx((a - prev).mean()) and row["vs_previous_n_pairs"] == 5
+    assert row["passes_per_step"] == sum(RUNG_PASSES["mat"]) and row["train_seconds"] == pytest.approx(10.0 * sum(RUNG_PASSES["mat"]))
+    r3f = rows[(rows["task"] == "rte") & (rows["rung"] == "r3f")].iloc[0]
+    assert r3f["previous"] == "vanilla" and r3f["vs_previous_mean_diff"] == pytest.approx(r3f["vs_vanilla_mean_diff"])
+    base = rows[(rows["task"] == "rte") & (rows["rung"] == "vanilla")].iloc[0]
+    assert base["vs_vanilla_n_pairs"] == 0 and math.isnan(base["vs_vanilla_mean_diff"])
+
+
+def test_findings_claim_no_more_than_the_intervals(rows: pd.DataFrame) -> None:
+    t = rows[rows["task"] == "rte"]
+    lines = ladder.findings(t)
+    for _i, r in t.iterrows():
+        if r["rung"] == "vanilla":
+            continue
+        [line] = [x for x in lines if x.startswith(f"RTE, {r['rung']} − {r['previous']}:")]
+        holds_zero = r["vs_previous_ci_low"] <= 0 <= r["vs_previous_ci_high"]
+        assert ("no difference detectable with 5 seeds" in line) == holds_zero, line
+    wide = t.assign(vs_previous_ci_low=-9.0, vs_previous_ci_high=9.0, vs_vanilla_ci_low=-9.0, vs_vanilla_ci_high=9.0)
+    said = ladder.findings(wide)
+    assert len(said) == 10 and all("no difference detectable with 5 seeds" in x for x in said)  # 4 rungs x 2, 2 x 1
+
+
+def test_table_has_a_row_per_rung(rows: pd.DataFrame) -> None:
+    t = ladder.ladder_table(rows[rows["task"] == "cola"], "t", "ladder_cola")
+    assert list(t.cells.index) == list(RUNG_NAMES)
+    assert list(t.cells.columns) == ["adds", "dev score", "95% CI", "− vanilla", "− previous rung", "passes/step", "train s"]
+    assert t.cells.loc["vanilla", "− vanilla"] == "-" and "(5 pairs)" in t.cells.loc["mat", "− vanilla"]
+    assert t.cells.loc["mat", "− previous rung"].startswith("vs dropout_consistency: ")
+    assert t.numbers.loc["mat", "passes_per_step"] == sum(RUNG_PASSES["mat"])
+
+
+def test_telemetry_info_and_plot(frame: pd.DataFrame) -> None:
+    info = telemetry.telemetry_info(frame[frame["param.rung"].notna()], stats=["delta_own_kl", "loss"])
+    one = info[(info["task"] == "rte") & (info["group"] == "mat_visible_delta") & (info["stat"] == "delta_own_kl")]
+    assert list(one["step"]) == [50, 100, 150, 200] and list(one["n"]) == [5] * 4
+    assert one["mean"].to_numpy() == pytest.approx(4e-3 / np.arange(1, 5))
+    assert set(info[info["stat"] == "delta_own_kl"]["group"]) == {"dropout_consistency", "mat", "mat_visible_delta"}
+    fig = telemetry.telemetry_plot(info)
+    axes = fig.axes
+    assert len(axes) == 4  # 2 statistics x 2 tasks
+    own_rte = next(ax for ax in axes if ax.get_title() == "RTE: δ's own ℓ_s (same dropout mask)")
+    assert own_rte.get_yscale() == "log" and len(own_rte.get_lines()) == 3
+    assert telemetry.group_order(["r3f", "mat", "vanilla", "freelb"]) == ["vanilla", "mat", "r3f", "freelb"]
+
+
+def test_report_writes_the_ladder_page_and_regenerates_it_identically(records: Path, tmp_path: Path) -> None:
+    pages = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        assert main(["report", "--records", str(records / "ladder"), "--out", str(out), "--page", "results.md"]) == 0
+        pages.append(out)
+    md = (pages[0] / "results.md").read_text()
+    assert not (pages[0] / "report.md").exists()
+    assert md.count("#### RTE") == 1 and md.count("#### CoLA") == 1 and "## Component ladder" in md
+    for name in ("ladder_box_minilm", "ladder_compute_minilm", "ladder_telemetry_minilm"):
+        assert f"figures/{name}.png" in md and (pages[0] / "figures" / f"{name}.pdf").is_file()
+    assert "no difference detectable with 5 seeds" in md or "excludes 0" in md
+    assert "## Best configuration" not in md, "a ladder-only page has no method sections"
+    files = sorted(p.relative_to(pages[0]) for p in pages[0].rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(pages[1]) for p in pages[1].rglob("*") if p.is_file())
+    for f in files:
+        if f.suffix != ".png":  # PNG bytes may differ with the font cache; the numbers and PDFs may not
+            assert (pages[0] / f).read_bytes() == (pages[1] / f).read_bytes(), f
+
+
+def test_mixed_records_get_both_sections(records: Path, tmp_path: Path) -> None:
+    assert main(["report", "--records", str(records), "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "## Component ladder" in md and "## Best configuration per task and method" in md
+    best = pd.read_csv(tmp_path / "tables" / "best_configs.csv")
+    assert set(best["method"]) == {"vanilla", "mat"} and (best["n"] == 2).all(), "rung trials stay out of these"
