@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,6 +112,14 @@ PAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "n_pairs", "mean_a", "me
                   "seeds_only_b", "repeated_seeds", "warning"]
 
 
+def _method_groups(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str], split: str,
+                   metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """(group key as a tuple, the group's rows of the two methods) for one split and metric, groups sorted."""
+    s = scores[(scores["split"] == split) & (scores["metric"] == metric) & scores["method"].isin([method_a, method_b])]
+    for key, g in s.groupby(list(by), sort=True):
+        yield (key if isinstance(key, tuple) else (key,)), g
+
+
 def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
                       split: str = DEV, metric: str = SCORE, interval: str = "t", n_boot: int = 2000,
                       confidence: float = 0.95, seed: int = 0, strict: bool = False) -> pd.DataFrame:
@@ -136,11 +144,8 @@ def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Se
         ValueError: unknown interval.
     """
     check_interval(interval)
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric)
-               & scores["method"].isin([method_a, method_b])]
     rows = []
-    for key, g in s.groupby(list(by), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, g in _method_groups(scores, method_a, method_b, by, split, metric):
         a, b = g[g["method"] == method_a], g[g["method"] == method_b]
         pairs, text = _pairs(a, b, method_a, method_b)
         if strict and text["warning"]:
@@ -197,11 +202,8 @@ def unpaired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: 
         ``by`` + :data:`UNPAIRED_COLUMNS` (``test`` = "Welch t-test (unpaired)").
     """
     check_interval(interval)
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric)
-               & scores["method"].isin([method_a, method_b])]
     rows = []
-    for key, g in s.groupby(list(by), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, g in _method_groups(scores, method_a, method_b, by, split, metric):
         va = g.loc[g["method"] == method_a, "value"].to_numpy(dtype=float)
         vb = g.loc[g["method"] == method_b, "value"].to_numpy(dtype=float)
         t, p, dof, lo, hi = _welch(va, vb, interval, confidence, n_boot, seed)

@@ -52,11 +52,14 @@ class CostMeter:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
-    def add_batch(self, attention_mask: Any) -> None:
-        """Count one training batch: real tokens (mask 1) and padding (mask 0) of its (B, T) mask."""
-        real = int(attention_mask.sum())
+    def add_batch(self, batch: Mapping[str, Any]) -> None:
+        """Count one training batch: real tokens (``attention_mask`` 1) and padding (0) of its (B, T) inputs;
+        without a mask every position of ``input_ids`` is real."""
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        real = int(mask.sum()) if mask is not None else int(ids.numel())
         self.train_tokens += real
-        self.padded_tokens += int(attention_mask.numel()) - real
+        self.padded_tokens += int(ids.numel()) - real
 
     def tokens_per_second(self) -> float:
         """Real training tokens per second of training time so far (0 before the first step)."""

@@ -215,10 +215,10 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
             if i == skip and resumed is not None:
                 run.ckpt.restore_rng(resumed)  # the RNG exactly as it was after the checkpointed step
                 resumed = None
+            run.meter.add_batch(batch)  # counted on the loader's CPU tensors: no device sync
             batch = {k: v.to(run.device) for k, v in batch.items()}
             if run.precision.check and "logit_change" not in (record.precision or {}):  # can the format hold δ?
                 record.precision = check_precision(run.precision, run.model, batch)
-            run.meter.add_batch(batch["attention_mask"] if "attention_mask" in batch else torch.ones_like(batch["input_ids"]))
             with run.meter.phase("train"):
                 stats = run.method.step(batch)
             state.step += 1

@@ -139,6 +139,29 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@contextlib.contextmanager
+def web_ui_trials(url: str) -> Iterator[Any]:
+    """The web UI's trial list (``<url>/detail``) in headless Chromium, its rows loaded: the Playwright page.
+
+    Skips the test when Chromium is absent. Fonts and icons come from an unreachable CDN: it waits on rows.
+    """
+    exe = chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{url}/detail", timeout=60_000)
+            page.wait_for_selector(".ms-DetailsRow", timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
 # ---------------------------------------------------------------------------------------------- sshd
 
 SSHD = Path("/usr/sbin/sshd")

@@ -31,8 +31,8 @@ import pytest
 from mat.records import read_record
 from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import (
-    ARTIFACTS, CHROMIUM_ARGS, REPO, SFTP_SERVER, SSHD, Experiment, chromium, decode, isolate,
-    running_experiment, sshd, trial_command, write_config,
+    ARTIFACTS, REPO, SFTP_SERVER, SSHD, Experiment, decode, isolate,
+    running_experiment, sshd, trial_command, web_ui_trials, write_config,
 )
 
 pytestmark = pytest.mark.nni
@@ -181,32 +181,21 @@ def test_records_hold_the_parameters_each_trial_used(finished: Finished) -> None
 
 
 def test_web_ui_lists_every_trial(finished: Finished) -> None:
-    exe = chromium()
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import expect, sync_playwright
-
     ids = [j["trialJobId"] for j in finished.jobs]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "nni_webui_detail.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{finished.exp.url}/detail", timeout=60_000)
-            page.wait_for_selector(".ms-DetailsRow", timeout=60_000)  # fonts/icons come from an unreachable CDN: wait on rows
-            expect(page.locator(".ms-DetailsRow")).to_have_count(len(ids), timeout=30_000)
-            for tid in ids:
-                expect(page.get_by_text(tid, exact=True)).to_be_visible()
-            expect(page.get_by_text("SUCCEEDED", exact=True)).to_have_count(len(ids))
-            table = page.locator(".ms-DetailsList").inner_text()
-            for job in finished.jobs:  # the UI rounds metrics to 6 decimals
-                default = decode(job["finalMetricData"][0]["data"])["default"]
-                shown = f"{default:.6f}".rstrip("0").rstrip(".") + " (FINAL)"
-                assert shown in table, f"{shown!r} not in the trials table"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with web_ui_trials(finished.exp.url) as page:
+        from playwright.sync_api import expect
+
+        expect(page.locator(".ms-DetailsRow")).to_have_count(len(ids), timeout=30_000)
+        for tid in ids:
+            expect(page.get_by_text(tid, exact=True)).to_be_visible()
+        expect(page.get_by_text("SUCCEEDED", exact=True)).to_have_count(len(ids))
+        table = page.locator(".ms-DetailsList").inner_text()
+        for job in finished.jobs:  # the UI rounds metrics to 6 decimals
+            default = decode(job["finalMetricData"][0]["data"])["default"]
+            shown = f"{default:.6f}".rstrip("0").rstrip(".") + " (FINAL)"
+            assert shown in table, f"{shown!r} not in the trials table"
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
 
 

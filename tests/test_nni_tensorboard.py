@@ -26,7 +26,7 @@ import pytest
 
 from mat.records import TrialRecord, read_record
 from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
-from tests.nni_support import ARTIFACTS, CHROMIUM_ARGS, REPO, Experiment, chromium, isolate, running_experiment, trial_command, write_config
+from tests.nni_support import ARTIFACTS, REPO, Experiment, isolate, running_experiment, trial_command, web_ui_trials, write_config
 
 pytestmark = pytest.mark.nni
 
@@ -141,35 +141,24 @@ def test_nni_tensorboard_serves_the_trials_telemetry(ladder: LadderExperiment) -
 
 
 def test_web_ui_opens_the_trials_tensorboard(ladder: LadderExperiment) -> None:
-    exe = chromium()
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import expect, sync_playwright
-
     tid = ladder.good["trialJobId"]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "nni_webui_tensorboard.png"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{ladder.exp.url}/detail", timeout=60_000)
-            page.wait_for_selector(".ms-DetailsRow", timeout=60_000)
-            row = page.locator(".ms-DetailsRow").filter(has_text=tid)
-            row.locator("[data-selection-toggle='true'], .ms-DetailsRow-check").first.click()
-            page.get_by_role("button", name="TensorBoard").first.click()  # the split button's main part
-            expect(page.get_by_text("You are starting a new TensorBoard with trials")).to_be_visible(timeout=30_000)
-            with page.expect_popup(timeout=60_000) as popup:
-                page.get_by_role("button", name="Ok").click()  # opens http://<host>:<TensorBoard port>
-            board = popup.value
-            deadline = time.monotonic() + 90
-            while True:  # TensorBoard takes a few seconds to start: reload until it answers
-                with contextlib.suppress(Exception):
-                    board.reload(timeout=10_000)
-                    expect(board.get_by_text("train/loss").first).to_be_visible(timeout=10_000)
-                    break
-                assert time.monotonic() < deadline, "the TensorBoard tab never showed train/loss"
-            board.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with web_ui_trials(ladder.exp.url) as page:
+        from playwright.sync_api import expect
+
+        row = page.locator(".ms-DetailsRow").filter(has_text=tid)
+        row.locator("[data-selection-toggle='true'], .ms-DetailsRow-check").first.click()
+        page.get_by_role("button", name="TensorBoard").first.click()  # the split button's main part
+        expect(page.get_by_text("You are starting a new TensorBoard with trials")).to_be_visible(timeout=30_000)
+        with page.expect_popup(timeout=60_000) as popup:
+            page.get_by_role("button", name="Ok").click()  # opens http://<host>:<TensorBoard port>
+        board = popup.value
+        deadline = time.monotonic() + 90
+        while True:  # TensorBoard takes a few seconds to start: reload until it answers
+            with contextlib.suppress(Exception):
+                board.reload(timeout=10_000)
+                expect(board.get_by_text("train/loss").first).to_be_visible(timeout=10_000)
+                break
+            assert time.monotonic() < deadline, "the TensorBoard tab never showed train/loss"
+        board.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
