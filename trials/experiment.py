@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 FINISHED = ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL")
@@ -96,8 +96,8 @@ def trial_jobs(port: int) -> list[dict[str, Any]]:
     return out
 
 
-def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True) -> str:
-    """Poll until the experiment is DONE/STOPPED/ERROR; returns that status.
+def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_poll: Callable[[], None] | None = None) -> str:
+    """Poll until the experiment is DONE/STOPPED/ERROR; returns that status. ``on_poll`` runs after each poll.
 
     Raises:
         ExperimentError: ``timeout`` seconds passed first.
@@ -113,6 +113,8 @@ def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True) -> str
         if echo and state != last:
             print(f"[{time.time() - start:6.0f}s] {state}", flush=True)
             last = state
+        if on_poll is not None:
+            on_poll()
         if status in FINISHED and all(s in TRIAL_DONE for s in counts.elements()):
             return status
         time.sleep(poll)

@@ -98,6 +98,33 @@ def _own_parameters(nni: Any, out_dir: Path, trial_id: str, params: dict[str, An
     return dict(first["parameters"])
 
 
+def flatten_nested(params: Mapping[str, Any]) -> dict[str, Any]:
+    """NNI's nested-choice parameters as flat keys: ``{"seed": {"_name": 2, "rung": "mat"}}`` -> ``{"seed": 2, "rung": "mat"}``.
+
+    A value that is a dict with ``_name`` (what NNI sends for a nested ``choice``, as ``trials.components``
+    writes) stands for its ``_name``; its other keys are lifted beside it, recursively. Flat parameters pass
+    through unchanged.
+
+    Raises:
+        ValueError: a key given twice (at two levels of the nesting).
+    """
+    flat: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if key in flat:
+            raise ValueError(f"parameter {key!r} is given twice ({flat[key]!r} and {value!r}) by a nested choice of the search space")
+        flat[key] = value
+
+    for key, value in params.items():
+        if isinstance(value, Mapping) and "_name" in value:
+            put(key, value["_name"])
+            for inner_key, inner in flatten_nested({k: v for k, v in value.items() if k != "_name"}).items():
+                put(inner_key, inner)
+        else:
+            put(key, value)
+    return flat
+
+
 def nni_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
     """The ``trialConcurrency`` of the experiment this trial belongs to (local training service), else None.
 
@@ -178,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as e:  # the web UI's TensorBoard is a convenience: never fail a trial over it
             log.warning("cannot link the trial's TensorBoard folder for NNI's web UI: %s", e)
     try:
+        params = flatten_nested(params)
         cfg = apply_overrides(cfg, params)
         get_task(cfg.run.task)
     except (ValueError, KeyError) as e:

@@ -20,7 +20,11 @@ NNI_TYPES = ("choice", "randint", "uniform", "quniform", "loguniform", "qlogunif
 
 
 def search_space_problems(space: Mapping[str, Any], method: str) -> list[str]:
-    """Every problem of ``space`` for ``method``, as messages naming the key and the fix (empty: fine)."""
+    """Every problem of ``space`` for ``method``, as messages naming the key and the fix (empty: fine).
+
+    A nested choice (a ``choice`` value ``{"_name": v, <key>: <spec>, ...}``, as ``trials.components`` writes)
+    is checked as the value ``v`` of its key plus its own keys, as the trial flattens it.
+    """
     base = parse_cli(["--method", method])
     valid = searchable_keys(method)
     problems = []
@@ -40,6 +44,10 @@ def search_space_problems(space: Mapping[str, Any], method: str) -> list[str]:
             continue
         candidates = values if kind == "choice" else values[:2] if kind in ("randint", "uniform", "quniform", "loguniform", "qloguniform") else []
         for v in candidates:
+            if kind == "choice" and isinstance(v, Mapping) and "_name" in v:  # a nested choice: its name, then its own keys
+                inner = {k: s for k, s in v.items() if k != "_name"}
+                problems += [f"{key!r} = {v['_name']!r}: {msg}" for msg in search_space_problems(inner, method)]
+                v = v["_name"]
             try:
                 apply_overrides(base, {key: v})
             except ValueError as e:

@@ -1,0 +1,154 @@
+"""The component study's bookkeeping (trials/components.py): cells with and without records, a search space of
+only the missing cells that NNI's own GridSearch walks cell by cell, the nested parameters a trial flattens, the
+records copied into the study's folder, and one real ``nnictl`` run of the missing cells of a tiny study."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mat.cli import parse_cli
+from mat.config import apply_overrides
+from mat.records import read_record, write_record
+from mat.train import fit
+from tests.helpers import REPO, make_tiny_glue_dir, make_tiny_model_dir
+from tests.nni_support import free_port, isolate, trial_command, write_config
+from trials import components
+from trials.mat_trial import flatten_nested
+from trials.search_space import search_space_problems
+
+
+def tiny_flags(root: Path) -> list[str]:
+    model, data = make_tiny_model_dir(root / "model"), make_tiny_glue_dir(root / "data", n_train=32, n_dev=16)
+    return ["--task", "sst2", "--model", str(model), "--data_dir", str(data), "--method", "mat", "--max_length", "16",
+            "--epochs", "1", "--batch_size", "16", "--eval_times", "1", "--device", "cpu", "--num_threads", "1",
+            "--sampling_times_delta", "1", "--sampling_times_theta", "2", "--lambda_s", "1", "--sampling_noise_ratio", "0.1",
+            "--beta_s", "0.3", "--beta_p", "0.3", "--sampler", "adam"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("components")
+    return root, tiny_flags(root)
+
+
+def run_cell(flags: list[str], out: Path, rung: str, seed: int) -> Path:
+    """One trial of a cell as NNI would run it (flags, then the nested parameters flattened and merged)."""
+    params = flatten_nested({"seed": {"_name": seed, "rung": rung}})
+    cfg = apply_overrides(parse_cli([*flags, "--output_dir", str(out), "--trial_id", f"{rung}-{seed}"]), params)
+    rec = fit(cfg, show_progress=False)
+    assert rec.status == "SUCCEEDED"
+    return out / "trial.json"
+
+
+def test_nested_parameters_flatten_to_the_trials_keys() -> None:
+    assert flatten_nested({"seed": {"_name": 3, "rung": "mat"}, "lambda_s": 2}) == {"seed": 3, "rung": "mat", "lambda_s": 2}
+    assert flatten_nested({"rung": {"_name": "sampling", "seed": {"_name": 2, "beta_s": 0.1}}}) == {"rung": "sampling", "seed": 2, "beta_s": 0.1}
+    assert flatten_nested({"seed": 1}) == {"seed": 1}
+    with pytest.raises(ValueError, match=r"'seed' is given twice.*nested choice"):
+        flatten_nested({"rung": {"_name": "mat", "seed": 2}, "seed": 1})
+
+
+def test_the_missing_cells_space_is_walked_cell_by_cell_by_nni_gridsearch() -> None:
+    from nni.algorithms.hpo.gridsearch_tuner import GridSearchTuner
+
+    cells = [("vanilla", 1), ("mat", 1), ("sampling", 2), ("vanilla", 4)]
+    space = components.nested_space(cells)
+    assert search_space_problems(space, "mat") == []
+    tuner = GridSearchTuner()
+    tuner.update_search_space(space)
+    got = [flatten_nested(tuner.generate_parameters(i)) for i in range(len(cells))]
+    assert [(p["rung"], p["seed"]) for p in got] == cells, "every missing cell once, seed-major, in order"
+    with pytest.raises(Exception, match="fully explored"):
+        tuner.generate_parameters(len(cells))
+    with pytest.raises(ValueError, match="no cells"):
+        components.nested_space([])
+
+
+def test_a_bad_nested_space_is_reported_before_the_experiment() -> None:
+    space = {"seed": {"_type": "choice", "_value": [{"_name": 1, "rung": {"_type": "choice", "_value": ["matt"]}}]}}
+    [problem] = search_space_problems(space, "mat")
+    assert "'rung'" in problem and "Did you mean 'mat'?" in problem
+
+
+def test_records_collect_into_their_cells_and_count_as_done(tiny: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, flags = tiny
+    exp = tmp_path / "nni-experiments" / "abc" / "environments" / "local-env" / "trials"
+    a = run_cell(flags, exp / "A", "vanilla", 1)
+    b = run_cell(flags, exp / "B", "dropout_consistency", 2)
+    failed = read_record(b)
+    failed.status, failed.trial_id = "FAILED", "C"
+    write_record(failed, exp / "C")
+    (exp / "D").mkdir()
+    (exp / "D" / "trial.json").write_text('{"schema": 1, "trial_id": "D"')  # half-written: skipped
+    records = tmp_path / "records"
+    new = components.collect([exp.parents[2]], records)
+    assert new == [records / "sst2" / "vanilla-seed1" / "trial.json", records / "sst2" / "dropout_consistency-seed2" / "trial.json"]
+    assert new[0].read_bytes() == a.read_bytes() and new[1].read_bytes() == b.read_bytes()
+    assert components.collect([exp.parents[2]], records) == [], "a cell keeps its first record"
+    assert set(components.done_cells(records, "sst2")) == {("vanilla", 1), ("dropout_consistency", 2)}
+    assert components.missing_cells(records, "sst2", ["vanilla", "dropout_consistency"], [1, 2]) == [
+        ("dropout_consistency", 1), ("vanilla", 2)]
+    shutil.copyfile(a, records / "sst2" / "dropout_consistency-seed2" / "trial.json")
+    with pytest.raises(ValueError, match=r"dropout_consistency-seed2/trial.json: a SUCCEEDED sst2 record of cell \(vanilla, seed 1\)"):
+        components.done_cells(records, "sst2")
+
+
+def test_the_missing_config_points_at_the_new_space_with_absolute_paths(tmp_path: Path) -> None:
+    src = REPO / "nni_configs" / "components_rte.yml"
+    space = components.nested_space([("mat", 2)])
+    out = components.missing_config(src, space, 1, tmp_path)
+    config, original = yaml.safe_load(out.read_text()), yaml.safe_load(src.read_text())
+    assert config["maxTrialNumber"] == 1 and json.loads(Path(config["searchSpaceFile"]).read_text()) == space
+    assert Path(config["trialCodeDirectory"]) == REPO
+    assert {k: v for k, v in config.items() if k not in ("maxTrialNumber", "searchSpaceFile", "trialCodeDirectory")} == {
+        k: v for k, v in original.items() if k not in ("maxTrialNumber", "searchSpaceFile", "trialCodeDirectory")}
+    assert components.config_task(config) == "rte"
+    with pytest.raises(ValueError, match="no --task"):
+        components.config_task({"trialCommand": "python3 trials/mat_trial.py --method mat"})
+
+
+def test_cli_refuses_unknown_rungs_and_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        components.main(["status", "--task", "rte", "--rungs", "vanilla,matt"])
+    assert e.value.code == 2 and "Did you mean 'mat'?" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        components.main(["status", "--task", "rte", "--seeds", "1-x"])
+    assert e.value.code == 2 and "1-5 or 1,2,7" in capsys.readouterr().err
+
+
+@pytest.mark.nni
+def test_run_does_only_the_missing_cells_under_real_nni(tiny: tuple[Path, list[str]], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    root, flags = tiny
+    records = tmp_path / "records"
+    run_cell(flags, records / "sst2" / "vanilla-seed1", "vanilla", 1)  # a cell an earlier session finished
+    before = (records / "sst2" / "vanilla-seed1" / "trial.json").read_bytes()
+    config = write_config(tmp_path / "components_tiny.yml", {
+        "experimentName": "components-tiny", "searchSpaceFile": str(REPO / "search_spaces" / "components.json"),
+        "trialCommand": trial_command(*flags), "trialCodeDirectory": str(REPO), "trialConcurrency": 2,
+        "maxTrialNumber": 35, "tuner": {"name": "GridSearch"}, "trainingService": {"platform": "local"},
+    })
+    isolate(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    code = components.main(["run", str(config), "--records", str(records), "--rungs", "vanilla,mat", "--seeds", "1-2",
+                            "--port", str(free_port()), "--collect_every", "1", "--timeout", "600", "--stop"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "3 missing cells of sst2" in out and "3/3 missing cells now have a record" in out
+    done = components.done_cells(records, "sst2")
+    assert set(done) == {("vanilla", 1), ("mat", 1), ("vanilla", 2), ("mat", 2)}
+    assert (records / "sst2" / "vanilla-seed1" / "trial.json").read_bytes() == before, "a finished cell is not re-run"
+    for (rung, seed), path in done.items():
+        rec = read_record(path)
+        assert (rec.params["rung"], rec.seed, rec.method) == (rung, seed, "vanilla" if rung == "vanilla" else "mat")
+        if path.read_bytes() != before:
+            assert rec.experiment_id and rec.git_sha is not None
+    assert dataclasses.asdict(read_record(done[("mat", 1)]).evals[0])["telemetry"]["delta_norm"] > 0
