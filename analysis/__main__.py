@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--page", default="report.md", metavar="NAME",
                      help="file name of the page written into --out (default report.md; e.g. --out docs --page "
                      "results.md writes docs/results.md, docs/tables/, docs/figures/)")
+    rep.add_argument("--title", default="MAT harness report", help="the page's first heading (default 'MAT harness report')")
+    rep.add_argument("--preface", default=None, metavar="FILE",
+                     help="Markdown file placed under the title, before the generated sections (e.g. a study's "
+                     "settings: results/components/README.md for docs/results.md)")
     rep.add_argument("--ablation", nargs="+", action="extend", default=[], metavar="PARAM",
                      help="hyperparameter(s) to tabulate and plot as ablations (Tables 4-5 layout) even when "
                      "other hyperparameters vary too; one-factor sweeps are found without it")
@@ -157,10 +161,17 @@ def report(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
     try:
+        preface = Path(args.preface).read_text(encoding="utf-8") if args.preface else None
+    except OSError as e:
+        print(f"error: cannot read --preface: {e}", file=sys.stderr)
+        return 1
+
+    try:
         result = build_report(df, args.out, args.selection, args.convention, sources, args.ablation,
                               n_boot=args.bootstrap, seed=args.seed, interval=args.interval,
                               select_seeds=args.select_seeds, report_seeds=args.report_seeds,
-                              baseline=args.baseline, strict=args.strict, page=args.page)
+                              baseline=args.baseline, strict=args.strict, page=args.page, title=args.title,
+                              preface=preface)
     except ValueError as e:  # SeedMismatch under --strict, overlapping seed lists
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -267,7 +267,8 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
                  sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
                  seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
                  report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
-                 strict: bool = False, page: str = "report.md") -> ReportResult:
+                 strict: bool = False, page: str = "report.md", title: str = "MAT harness report",
+                 preface: str | None = None) -> ReportResult:
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
     Args:
@@ -283,6 +284,9 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         baseline: the method of the "methods against the baseline" table.
         strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
         page: the file name of the page written into ``out_dir``.
+        title: the page's first heading.
+        preface: Markdown placed under the title, before the generated sections (what a study is, its
+            settings; nothing computed), e.g. ``results/components/README.md`` for docs/results.md.
 
     Trials that carry ``params.rung`` (the component ladder, :mod:`mat.ladder`) are reported in their own
     section (:mod:`analysis.ladder_report`), one row per rung; the other sections cover the other trials.
@@ -316,7 +320,8 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
     w = _Writer(out)
     counts = status_counts(df)
     skips = skipped(df) + unscored
-    w.lines += ["# MAT harness report", ""] + [f"- Source: {s}" for s in sources] + [
+    w.lines += [f"# {title}", ""] + ([preface.strip(), ""] if preface and preface.strip() else [])
+    w.lines += [f"- Source: {s}" for s in sources] + [
         f"- Selection: `{selection}`. {SELECTION_NOTES[selection]}",
         f"- GLUE convention: `{convention}`. {tables.convention_note(convention)}",
         f"- Intervals: `{interval}`: {INTERVAL_NOTES[interval]} over seeds"

@@ -118,10 +118,15 @@ def test_telemetry_info_and_plot(frame: pd.DataFrame) -> None:
 
 def test_report_writes_the_ladder_page_and_regenerates_it_identically(records: Path, tmp_path: Path) -> None:
     pages = []
+    preface = tmp_path / "preface.md"
+    preface.write_text("The study: MiniLM, K = 2.\n\n| cell | state |\n|---|---|\n")
     for out in (tmp_path / "a", tmp_path / "b"):
-        assert main(["report", "--records", str(records / "ladder"), "--out", str(out), "--page", "results.md"]) == 0
+        assert main(["report", "--records", str(records / "ladder"), "--out", str(out), "--page", "results.md",
+                     "--title", "Which part of MAT acts", "--preface", str(preface)]) == 0
         pages.append(out)
     md = (pages[0] / "results.md").read_text()
+    assert md.startswith("# Which part of MAT acts\n\nThe study: MiniLM, K = 2.\n\n| cell | state |\n|---|---|\n\n- Source: records")
+    assert main(["report", "--records", str(records / "ladder"), "--out", str(tmp_path / "c"), "--preface", str(tmp_path / "none.md")]) == 1
     assert not (pages[0] / "report.md").exists()
     assert md.count("#### RTE") == 1 and md.count("#### CoLA") == 1 and "## Component ladder" in md
     for name in ("ladder_box_minilm", "ladder_compute_minilm", "ladder_telemetry_minilm"):
