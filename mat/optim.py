@@ -23,7 +23,16 @@ DECAY_SCOPES: tuple[str, ...] = ("all", "no_bias_norm")
 
 
 def _adamw(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=lr, eps=eps)
+    """AdamW, fused (one kernel over every parameter) where torch has it for the parameters' device.
+
+    torch's default on CPU is the single-tensor loop: ~10 passes over the parameters per step. The fused
+    kernel makes one, the same update to float rounding (max 7e-9 apart after 5 steps on weights ~0.02);
+    on this project's CPU a MiniLM step of it takes 0.08 s against 0.30-0.37 s on one thread, which is 30% of
+    a vanilla CoLA step (docs/speed.md).
+    """
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, lr=lr, eps=eps, fused=fused or None)
 
 
 def _sgd(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.Optimizer:

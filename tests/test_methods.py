@@ -153,6 +153,27 @@ def test_build_optimizer_classes(name: str, cls: type) -> None:
     assert all(g["lr"] == 3e-5 for g in opt.param_groups)
 
 
+def test_adamw_is_fused_and_steps_as_torchs_single_tensor_loop() -> None:
+    """mat.optim's AdamW runs fused (one kernel); its updates equal torch's default loop to float rounding."""
+    torch.manual_seed(0)
+    model, reference = tiny_model(), tiny_model()
+    reference.load_state_dict(model.state_dict())
+    ours = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.01)
+    theirs = torch.optim.AdamW([{"params": g["params"], "weight_decay": g["weight_decay"]} for g in
+                                build_optimizer(reference, "adamw", lr=1e-3, weight_decay=0.01).param_groups], lr=1e-3, foreach=False)
+    assert ours.defaults["fused"] is True and not theirs.defaults["fused"]
+    for _ in range(5):
+        grads = [torch.randn_like(p) * 1e-2 for p in model.parameters()]
+        for m, opt in ((model, ours), (reference, theirs)):
+            for p, g in zip(m.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    moved = max((a - b).abs().max().item() for a, b in zip(model.parameters(), tiny_model().parameters()))
+    assert moved > 1e-3, "the weights moved: the comparison compares updates, not two untouched models"
+
+
 @pytest.mark.parametrize("kind", ["bert", "distilbert"])
 def test_build_optimizer_no_decay_on_bias_and_layernorm(kind: str) -> None:
     model = tiny_model(kind)
