@@ -39,7 +39,7 @@ START=$(date +%s)
 FLAGS="--task $TASK --model $MODEL --method mat --max_length 128 --batch_size 32 --epochs $EPOCHS --eval_times 4
   --group_by_length --diagnostics --precision fp32 --device $DEVICE --num_threads $THREADS --sampling_times_delta 2
   --sampling_times_theta 2 --lambda_s 3 --sampling_noise_ratio 0.1 --beta_s 0.3 --beta_p 0.3 --sampler adam
-  --sampling_step_theta 3e-5"
+  --sampling_step_theta 1e-4"
 
 # One trial as NNI would run it: the flags, then the parameters {rung, seed} through the NNI merge.
 run_one() {
