@@ -284,9 +284,7 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         baseline: the method of the "methods against the baseline" table.
         strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
         page: the file name of the page written into ``out_dir``.
-        title: the page's first heading.
-        preface: Markdown placed under the title, before the generated sections (what a study is, its
-            settings; nothing computed), e.g. ``results/components/README.md`` for docs/results.md.
+        title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
 
     Trials that carry ``params.rung`` (the component ladder, :mod:`mat.ladder`) are reported in their own
     section (:mod:`analysis.ladder_report`), one row per rung; the other sections cover the other trials.
