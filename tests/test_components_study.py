@@ -152,3 +152,31 @@ def test_run_does_only_the_missing_cells_under_real_nni(tiny: tuple[Path, list[s
         if path.read_bytes() != before:
             assert rec.experiment_id and rec.git_sha is not None
     assert dataclasses.asdict(read_record(done[("mat", 1)]).evals[0])["telemetry"]["delta_norm"] > 0
+
+
+def test_wait_gives_up_when_nni_stops_answering_after_it_had_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nnictl stop`` from elsewhere takes the REST API away for good: the wait ends instead of polling for days."""
+    import urllib.error
+
+    from trials import experiment
+
+    answers = iter([{"status": "RUNNING"}, [{"status": "RUNNING"}]])
+
+    def rest(port: int, path: str, timeout: float = 10) -> object:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise urllib.error.URLError("connection refused") from None
+
+    monkeypatch.setattr(experiment, "rest", rest)
+    polls: list[int] = []
+    with pytest.raises(experiment.ExperimentError, match=r"port 1 stopped answering .*nnictl stop"):
+        experiment.wait(1, timeout=60, poll=0.01, echo=False, on_poll=lambda: polls.append(1), gone_after=0.2)
+    assert len(polls) >= 2, "the collector still ran while NNI was gone"
+
+    def never(port: int, path: str, timeout: float = 10) -> object:
+        raise urllib.error.URLError("connection refused")
+
+    monkeypatch.setattr(experiment, "rest", never)  # not up yet: only the timeout ends the wait
+    with pytest.raises(experiment.ExperimentError, match="did not finish within"):
+        experiment.wait(1, timeout=0.3, poll=0.01, echo=False, gone_after=0.05)

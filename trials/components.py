@@ -206,6 +206,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         status = experiment.wait(args.port, args.timeout, on_poll=harvest)
+    except experiment.ExperimentError as e:  # stopped from elsewhere, or the timeout: keep what finished
+        status = f"ended early ({e})"
     finally:
         last = 0.0
         harvest()

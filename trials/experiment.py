@@ -96,21 +96,29 @@ def trial_jobs(port: int) -> list[dict[str, Any]]:
     return out
 
 
-def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_poll: Callable[[], None] | None = None) -> str:
+def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_poll: Callable[[], None] | None = None,
+         gone_after: float = 30.0) -> str:
     """Poll until the experiment is DONE/STOPPED/ERROR; returns that status. ``on_poll`` runs after each poll.
 
     Raises:
-        ExperimentError: ``timeout`` seconds passed first.
+        ExperimentError: ``timeout`` seconds passed first, or the REST API answered once and then stopped
+            answering for ``gone_after`` seconds (``nnictl stop`` from elsewhere: NNI is gone, nothing will end).
     """
-    start, last = time.time(), None
+    start, last, lost = time.time(), None, None
+    seen = False
     while time.time() - start < timeout:
         try:
             status = rest(port, "check-status")["status"]
             counts = Counter(t["status"] for t in rest(port, "trial-jobs"))
+            seen, lost = True, None
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             status, counts = "STARTING", Counter()
+            lost = lost if lost is not None else time.time()
+            if seen and time.time() - lost >= gone_after:
+                raise ExperimentError(f"NNI's REST API on port {port} stopped answering {time.time() - lost:.0f} s ago "
+                                      "(the experiment was stopped, e.g. by `nnictl stop`)") from None
         state = f"{status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        if echo and state != last:
+        if echo and state != last and not (seen and lost):
             print(f"[{time.time() - start:6.0f}s] {state}", flush=True)
             last = state
         if on_poll is not None:
