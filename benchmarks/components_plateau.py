@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -29,25 +28,7 @@ from mat.cli import parse_cli  # noqa: E402
 from mat.config import apply_overrides  # noqa: E402
 from mat.records import EvalResult, TrialRecord  # noqa: E402
 from mat.train import fit  # noqa: E402
-
-
-def study_flags(config: Path, replace: dict[str, str]) -> list[str]:
-    """The flags of a components config's ``trialCommand`` (after the script), with ``replace`` applied."""
-    words = shlex.split(yaml.safe_load(config.read_text())["trialCommand"])
-    flags = words[words.index(next(w for w in words if w.endswith("mat_trial.py"))) + 1:]
-    out: list[str] = []
-    i = 0
-    while i < len(flags):
-        key = flags[i]
-        has_value = i + 1 < len(flags) and not flags[i + 1].startswith("--")
-        if key.lstrip("-") in replace:
-            i += 2 if has_value else 1
-            continue
-        out += flags[i:i + (2 if has_value else 1)]
-        i += 2 if has_value else 1
-    for key, value in replace.items():
-        out += [f"--{key}", value] if value != "" else [f"--{key}"]
-    return out
+from trials.components import trial_flags  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num_threads", default=None, help="CPU threads (default: torch's)")
     p.add_argument("--keep", default=None, help="output folder to keep the record in (default: a temporary one)")
     args = p.parse_args(argv)
-    replace = {"epochs": str(args.epochs), "eval_times": str(args.eval_times)}
-    if args.num_threads:
-        replace["num_threads"] = args.num_threads
+    # appended flags win over the config's own (argparse keeps the last occurrence)
+    extra = ["--epochs", str(args.epochs), "--eval_times", str(args.eval_times)]
+    extra += ["--num_threads", args.num_threads] if args.num_threads else []
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or tmp
-        flags = study_flags(Path(args.config), replace) + ["--output_dir", out, "--trial_id", f"plateau-{args.rung}-seed{args.seed}"]
+        flags = trial_flags(yaml.safe_load(Path(args.config).read_text())) + extra + [
+            "--output_dir", out, "--trial_id", f"plateau-{args.rung}-seed{args.seed}"]
         cfg = apply_overrides(parse_cli(flags), {"rung": args.rung, "seed": args.seed})
         printed: list[EvalResult] = []
 

@@ -123,13 +123,20 @@ def collect(sources: Iterable[Path], records: Path) -> list[Path]:
     return new
 
 
+def trial_flags(config: dict[str, Any]) -> list[str]:
+    """The flags of an NNI config's ``trialCommand`` after the trial script (``.../mat_trial.py``)."""
+    words = shlex.split(str(config.get("trialCommand", "")))
+    script = next((i for i, w in enumerate(words) if w.endswith("mat_trial.py")), -1)
+    return words[script + 1:]
+
+
 def config_task(config: dict[str, Any]) -> str:
     """The ``--task`` of an NNI config's ``trialCommand``.
 
     Raises:
         ValueError: the command has no ``--task``.
     """
-    words = shlex.split(str(config.get("trialCommand", "")))
+    words = trial_flags(config)
     for i, word in enumerate(words):
         if word == "--task" and i + 1 < len(words):
             return words[i + 1]
