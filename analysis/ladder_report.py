@@ -43,6 +43,27 @@ def table_notes(interval: str) -> list[str]:
             "train s: mean training wall seconds (hardware-dependent)."]
 
 
+def code_note(trials: pd.DataFrame) -> str:
+    """One sentence naming the commits and package versions the trials ran with, each with its trial count.
+
+    Args:
+        trials: tidy-frame rows (:mod:`analysis.tidy`), any number per trial; its ``code.*`` columns are read.
+    """
+    one = trials.drop_duplicates(["experiment", "trial"])
+    cols = sorted((c for c in one.columns if c.startswith("code.")), key=lambda c: (c != "code.git_sha", c))
+    parts = []
+    for col in cols:
+        values = one[col].astype(object).where(one[col].notna(), "unrecorded").astype(str)
+        if col == "code.git_sha":
+            values = values.where(values == "unrecorded", values.str[:7])
+        counts = values.value_counts().sort_index()
+        name = "commit" if col == "code.git_sha" else col.removeprefix("code.")
+        parts.append(name + " " + ", ".join(f"{v} ({n})" for v, n in counts.items()))
+    if not parts:
+        return f"Code: the {len(one)} trials' records name no commit or package versions."
+    return f"Code (trials in brackets, of {len(one)}): " + "; ".join(parts) + "."
+
+
 def compute_plot(rows: pd.DataFrame) -> Figure:
     """Accuracy against compute: a panel per task, each rung at (passes per step, mean dev score) with a ±std
     error bar, labelled with its name.
@@ -93,7 +114,9 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
     for model in sorted(set(rows["model"])):
         mrows = rows[rows["model"] == model]
         per_seed = choice.per_seed[choice.per_seed["model"] == model]
-        w.lines += [f"### {model}", ""]
+        keys = pd.MultiIndex.from_frame(per_seed[["experiment", "trial"]].drop_duplicates())
+        reported = df[pd.MultiIndex.from_frame(df[["experiment", "trial"]]).isin(keys)]
+        w.lines += [f"### {model}", "", code_note(reported), ""]
         for task in sort_tasks(mrows["task"]):
             t = mrows[mrows["task"] == task]
             w.lines += [f"#### {task_label(task)}", ""]
@@ -108,8 +131,7 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
         if mrows["passes_per_step"].notna().any():
             w.figure(compute_plot(mrows), f"ladder_compute_{_slug(model)}",
                      "Dev score against forward + backward passes per training step, per rung (mean ± std)")
-        keys = pd.MultiIndex.from_frame(per_seed[["experiment", "trial"]].drop_duplicates())
-        tinfo = telemetry_info(df[pd.MultiIndex.from_frame(df[["experiment", "trial"]]).isin(keys)])
+        tinfo = telemetry_info(reported)
         if len(tinfo):
             w.figure(telemetry_plot(tinfo), f"ladder_telemetry_{_slug(model)}",
                      "Training statistics over steps (each point: the mean over the steps since the previous "

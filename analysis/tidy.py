@@ -14,7 +14,8 @@ One row per (trial, evaluation kind, step, split, metric)::
   the run settings that change results (the record's ``run`` object, under ``"run"``) where the record
   has them, so seeds of one configuration share it and a smoke run never pools with a full run.
 * ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters; ``cost.<name>`` the
-  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``).
+  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``);
+  ``code.git_sha`` and ``code.<package>`` the commit and package versions (``code.torch``...) the record names.
 * ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
   statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
@@ -156,6 +157,7 @@ class Builder:
     params: list[Mapping[str, Any]] = field(default_factory=list)
     runs: list[Mapping[str, Any]] = field(default_factory=list)
     costs: list[Mapping[str, Any]] = field(default_factory=list)
+    codes: list[Mapping[str, Any]] = field(default_factory=list)
     meta: list[tuple[float, str]] = field(default_factory=list)
     # (trial index, kind, step, epoch, split, metric, value)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -167,12 +169,15 @@ class Builder:
         warnings.warn(f"skipped {path}: {reason}", AnalysisWarning, stacklevel=3)
 
     def add_trial(self, info: Sequence[Any], params: Mapping[str, Any], run: Mapping[str, Any] | None = None,
-                  written: float = math.nan, folder: str = "", cost: Mapping[str, Any] | None = None) -> int:
-        """Add one trial (``info`` = the :data:`TRIAL_COLUMNS` values); return its index."""
+                  written: float = math.nan, folder: str = "", cost: Mapping[str, Any] | None = None,
+                  code: Mapping[str, Any] | None = None) -> int:
+        """Add one trial (``info`` = the :data:`TRIAL_COLUMNS` values; ``code``: its commit and package
+        versions, ``{"git_sha": ..., "torch": ...}``); return its index."""
         self.trials.append(tuple(info))
         self.params.append(params)
         self.runs.append(run or {})
         self.costs.append(flat_cost(cost or {}))
+        self.codes.append({k: v for k, v in (code or {}).items() if v is not None})
         self.meta.append((written, folder))
         return len(self.trials) - 1
 
@@ -202,7 +207,8 @@ class Builder:
             config_key(rec.params, run), source,
         )
         n = len(self.rows)
-        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), rec.cost)
+        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), rec.cost,
+                           {"git_sha": rec.git_sha, **rec.versions})
         for ev in rec.evals:
             self.add_eval(t, "eval", ev)
             self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])
@@ -243,8 +249,10 @@ class Builder:
         runs.columns = [f"run.{c}" for c in runs.columns]
         costs = pd.DataFrame.from_records(list(self.costs), index=range(len(self.costs)))
         costs.columns = [f"cost.{c}" for c in costs.columns]
+        codes = pd.DataFrame.from_records(list(self.codes), index=range(len(self.codes)))
+        codes.columns = [f"code.{c}" for c in codes.columns]
         meta = pd.DataFrame(self.meta, columns=["written", "folder"], index=range(len(self.meta)))
-        return pd.concat([trials, params, runs, costs, meta], axis=1)
+        return pd.concat([trials, params, runs, costs, codes, meta], axis=1)
 
     def frame(self) -> pd.DataFrame:
         """The tidy frame: trial identities resolved (:func:`analysis.identity.resolve`), rows expanded."""
@@ -270,7 +278,7 @@ class Builder:
         })
         df = pd.concat([df, evals], axis=1)
         df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
-        extra = [c for c in df.columns if c.startswith(("param.", "run.", "cost."))]
+        extra = [c for c in df.columns if c.startswith(("param.", "run.", "cost.", "code."))]
         df = df[list(COLUMNS) + extra]
         df.attrs["skipped"] = list(self.skipped)
         df.attrs["repeats"] = [r.as_tuple() for r in res.repeats]

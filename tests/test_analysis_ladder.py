@@ -4,6 +4,7 @@ the telemetry over training, and a page that regenerates identically."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import aggregate, ladder, telemetry
+from analysis import aggregate, ladder, ladder_report, telemetry
 from analysis.__main__ import main
 from analysis.load import load_records
 from analysis.synthetic import RUNG_PASSES, ladder_records, synthetic_records, write_records
@@ -146,3 +147,17 @@ def test_mixed_records_get_both_sections(records: Path, tmp_path: Path) -> None:
     assert "## Component ladder" in md and "## Best configuration per task and method" in md
     best = pd.read_csv(tmp_path / "tables" / "best_configs.csv")
     assert set(best["method"]) == {"vanilla", "mat"} and (best["n"] == 2).all(), "rung trials stay out of these"
+
+
+def test_code_note_names_each_commit_and_version_with_its_trial_count(frame: pd.DataFrame, tmp_path: Path) -> None:
+    recs = list(ladder_records(("rte",), seeds=(1, 2), rungs=("vanilla", "mat")))
+    recs = [dataclasses.replace(r, git_sha=("a" if i < 3 else "b") * 40, versions={"torch": "2.13.0+cpu"} if i else {})
+            for i, r in enumerate(recs)]
+    write_records(recs, tmp_path / "r")
+    df = load_records(tmp_path / "r")
+    assert df["code.git_sha"].notna().all() and "code.torch" in df.columns
+    assert ladder_report.code_note(df) == "Code (trials in brackets, of 4): commit aaaaaaa (3), bbbbbbb (1); torch 2.13.0+cpu (3), unrecorded (1)."
+    n = frame[["experiment", "trial"]].drop_duplicates().shape[0]
+    assert ladder_report.code_note(frame) == f"Code: the {n} trials' records name no commit or package versions."
+    assert main(["report", "--records", str(tmp_path / "r"), "--out", str(tmp_path / "page")]) == 0
+    assert "commit aaaaaaa (3), bbbbbbb (1)" in (tmp_path / "page" / "report.md").read_text()

@@ -180,3 +180,47 @@ def test_wait_gives_up_when_nni_stops_answering_after_it_had_answered(monkeypatc
     monkeypatch.setattr(experiment, "rest", never)  # not up yet: only the timeout ends the wait
     with pytest.raises(experiment.ExperimentError, match="did not finish within"):
         experiment.wait(1, timeout=0.3, poll=0.01, echo=False, gone_after=0.05)
+
+
+def test_create_starts_again_when_nnis_web_server_was_slow(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """NNI 3.0 waits 3 s for its web server; on a busy machine nnictl create fails so (output as NNI printed it
+    here, beside two study trials) and a new start succeeds; any other failure is reported at once."""
+    import subprocess
+
+    from trials import experiment
+
+    slow = ("[2026-11-30 19:35:57] Creating experiment, Experiment ID: kime5dzu\n"
+            "[2026-11-30 19:35:57] Starting web server...\n[2026-11-30 19:35:59] WARNING: Timeout, retry...\n"
+            "[2026-11-30 19:36:01] ERROR: Create experiment failed: HTTPConnectionPool(host='localhost', port=40649): "
+            "Max retries exceeded with url: /api/v1/nni/check-status (Caused by NewConnectionError(\"HTTPConnection("
+            "host='localhost', port=40649): Failed to establish a new connection: [Errno 111] Connection refused\"))\n")
+    ok = "[2026-11-30 19:36:53] Creating experiment, Experiment ID: \x1b[36mutn8v5cs\x1b[0m\n"
+    not_json = ("[2026-11-30 19:39:57] Creating experiment, Experiment ID: asz0q95n\n"
+                "[2026-11-30 19:39:57] Starting web server...\n[2026-11-30 19:39:58] WARNING: Timeout, retry...\n"
+                "[2026-11-30 19:40:00] ERROR: Create experiment failed: Expecting value: line 1 column 1 (char 0)\n")
+    bad = ("[2026-11-30 19:36:53] Creating experiment, Experiment ID: utn8v5cs\n[2026-11-30 19:36:54] Starting web "
+           "server...\n[2026-11-30 19:36:55] Setting up...\nERROR: Create experiment failed: 400 bad search space\n")
+    calls: list[dict[str, str] | None] = []
+
+    def fake(outputs: list[tuple[int, str]]) -> None:
+        it = iter(outputs)
+
+        def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+            calls.append(kw.get("env"))  # type: ignore[arg-type]
+            code, out = next(it)
+            return subprocess.CompletedProcess(cmd, code, out, "")
+        monkeypatch.setattr(experiment.subprocess, "run", run)
+        calls.clear()
+
+    fake([(1, slow), (1, not_json), (0, ok)])
+    assert experiment.create("c.yml", 1, env={"HOME": "/h"}) == "utn8v5cs"
+    assert calls == [{"HOME": "/h"}] * 3 and capsys.readouterr().err.count("starting again") == 2
+    fake([(1, slow)] * 3)
+    with pytest.raises(experiment.ExperimentError, match="(?s)exit 1.*Connection refused"):
+        experiment.create("c.yml", 1)
+    assert len(calls) == 3, "three starts in all, then the error"
+    fake([(1, bad), (0, ok)])
+    with pytest.raises(experiment.ExperimentError, match="400 bad search space"):
+        experiment.create("c.yml", 1)
+    assert len(calls) == 1, "a failure that is not NNI's slow start is not retried"

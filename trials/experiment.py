@@ -18,10 +18,13 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 FINISHED = ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL")
+# nnictl's output when NNI's web server did not answer its status check within NNI's 3-second start-up wait
+# (refused, or not yet JSON): it failed after "Starting web server..." and before "Setting up..."
+SLOW_START = re.compile(r"Starting web server\.\.\.(?:(?!Setting up\.\.\.).)*Create experiment failed:", re.S)
 TRIAL_DONE = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 
 
@@ -40,21 +43,38 @@ def nnictl() -> str:
     return found
 
 
-def create(config: str, port: int, timeout: float = 120) -> str:
+def create(config: str, port: int, timeout: float = 120, attempts: int = 3,
+           env: Mapping[str, str] | None = None) -> str:
     """``nnictl create --config CONFIG --port PORT``; returns the experiment id.
+
+    NNI 3.0 gives its web server 3 seconds to answer (``nni.experiment.launcher._check_rest_server``) and
+    gives up otherwise ("Create experiment failed: ... check-status ... Connection refused", or "Expecting
+    value" when it answered but not yet with JSON), killing the server it started; on a machine busy with
+    other trials that happens (seen here beside two study trials). Such a start is retried, up to
+    ``attempts`` starts in all (each a new experiment id; the failed one's folder stays, never started).
+
+    Args:
+        env: the environment for nnictl (default: this process's).
 
     Raises:
         ExperimentError: nnictl exits non-zero or prints no experiment id (its output is in the message).
     """
-    proc = subprocess.run(
-        [nnictl(), "create", "--config", config, "--port", str(port)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )
-    out = ANSI.sub("", proc.stdout + proc.stderr)
-    m = re.search(r"Experiment ID:\s*(\w+)", out) or re.search(r"experiment id:?\s*(\w+)", out, re.I)
-    if proc.returncode != 0 or not m:
-        raise ExperimentError(f"nnictl create failed (exit {proc.returncode}):\n{out}")
-    return m.group(1)
+    out, code = "", 0
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(
+            [nnictl(), "create", "--config", config, "--port", str(port)],
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+        )
+        out, code = ANSI.sub("", proc.stdout + proc.stderr), proc.returncode
+        m = re.search(r"Experiment ID:\s*(\w+)", out) or re.search(r"experiment id:?\s*(\w+)", out, re.I)
+        if code == 0 and m:
+            return m.group(1)
+        if not SLOW_START.search(out) or attempt == attempts:
+            break
+        print(f"nnictl create: NNI's web server did not answer within its 3 s (a busy machine?); "
+              f"starting again ({attempt + 1}/{attempts})", file=sys.stderr, flush=True)
+    raise ExperimentError(f"nnictl create failed (exit {code}):\n{out}")
 
 
 def stop(experiment_id: str, timeout: float = 60) -> None:
