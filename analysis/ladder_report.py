@@ -20,7 +20,7 @@ from analysis import aggregate as agg
 from analysis import plots
 from analysis.intervals import INTERVAL_NOTES
 from analysis.ladder import findings, ladder_rows, ladder_table, rung_order
-from analysis.telemetry import telemetry_info, telemetry_plot
+from analysis.telemetry import kl_rows, kl_table, telemetry_info, telemetry_plot
 from mat.tasks import sort_tasks, task_label
 
 INTRO = (
@@ -123,6 +123,11 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
             w.table(ladder_table(t, f"Component ladder, {task_label(task)}, {model} (dev task score)",
                                  f"ladder_{_slug(task)}_{_slug(model)}", table_notes(interval)))
             w.lines += [f"- {x}" for x in findings(t)] + [""]
+        kl = kl_rows(reported)
+        if len(kl):
+            w.lines += ["**δ against dropout.** How much the perturbation itself moves the output, next to what two "
+                        "dropout masks alone do, over training:", ""]
+            w.table(kl_table(kl, f"δ's own ℓ_s against the dropout-only ℓ_s, {model}", f"ladder_kl_{_slug(model)}"))
         box = plots.seed_box_info(per_seed)
         if len(box.data):
             box = dataclasses.replace(box, methods=rung_order(box.methods))

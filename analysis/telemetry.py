@@ -4,7 +4,8 @@ Each evaluation of a record carries ``telemetry``: the mean of every training st
 the previous evaluation (:mod:`mat.telemetry`). The tidy frame holds them as ``kind == "telemetry"`` rows
 (:mod:`analysis.tidy`). :func:`telemetry_info` averages them over the trials of a (task, group) per step, the
 group being the trial's rung where it has one (:mod:`mat.ladder`), else its method; :func:`telemetry_plot`
-draws a statistic per row of panels and a task per column, a line per group.
+draws a statistic per row of panels and a task per column, a line per group. :func:`kl_rows` and
+:func:`kl_table` set δ's own ℓ_s against the dropout-only ℓ_s (both from ``--diagnostics``) over training.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from analysis.plots import new_figure
+from analysis.tables import Table
 from analysis.tidy import TELEMETRY
 from mat.ladder import RUNG_KEY, RUNG_NAMES
 from mat.tasks import sort_tasks, task_label
@@ -120,3 +122,76 @@ def telemetry_plot(info: pd.DataFrame, stats: Sequence[str] | None = None) -> Fi
     fig.subplots_adjust(left=0.75 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(), top=top - 0.2 / fig.get_figheight(),
                         hspace=0.6, wspace=0.3)
     return fig
+
+
+KL_COLUMNS = ["task", "group", "n", "delta_own_kl", "dropout_kl", "ratio", "ratio_std", "min_interval_ratio"]
+
+
+def kl_rows(df: pd.DataFrame, statuses: Sequence[str] | None = ("SUCCEEDED",)) -> pd.DataFrame:
+    """δ's own ℓ_s against the dropout-only ℓ_s over training, per (task, group), from ``--diagnostics`` trials.
+
+    Per trial: the mean of ``delta_own_kl`` and of ``dropout_kl`` over its training (each evaluation's
+    interval mean weighted by the steps it covers, so the whole-run mean), their ratio, and the smallest
+    ratio of one interval. Then, over the trials of a (task, group): the means of the two means, the mean
+    and std of the ratio, and the smallest interval ratio of any trial.
+
+    Args:
+        df: the tidy frame (its ``kind == "telemetry"`` rows); trials without both statistics are left out.
+        statuses: trial statuses to include (None: all).
+
+    Returns:
+        :data:`KL_COLUMNS`, one row per (task, group), groups in ladder order.
+    """
+    d = df[(df["kind"] == TELEMETRY) & df["metric"].isin(["delta_own_kl", "dropout_kl"])]
+    if statuses is not None:
+        d = d[d["status"].isin(list(statuses))]
+    if d.empty:
+        return pd.DataFrame(columns=KL_COLUMNS)
+    d = d.assign(group=group_labels(d))
+    per_trial = []
+    for (task, group, _exp, _trial), g in d.groupby(["task", "group", "experiment", "trial"], sort=False):
+        w = g.pivot_table(index="step", columns="metric", values="value", aggfunc="first").sort_index()
+        if not {"delta_own_kl", "dropout_kl"} <= set(w.columns):
+            continue
+        steps = w.index.to_numpy(dtype=float)
+        weight = np.diff(steps, prepend=0.0)
+        own = float(np.average(w["delta_own_kl"], weights=weight))
+        drop = float(np.average(w["dropout_kl"], weights=weight))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            interval = (w["delta_own_kl"] / w["dropout_kl"]).to_numpy(dtype=float)
+        per_trial.append((task, group, own, drop, own / drop if drop > 0 else np.nan, np.nanmin(interval)))
+    t = pd.DataFrame(per_trial, columns=["task", "group", "own", "drop", "ratio", "min_ratio"])
+    if t.empty:
+        return pd.DataFrame(columns=KL_COLUMNS)
+    out = t.groupby(["task", "group"]).agg(n=("own", "size"), delta_own_kl=("own", "mean"), dropout_kl=("drop", "mean"),
+                                           ratio=("ratio", "mean"), ratio_std=("ratio", "std"),
+                                           min_interval_ratio=("min_ratio", "min")).reset_index()
+    order = {g: i for i, g in enumerate(group_order(list(out["group"])))}
+    tasks = {t: i for i, t in enumerate(sort_tasks(out["task"]))}
+    out = out.sort_values(by=["task", "group"], key=lambda c: c.map(tasks if c.name == "task" else order))
+    return out.reset_index(drop=True)[KL_COLUMNS]
+
+
+def _g(v: float) -> str:
+    return "-" if pd.isna(v) else f"{v:.2g}"
+
+
+def kl_table(rows: pd.DataFrame, title: str, name: str) -> Table:
+    """:func:`kl_rows` as a report table: a row per (task, group)."""
+    cells = pd.DataFrame({
+        "task": [task_label(t) for t in rows["task"]],
+        "δ's own ℓ_s": [_g(v) for v in rows["delta_own_kl"]],
+        "dropout-only ℓ_s": [_g(v) for v in rows["dropout_kl"]],
+        "own / dropout-only": [_g(r) + ("" if pd.isna(sd) else f" ± {_g(sd)}") + f" ({n})"
+                               for r, sd, n in zip(rows["ratio"], rows["ratio_std"], rows["n"])],
+        "smallest interval ratio": [_g(v) for v in rows["min_interval_ratio"]],
+    }, index=list(rows["group"]))
+    cells.index.name = "rung"
+    numbers = rows.set_index("group")
+    numbers.index.name = "rung"
+    notes = ("δ's own ℓ_s: clean vs perturbed forward under the same dropout masks; dropout-only ℓ_s: two clean "
+             "forwards that differ only in their dropout masks (both measured at every step with --diagnostics). "
+             "Each trial's value is its mean over training (evaluation intervals weighted by their steps); the "
+             "table gives the mean over seeds, the ratio as mean ± std over seeds (n), and the smallest ratio of "
+             "any one interval of any seed.",)
+    return Table(name, title, cells, numbers, notes)

@@ -161,3 +161,36 @@ def test_code_note_names_each_commit_and_version_with_its_trial_count(frame: pd.
     assert ladder_report.code_note(frame) == f"Code: the {n} trials' records name no commit or package versions."
     assert main(["report", "--records", str(tmp_path / "r"), "--out", str(tmp_path / "page")]) == 0
     assert "commit aaaaaaa (3), bbbbbbb (1)" in (tmp_path / "page" / "report.md").read_text()
+
+
+def test_kl_rows_weigh_intervals_by_their_steps() -> None:
+    def trial(t: str, steps: list[int], own: list[float], drop: list[float]) -> list[dict[str, object]]:
+        rows = []
+        for s, o, d in zip(steps, own, drop):
+            for metric, v in (("delta_own_kl", o), ("dropout_kl", d)):
+                rows.append({"experiment": "e", "trial": t, "method": "mat", "task": "stsb", "status": "SUCCEEDED",
+                             "kind": TELEMETRY, "step": s, "metric": metric, "value": v, "param.rung": "mat"})
+        return rows
+    df = pd.DataFrame(trial("a", [10, 40], [1.0, 2.0], [1.0, 1.0]) + trial("b", [10, 40], [3.0, 3.0], [1.0, 1.0])
+                      + trial("c", [10, 40], [9.0, 9.0], [1.0, 1.0]))
+    df.loc[df["trial"] == "c", "status"] = "FAILED"
+    r = telemetry.kl_rows(df).iloc[0]
+    # trial a: (10·1 + 30·2) / 40 = 1.75 over a dropout mean of 1; trial b: 3; the failed trial c is left out
+    assert (r["task"], r["group"], r["n"]) == ("stsb", "mat", 2)
+    assert r["delta_own_kl"] == pytest.approx((1.75 + 3.0) / 2) and r["dropout_kl"] == pytest.approx(1.0)
+    assert r["ratio"] == pytest.approx(2.375) and r["ratio_std"] == pytest.approx(np.std([1.75, 3.0], ddof=1))
+    assert r["min_interval_ratio"] == pytest.approx(1.0)
+
+
+def test_kl_rows_of_the_ladder(frame: pd.DataFrame) -> None:
+    rows = telemetry.kl_rows(frame)
+    rte = rows[rows["task"] == "rte"].set_index("group")
+    assert list(rte.index) == ["dropout_consistency", "mat", "mat_visible_delta"], "rungs with both statistics, in order"
+    mean_inv = (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4  # the synthetic statistics fall as 1/i over 4 equal intervals
+    assert rte.loc["mat_visible_delta", "delta_own_kl"] == pytest.approx(4e-3 * mean_inv)
+    assert rte.loc["mat_visible_delta", "dropout_kl"] == pytest.approx(1.6e-4 * mean_inv)
+    assert rte.loc["mat_visible_delta", ["ratio", "min_interval_ratio"]].tolist() == pytest.approx([25.0, 25.0])
+    assert rte.loc["mat", "ratio"] == pytest.approx(5e-11 / 1.6e-4) and rte.loc["dropout_consistency", "ratio"] == 0
+    assert (rte["n"] == 5).all()
+    table = telemetry.kl_table(rows[rows["task"] == "rte"], "t", "ladder_kl_minilm")
+    assert table.cells.loc["mat_visible_delta"].tolist()[1:] == ["0.0021", "8.3e-05", "25 ± 0 (5)", "25"]
