@@ -194,3 +194,24 @@ def test_kl_rows_of_the_ladder(frame: pd.DataFrame) -> None:
     assert (rte["n"] == 5).all()
     table = telemetry.kl_table(rows[rows["task"] == "rte"], "t", "ladder_kl_minilm")
     assert table.cells.loc["mat_visible_delta"].tolist()[1:] == ["0.0021", "8.3e-05", "25 ± 0 (5)", "25"]
+
+
+def test_the_committed_results_page_regenerates_from_the_committed_records(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/results.md and its tables are what the report makes of results/components/ today (run as the page
+    says, from the repo root): records added without regenerating the page, or a report change that moves a
+    number, fail here. Figures are left out (PNG/PDF bytes depend on the fonts of the machine)."""
+    from tests.helpers import REPO
+
+    records = REPO / "results" / "components"
+    if not any(records.glob("*/*/trial.json")):
+        pytest.skip("no component-study records committed yet")
+    monkeypatch.chdir(REPO)
+    assert main(["report", "--records", "results/components", "--out", str(tmp_path), "--page", "results.md",
+                 "--title", "Which part of MAT acts: the component study",
+                 "--preface", "results/components/README.md"]) == 0
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.suffix in (".md", ".csv", ".tex"))
+    committed = sorted(p.relative_to(REPO / "docs") for p in (REPO / "docs" / "tables").glob("*"))
+    assert [p for p in made if p.parts[0] == "tables"] == committed, "regenerate the page: tables differ"
+    for rel in made:
+        assert (tmp_path / rel).read_text() == (REPO / "docs" / rel).read_text(), f"docs/{rel} is stale: regenerate it"
