@@ -115,7 +115,9 @@ def seed_box_info(scores: pd.DataFrame, split: str = DEV, n_panels: int = 2) -> 
 def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
     """Draw :class:`BoxInfo`: one panel per task group, a box per (task, method), own y-range per panel."""
     widths = [max(1, len(p)) for p in info.panels] or [1]
-    fig, axes = new_figure(1, len(widths), (1.4 * sum(widths) + 2, 4.2), gridspec_kw={"width_ratios": widths})
+    per_task = 1.4 * max(1.0, len(info.methods) / 4)  # room for a box per method in each task
+    fig, axes = new_figure(1, len(widths), (max(5.0, per_task * sum(widths) + 2), 4.2),
+                           gridspec_kw={"width_ratios": widths})
     for ax, tasks in zip(axes[0], info.panels):
         panel = info.data[info.data["task"].isin(tasks)]
         with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated `vert`
@@ -128,11 +130,22 @@ def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
         if ax.get_legend() is not None:
             ax.get_legend().remove()
     handles, labels = axes[0][0].get_legend_handles_labels()
+    rows = 0
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+        ncol = legend_columns(labels, fig.get_figwidth())
+        rows = -(-len(labels) // ncol)
+        fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False)
     fig.suptitle(title, y=0.02, va="bottom", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.92))
+    fig.tight_layout(rect=(0, 0.05, 1, 1 - (0.1 + 0.25 * rows) / fig.get_figheight()))
     return fig
+
+
+def legend_columns(labels: Sequence[str], width: float) -> int:
+    """How many legend entries fit side by side in ``width`` inches (about 0.07 in a character plus the
+    marker and spacing at the default font size): the legend wraps into rows instead of running off the
+    figure."""
+    entry = max((0.07 * len(str(lab)) + 0.6 for lab in labels), default=1.0)
+    return max(1, min(len(labels), int(width // entry)))
 
 
 # ------------------------------------------------------------------------------------------ ablation

@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from analysis.plots import new_figure
+from analysis.plots import legend_columns, new_figure
 from analysis.tables import Table
 from analysis.tidy import TELEMETRY
 from mat.ladder import RUNG_KEY, RUNG_NAMES
@@ -116,9 +116,12 @@ def telemetry_plot(info: pd.DataFrame, stats: Sequence[str] | None = None) -> Fi
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    rows = 1
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7), frameon=False)
-    top = 1 - 0.55 / fig.get_figheight()
+        ncol = legend_columns(labels, fig.get_figwidth())
+        rows = -(-len(labels) // ncol)
+        fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False)
+    top = 1 - (0.3 + 0.25 * rows) / fig.get_figheight()
     fig.subplots_adjust(left=0.75 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(), top=top - 0.2 / fig.get_figheight(),
                         hspace=0.6, wspace=0.3)
     return fig

@@ -131,3 +131,22 @@ def test_split_panels_at_the_widest_gap() -> None:
     med = pd.Series({"cola": 60.0, "rte": 72.0, "sst2": 93.0, "qnli": 91.0, "wnli": 56.0})
     assert plots.split_panels(med) == [["cola", "rte", "wnli"], ["sst2", "qnli"]]
     assert plots.split_panels(med, n_panels=1) == [["cola", "sst2", "qnli", "rte", "wnli"]]
+
+
+def test_a_long_legend_wraps_inside_the_figure() -> None:
+    """Seven rungs on one task: the legend wraps into rows and stays inside the figure (it ran off both sides
+    of the component study's box plot when it was one row)."""
+    assert plots.legend_columns(["a" * 10] * 7, 5.0) == 3  # 0.07 * 10 + 0.6 = 1.3 in an entry
+    assert plots.legend_columns(["x" * 60], 2.0) == 1 and plots.legend_columns([], 5.0) == 1
+    names = ["vanilla", "inner_steps", "sampling", "dropout_consistency", "mat", "mat_visible_delta", "r3f"]
+    rows = [dict(experiment="e", trial=f"{m}-{s}", method=m, task="stsb", model="m", seed=s, status="SUCCEEDED",
+                 error=None, config="c", source="s", kind="best", step=1.0, epoch=1.0, split="dev", metric=metric,
+                 value=80.0 + i + s) for i, m in enumerate(names) for s in (1, 2) for metric in ("pearson", "spearman")]
+    info = plots.seed_box_info(agg.trial_scores(pd.DataFrame(rows)[list(COLUMNS)]))
+    fig = plots.seed_box_plot(info)
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    box, page = legend.get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
+    assert box.y0 >= fig.axes[0].get_window_extent().y1, "the legend sits above the axes"
+    assert len(legend.get_texts()) == 7 and legend._ncols < 7
