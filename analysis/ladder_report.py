@@ -14,6 +14,7 @@ import re
 from typing import Any, Sequence
 
 import pandas as pd
+import seaborn as sns
 from matplotlib.figure import Figure
 
 from analysis import aggregate as agg
@@ -66,24 +67,40 @@ def code_note(trials: pd.DataFrame) -> str:
 
 def compute_plot(rows: pd.DataFrame) -> Figure:
     """Accuracy against compute: a panel per task, each rung at (passes per step, mean dev score) with a ±std
-    error bar, labelled with its name.
+    error bar, a colour per rung (ladder order) and one legend.
 
     Args:
         rows: :func:`analysis.ladder.ladder_rows` of one model.
     """
     tasks = sort_tasks(rows["task"]) if len(rows) else []
     fig, axes = new_axes(len(tasks))
+    rungs = rung_order(list(dict.fromkeys(rows["rung"])))
+    colours = dict(zip(rungs, sns.color_palette(n_colors=max(1, len(rungs)))))
     for ax, task in zip(axes, tasks):
-        g = rows[rows["task"] == task]
-        for _i, r in g.iterrows():
+        g = rows[rows["task"] == task].set_index("rung")
+        for rung in [r for r in rungs if r in g.index]:
+            r = g.loc[rung]
             ax.errorbar([r["passes_per_step"]], [r["mean"]], yerr=[0.0 if pd.isna(r["std"]) else r["std"]],
-                        marker="o", capsize=3, linestyle="none")
-            ax.annotate(r["rung"], (r["passes_per_step"], r["mean"]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
+                        marker="o", capsize=3, linestyle="none", color=colours[rung], label=rung)
         ax.set_title(task_label(task), fontsize=10)
         ax.set_xlabel("forward + backward passes per step")
         ax.set_ylabel("dev score (mean ± std over seeds)")
-    fig.tight_layout()
+        ax.margins(x=0.1)
+    labels: list[str] = []
+    handles = []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    n_rows = 0
+    if handles:
+        order = sorted(range(len(labels)), key=lambda i: rungs.index(labels[i]))
+        ncol = plots.legend_columns(labels, fig.get_figwidth())
+        n_rows = -(-len(labels) // ncol)
+        fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=ncol,
+                   frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.25 * n_rows) / fig.get_figheight()))
     return fig
 
 
