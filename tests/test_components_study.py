@@ -224,3 +224,28 @@ def test_create_starts_again_when_nnis_web_server_was_slow(monkeypatch: pytest.M
     with pytest.raises(experiment.ExperimentError, match="400 bad search space"):
         experiment.create("c.yml", 1)
     assert len(calls) == 1, "a failure that is not NNI's slow start is not retried"
+
+
+def test_status_estimates_the_missing_cells_from_the_finished_records(tmp_path: Path) -> None:
+    from mat.records import TrialRecord
+
+    def put(task: str, rung: str, seed: int, total: float) -> None:
+        rec = TrialRecord(trial_id=f"{task}-{rung}-{seed}", method="mat", task=task, model="minilm", seed=seed,
+                          params={"rung": rung, "seed": seed}, status="SUCCEEDED",
+                          cost={"wall_seconds": {"total": total}})
+        write_record(rec, components.cell_dir(tmp_path, task, rung, seed))
+
+    put("stsb", "vanilla", 1, 600.0)
+    put("stsb", "vanilla", 2, 500.0)
+    put("stsb", "vanilla", 3, 900.0)  # median 600
+    put("stsb", "mat", 1, 3600.0)
+    put("cola", "mat", 1, 7200.0)  # another task's mat: stsb keeps its own
+    put("cola", "sampling", 1, 1800.0)  # stsb has no sampling record: taken from cola
+    assert components.rung_seconds(tmp_path, "stsb") == {"vanilla": 600.0, "mat": 3600.0, "sampling": 1800.0}
+    cells = [("vanilla", 4), ("mat", 2), ("sampling", 2), ("r3f", 1)]
+    # 600 + 3600 + 1800 = 6000 s = 1.67 trial-hours, 0.83 h at 2 at a time; r3f has no record anywhere
+    assert components.estimate(tmp_path, "stsb", cells) == (
+        "4 cells to run: about 1.7 trial-hours by the finished records' median wall time per rung, 0.8 h at 2 at a "
+        "time; not counted (no record of the rung yet): r3f")
+    assert components.main(["status", "--task", "stsb", "--records", str(tmp_path), "--rungs", "vanilla,mat",
+                            "--seeds", "1-3"]) == 0

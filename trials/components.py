@@ -24,6 +24,7 @@ import argparse
 import json
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -177,12 +178,43 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def rung_seconds(records: Path, task: str) -> dict[str, float]:
+    """Median wall seconds of a finished trial per rung (the records' ``cost.wall_seconds.total``): this task's
+    records where a rung has some, else those of every task under ``records``."""
+    def medians(paths: Iterable[Path]) -> dict[str, float]:
+        by: dict[str, list[float]] = {}
+        for path in paths:
+            rec = read_record(path)
+            total = (rec.cost or {}).get("wall_seconds", {}).get("total") if isinstance(rec.cost, dict) else None
+            if rec.status == "SUCCEEDED" and isinstance(total, (int, float)) and isinstance(rec.params.get(RUNG_KEY), str):
+                by.setdefault(get_rung(rec.params[RUNG_KEY]).name, []).append(float(total))
+        return {r: statistics.median(v) for r, v in by.items()}
+
+    anywhere = medians(sorted(records.glob(f"*/*/{RECORD}")))
+    return anywhere | medians(sorted((records / task).glob(f"*/{RECORD}")))
+
+
+def estimate(records: Path, task: str, cells: Sequence[Cell], concurrency: int = 2) -> str:
+    """One line: the trial-hours the ``cells`` would take by :func:`rung_seconds`, and the hours at
+    ``concurrency`` trials at a time (the records' seconds: the same machine and concurrency assumed)."""
+    secs = rung_seconds(records, task)
+    known = [secs[r] for r, _s in cells if r in secs]
+    unknown = sorted({r for r, _s in cells if r not in secs})
+    hours = sum(known) / 3600
+    line = (f"{len(cells)} cells to run: about {hours:.1f} trial-hours by the finished records' median wall time "
+            f"per rung, {hours / concurrency:.1f} h at {concurrency} at a time")
+    return line + (f"; not counted (no record of the rung yet): {', '.join(unknown)}" if unknown else "")
+
+
 def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequence[int]) -> str:
     done = done_cells(records, task)
     lines = [f"{task}: {sum((r, s) in done for r in rungs for s in seeds)}/{len(rungs) * len(seeds)} cells have a record",
              f"{'rung':<20} " + " ".join(f"s{s:<3}" for s in seeds)]
     for rung in rungs:
         lines.append(f"{rung:<20} " + " ".join(f"{'done' if (rung, s) in done else '-':<4}" for s in seeds))
+    missing = missing_cells(records, task, rungs, seeds)
+    if missing:
+        lines.append(estimate(records, task, missing))
     return "\n".join(lines)
 
 
