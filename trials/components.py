@@ -2,7 +2,8 @@
 search space of only the missing ones, and an experiment's records copied into the repository as they finish.
 
 The study's records live at ``<records>/<task>/<rung>-seed<k>/trial.json`` (``results/components`` in this
-repository): SUCCEEDED trial records only, no checkpoints. A cell is done when its record is there::
+repository): SUCCEEDED trial records only, no checkpoints. A cell is done when its record is there; ``status``
+also estimates the trial-hours the other cells need from the finished records::
 
     python -m trials.components status --records results/components --task rte
     python -m trials.components space --records results/components --task rte --out missing.json
@@ -269,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help=f"comma-separated rungs, in this order (default all: {','.join(RUNG_NAMES)})")
         q.add_argument("--seeds", type=_parse_seeds, default=list(DEFAULT_SEEDS), help="seeds, e.g. 1-5 or 1,3 (default 1-5)")
 
-    s = sub.add_parser("status", help="which cells of a task have a record")
+    s = sub.add_parser("status", help="which cells of a task have a record, and the trial-hours the others need")
     s.add_argument("--task", required=True, help="GLUE task name, e.g. rte")
     cells_args(s)
     sp = sub.add_parser("space", help="write the NNI search space of the missing cells")
