@@ -249,3 +249,22 @@ def test_status_estimates_the_missing_cells_from_the_finished_records(tmp_path: 
         "time; not counted (no record of the rung yet): r3f")
     assert components.main(["status", "--task", "stsb", "--records", str(tmp_path), "--rungs", "vanilla,mat",
                             "--seeds", "1-3"]) == 0
+
+
+def test_every_committed_study_record_ran_the_same_training_code() -> None:
+    """The study's records name several commits (the repo changed elsewhere while it ran); the training code,
+    mat/ and trials/mat_trial.py, must be the same at all of them, or the rungs would not be comparable."""
+    import subprocess
+
+    shas = sorted({read_record(p).git_sha or "" for p in (REPO / "results" / "components").glob("*/*/trial.json")})
+    if not shas:
+        pytest.skip("no component-study records committed yet")
+    assert "" not in shas, "a study record without git_sha"
+    git = ["git", "-C", str(REPO)]
+    if shutil.which("git") is None or any(
+            subprocess.run([*git, "cat-file", "-e", f"{s}^{{commit}}"], capture_output=True).returncode for s in shas):
+        pytest.skip("the records' commits are not in this checkout (no git, or a shallow clone)")
+    for sha in shas[1:]:
+        diff = subprocess.run([*git, "diff", "--stat", shas[0], sha, "--", "mat", "trials/mat_trial.py"],
+                              capture_output=True, text=True, check=True).stdout
+        assert diff == "", f"training code differs between {shas[0][:7]} and {sha[:7]}:\n{diff}"
