@@ -86,20 +86,7 @@ def compute_plot(rows: pd.DataFrame) -> Figure:
         ax.set_xlabel("forward + backward passes per step")
         ax.set_ylabel("dev score (mean ± std over seeds)")
         ax.margins(x=0.1)
-    labels: list[str] = []
-    handles = []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    n_rows = 0
-    if handles:
-        order = sorted(range(len(labels)), key=lambda i: rungs.index(labels[i]))
-        ncol = plots.legend_columns(labels, fig.get_figwidth())
-        n_rows = -(-len(labels) // ncol)
-        fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center", ncol=ncol,
-                   frameon=False)
+    n_rows = plots.figure_legend(fig, axes, rungs)
     fig.tight_layout(rect=(0, 0, 1, 1 - (0.1 + 0.25 * n_rows) / fig.get_figheight()))
     return fig
 

@@ -17,7 +17,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -129,15 +129,27 @@ def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
         ax.set_ylabel("score (task metrics averaged)")
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    rows = 0
-    if handles:
-        ncol = legend_columns(labels, fig.get_figwidth())
-        rows = -(-len(labels) // ncol)
-        fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False)
+    rows = figure_legend(fig, axes.flat, info.methods)
     fig.suptitle(title, y=0.02, va="bottom", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1 - (0.1 + 0.25 * rows) / fig.get_figheight()))
     return fig
+
+
+def figure_legend(fig: Figure, axes: Iterable[Any], order: Sequence[str] | None = None) -> int:
+    """One legend at the top of ``fig`` with every label drawn in ``axes`` once (whichever panel drew it), in
+    ``order`` where given, wrapped into rows that fit the figure (:func:`legend_columns`); returns the rows
+    (0 without labels) so the caller can leave room for them."""
+    found: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(lab, h)
+    if not found:
+        return 0
+    rank = {name: i for i, name in enumerate(order or [])}
+    labels = sorted(found, key=lambda lab: rank.get(lab, len(rank)))
+    ncol = legend_columns(labels, fig.get_figwidth())
+    fig.legend([found[lab] for lab in labels], labels, loc="upper center", ncol=ncol, frameon=False)
+    return -(-len(labels) // ncol)
 
 
 def legend_columns(labels: Sequence[str], width: float) -> int:

@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from analysis.plots import legend_columns, new_figure
+from analysis.plots import figure_legend, new_figure
 from analysis.tables import Table
 from analysis.tidy import TELEMETRY
 from mat.ladder import RUNG_KEY, RUNG_NAMES
@@ -110,17 +110,7 @@ def telemetry_plot(info: pd.DataFrame, stats: Sequence[str] | None = None) -> Fi
                 ax.set_yscale("log")
             ax.set_title(f"{task_label(task)}: {LABELS.get(stat, stat)}", fontsize=9)
             ax.set_xlabel("step" if i == len(stats) - 1 else "")
-    handles, labels = [], []
-    for ax in axes.flat:  # every group once, whichever panel drew it
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    rows = 1
-    if handles:
-        ncol = legend_columns(labels, fig.get_figwidth())
-        rows = -(-len(labels) // ncol)
-        fig.legend(handles, labels, loc="upper center", ncol=ncol, frameon=False)
+    rows = max(1, figure_legend(fig, axes.flat))  # every group once, whichever panel drew it
     top = 1 - (0.3 + 0.25 * rows) / fig.get_figheight()
     fig.subplots_adjust(left=0.75 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(), top=top - 0.2 / fig.get_figheight(),
                         hspace=0.6, wspace=0.3)

@@ -186,7 +186,8 @@ def rung_seconds(records: Path, task: str) -> dict[str, float]:
         by: dict[str, list[float]] = {}
         for path in paths:
             rec = read_record(path)
-            total = (rec.cost or {}).get("wall_seconds", {}).get("total") if isinstance(rec.cost, dict) else None
+            wall = rec.cost.get("wall_seconds")
+            total = wall.get("total") if isinstance(wall, dict) else None
             if rec.status == "SUCCEEDED" and isinstance(total, (int, float)) and isinstance(rec.params.get(RUNG_KEY), str):
                 by.setdefault(get_rung(rec.params[RUNG_KEY]).name, []).append(float(total))
         return {r: statistics.median(v) for r, v in by.items()}
