@@ -29,7 +29,7 @@ import pandas as pd
 
 from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
 from analysis.scores import round_half_up
-from analysis.tables import MISSING, Table, fmt, fmt_p
+from analysis.tables import MISSING, Table, fmt, fmt_p, p_clause
 from analysis.tidy import DEV, SCORE
 from mat.tasks import sort_tasks, task_label
 
@@ -312,7 +312,7 @@ def _signed(v: float) -> str:
 def _diff_cell(r: pd.Series) -> str:
     if pd.isna(r["mean_diff"]):
         return MISSING
-    cell = f"{_signed(r['mean_diff'])} [{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]; p={fmt_p(r['p_value'])}"
+    cell = f"{_signed(r['mean_diff'])} [{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]; {p_clause(r['p_value'])}"
     if str(r["test"]).startswith("Welch"):
         return cell + " (Welch, unpaired)"
     cell += f" (t), {fmt_p(r['wilcoxon_p'])} (W)"

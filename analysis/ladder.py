@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis.comparison import paired_stats
 from analysis.intervals import mean_interval
-from analysis.tables import MISSING, Table, fmt, fmt_interval, fmt_p
+from analysis.tables import MISSING, Table, fmt, fmt_interval, p_clause
 from analysis.tidy import DEV, SCORE
 from mat.ladder import RUNG_KEY, RUNG_NAMES, RUNGS, previous_rung
 from mat.tasks import task_label
@@ -115,7 +115,7 @@ def diff_cell(r: pd.Series, ref: str) -> str:
     if pd.isna(d):
         return MISSING
     lo, hi = r[f"vs_{ref}_ci_low"], r[f"vs_{ref}_ci_high"]
-    return f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]; p={fmt_p(r[f'vs_{ref}_p_value'])} ({int(r[f'vs_{ref}_n_pairs'])} pairs)"
+    return f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]; {p_clause(r[f'vs_{ref}_p_value'])} ({int(r[f'vs_{ref}_n_pairs'])} pairs)"
 
 
 def ladder_table(rows: pd.DataFrame, title: str, name: str, notes: Sequence[str] = ()) -> Table:
@@ -156,5 +156,5 @@ def findings(rows: pd.DataFrame) -> list[str]:
                            f"[{_signed(lo)}, {_signed(hi)}] holds 0).")
             else:
                 out.append(f"{what}: {_signed(d)} points, interval [{_signed(lo)}, {_signed(hi)}] excludes 0 "
-                           f"(paired t p={fmt_p(r[f'vs_{ref}_p_value'])}, {int(n)} seeds).")
+                           f"(paired t {p_clause(r[f'vs_{ref}_p_value'])}, {int(n)} seeds).")
     return out

@@ -339,6 +339,12 @@ def fmt_p(p: float) -> str:
     return MISSING if not isinstance(p, float) or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.2g}")
 
 
+def p_clause(p: float) -> str:
+    """A p-value in prose: ``p=0.044``, ``p<0.001`` (not ``p=<0.001``), ``p=-`` when missing."""
+    text = fmt_p(p)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
+
+
 def fmt_interval(low: float, high: float, digits: int = 2) -> str:
     """``[low, high]`` as a table prints it."""
     return f"[{fmt(low, digits)}, {fmt(high, digits)}]"

@@ -154,3 +154,9 @@ def test_write_table_files(tmp_path: Path) -> None:
     paths = tables.write_table(t, tmp_path)
     assert sorted(p.name for p in paths.values()) == ["anli_ref.csv", "anli_ref.md", "anli_ref.tex"]
     assert paths["md"].read_text() == tables.to_markdown(t)
+
+
+def test_p_values_in_tables_and_in_prose() -> None:
+    assert [tables.fmt_p(p) for p in (0.0443, 0.5, 0.0004, float("nan"))] == ["0.044", "0.5", "<0.001", "-"]
+    # prose reads "p<0.001", never "p=<0.001"
+    assert [tables.p_clause(p) for p in (0.0443, 0.0004, float("nan"))] == ["p=0.044", "p<0.001", "p=-"]
