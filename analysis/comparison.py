@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
-from analysis.scores import round_half_up
-from analysis.tables import MISSING, Table, fmt, fmt_p, p_clause
+from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_p
 from analysis.tidy import DEV, SCORE
 from mat.tasks import sort_tasks, task_label
 
@@ -305,14 +304,10 @@ def table_notes(interval: str) -> list[str]:
 # ------------------------------------------------------------------------------------------ the table
 
 
-def _signed(v: float) -> str:
-    return MISSING if math.isnan(v) else ("+" if v >= 0 else "") + round_half_up(v, 2)
-
-
 def _diff_cell(r: pd.Series) -> str:
     if pd.isna(r["mean_diff"]):
         return MISSING
-    cell = f"{_signed(r['mean_diff'])} [{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]; {p_clause(r['p_value'])}"
+    cell = fmt_diff(r["mean_diff"], r["ci_low"], r["ci_high"], r["p_value"])
     if str(r["test"]).startswith("Welch"):
         return cell + " (Welch, unpaired)"
     cell += f" (t), {fmt_p(r['wilcoxon_p'])} (W)"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis.comparison import paired_stats
 from analysis.intervals import mean_interval
-from analysis.tables import MISSING, Table, fmt, fmt_interval, p_clause
+from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_interval, fmt_signed, p_clause
 from analysis.tidy import DEV, SCORE
 from mat.ladder import RUNG_KEY, RUNG_NAMES, RUNGS, previous_rung
 from mat.tasks import task_label
@@ -105,17 +105,13 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
     return out
 
 
-def _signed(v: float) -> str:
-    return MISSING if math.isnan(v) else ("+" if v >= 0 else "") + fmt(v, 2)
-
-
 def diff_cell(r: pd.Series, ref: str) -> str:
     """``+1.20 [-0.40, +2.80]; p=0.12 (5 pairs)`` for the difference to ``ref`` (``vanilla``/``previous``)."""
     d = r[f"vs_{ref}_mean_diff"]
     if pd.isna(d):
         return MISSING
     lo, hi = r[f"vs_{ref}_ci_low"], r[f"vs_{ref}_ci_high"]
-    return f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]; {p_clause(r[f'vs_{ref}_p_value'])} ({int(r[f'vs_{ref}_n_pairs'])} pairs)"
+    return f"{fmt_diff(d, lo, hi, r[f'vs_{ref}_p_value'])} ({int(r[f'vs_{ref}_n_pairs'])} pairs)"
 
 
 def ladder_table(rows: pd.DataFrame, title: str, name: str, notes: Sequence[str] = ()) -> Table:
@@ -152,9 +148,9 @@ def findings(rows: pd.DataFrame) -> list[str]:
             elif pd.isna(d) or n < 2:
                 out.append(f"{what}: one paired seed only: nothing to conclude.")
             elif pd.isna(lo) or lo <= 0 <= hi:
-                out.append(f"{what}: no difference detectable with {int(n)} seeds ({_signed(d)}, interval "
-                           f"[{_signed(lo)}, {_signed(hi)}] holds 0).")
+                out.append(f"{what}: no difference detectable with {int(n)} seeds ({fmt_signed(d)}, interval "
+                           f"[{fmt_signed(lo)}, {fmt_signed(hi)}] holds 0).")
             else:
-                out.append(f"{what}: {_signed(d)} points, interval [{_signed(lo)}, {_signed(hi)}] excludes 0 "
+                out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] excludes 0 "
                            f"(paired t {p_clause(r[f'vs_{ref}_p_value'])}, {int(n)} seeds).")
     return out

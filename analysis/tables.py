@@ -345,6 +345,16 @@ def p_clause(p: float) -> str:
     return f"p{text}" if text.startswith("<") else f"p={text}"
 
 
+def fmt_signed(v: float) -> str:
+    """A difference with its sign (``+0.44``, ``-0.06``), two decimals rounded half up, ``-`` when missing."""
+    return MISSING if math.isnan(v) else ("+" if v >= 0 else "") + fmt(v, 2)
+
+
+def fmt_diff(d: float, low: float, high: float, p: float) -> str:
+    """A paired difference as the comparison and ladder tables print it: ``+0.44 [+0.03, +0.84]; p=0.044``."""
+    return f"{fmt_signed(d)} [{fmt_signed(low)}, {fmt_signed(high)}]; {p_clause(p)}"
+
+
 def fmt_interval(low: float, high: float, digits: int = 2) -> str:
     """``[low, high]`` as a table prints it."""
     return f"[{fmt(low, digits)}, {fmt(high, digits)}]"

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -254,8 +255,6 @@ def test_status_estimates_the_missing_cells_from_the_finished_records(tmp_path: 
 def test_every_committed_study_record_ran_the_same_training_code() -> None:
     """The study's records name several commits (the repo changed elsewhere while it ran); the training code,
     mat/ and trials/mat_trial.py, must be the same at all of them, or the rungs would not be comparable."""
-    import subprocess
-
     shas = sorted({read_record(p).git_sha or "" for p in (REPO / "results" / "components").glob("*/*/trial.json")})
     if not shas:
         pytest.skip("no component-study records committed yet")
