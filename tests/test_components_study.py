@@ -112,6 +112,8 @@ def test_the_missing_config_points_at_the_new_space_with_absolute_paths(tmp_path
     assert {k: v for k, v in config.items() if k not in ("maxTrialNumber", "searchSpaceFile", "trialCodeDirectory")} == {
         k: v for k, v in original.items() if k not in ("maxTrialNumber", "searchSpaceFile", "trialCodeDirectory")}
     assert components.config_task(config) == "rte"
+    assert original["trialConcurrency"] == 2
+    assert yaml.safe_load(components.missing_config(src, space, 1, tmp_path, concurrency=1).read_text())["trialConcurrency"] == 1
     with pytest.raises(ValueError, match="no --task"):
         components.config_task({"trialCommand": "python3 trials/mat_trial.py --method mat"})
 
@@ -123,6 +125,9 @@ def test_cli_refuses_unknown_rungs_and_bad_seeds(capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as e:
         components.main(["status", "--task", "rte", "--seeds", "1-x"])
     assert e.value.code == 2 and "1-5 or 1,2,7" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        components.main(["run", "nni_configs/components_rte.yml", "--concurrency", "0"])
+    assert e.value.code == 2 and "--concurrency: must be a whole number of at least 1; got '0'" in capsys.readouterr().err
 
 
 @pytest.mark.nni

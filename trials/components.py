@@ -147,14 +147,18 @@ def config_task(config: dict[str, Any]) -> str:
     raise ValueError("the config's trialCommand has no --task: cannot tell which task's cells to run")
 
 
-def missing_config(config_path: Path, space: dict[str, Any], n_trials: int, workdir: Path) -> Path:
-    """A copy of ``config_path`` in ``workdir`` that searches ``space`` for ``n_trials`` trials (paths made absolute)."""
+def missing_config(config_path: Path, space: dict[str, Any], n_trials: int, workdir: Path,
+                   concurrency: int | None = None) -> Path:
+    """A copy of ``config_path`` in ``workdir`` that searches ``space`` for ``n_trials`` trials (paths made absolute),
+    ``concurrency`` trials at a time when given (else the config's ``trialConcurrency``)."""
     config = yaml.safe_load(config_path.read_text())
     base = config_path.resolve().parent
     space_file = workdir / "space.json"
     space_file.write_text(json.dumps(space, indent=1) + "\n")
     config.update(searchSpaceFile=str(space_file), maxTrialNumber=n_trials,
                   trialCodeDirectory=str((base / config.get("trialCodeDirectory", ".")).resolve()))
+    if concurrency is not None:
+        config["trialConcurrency"] = concurrency
     config.pop("searchSpace", None)
     out = workdir / config_path.name
     out.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -166,6 +170,16 @@ def _parse_rungs(text: str) -> list[str]:
         return [get_rung(name).name for name in text.split(",") if name.strip()]
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1; got {text!r}")
+    return value
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -208,7 +222,7 @@ def estimate(records: Path, task: str, cells: Sequence[Cell], concurrency: int =
     return line + (f"; not counted (no record of the rung yet): {', '.join(unknown)}" if unknown else "")
 
 
-def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequence[int]) -> str:
+def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequence[int], concurrency: int = 2) -> str:
     done = done_cells(records, task)
     lines = [f"{task}: {sum((r, s) in done for r in rungs for s in seeds)}/{len(rungs) * len(seeds)} cells have a record",
              f"{'rung':<20} " + " ".join(f"s{s:<3}" for s in seeds)]
@@ -216,7 +230,7 @@ def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequenc
         lines.append(f"{rung:<20} " + " ".join(f"{'done' if (rung, s) in done else '-':<4}" for s in seeds))
     missing = missing_cells(records, task, rungs, seeds)
     if missing:
-        lines.append(estimate(records, task, missing))
+        lines.append(estimate(records, task, missing, concurrency))
     return "\n".join(lines)
 
 
@@ -226,12 +240,13 @@ def _run(args: argparse.Namespace) -> int:
     task = config_task(config)
     records = Path(args.records)
     missing = missing_cells(records, task, args.rungs, args.seeds)
-    print(_status_table(records, task, args.rungs, args.seeds), flush=True)
+    at_once = args.concurrency or int(config.get("trialConcurrency", 1))
+    print(_status_table(records, task, args.rungs, args.seeds, at_once), flush=True)
     if not missing:
         print(f"every cell of {task} has a record: nothing to run")
         return 0
     workdir = Path(tempfile.mkdtemp(prefix=f"components-{task}-"))
-    run_config = missing_config(config_path, nested_space(missing), len(missing), workdir)
+    run_config = missing_config(config_path, nested_space(missing), len(missing), workdir, args.concurrency)
     exp = experiment.create(str(run_config), args.port)
     exp_dir = Path(args.nni_home).expanduser() / exp
     print(f"experiment {exp}: {len(missing)} missing cells of {task}; web UI http://127.0.0.1:{args.port} "
@@ -256,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
             experiment.stop(exp)
     left = missing_cells(records, task, args.rungs, args.seeds)
     print(f"experiment {exp}: {status}; {len(missing) - len(left)}/{len(missing)} missing cells now have a record")
-    print(_status_table(records, task, args.rungs, args.seeds))
+    print(_status_table(records, task, args.rungs, args.seeds, at_once))
     return 1 if left else 0
 
 
@@ -285,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("config", help="a components config, e.g. nni_configs/components_rte.yml")
     cells_args(r)
     r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
+    r.add_argument("--concurrency", type=_positive_int, default=None,
+                   help="trials at a time (default: the config's trialConcurrency); each trial takes cores / this many "
+                        "threads unless OMP_NUM_THREADS is set. Change it later with: nnictl update concurrency <id> --value N")
     r.add_argument("--timeout", type=float, default=7 * 86400, help="seconds to wait for the end (default 7 days)")
     r.add_argument("--collect_every", type=float, default=30.0, help="seconds between record collections (default 30)")
     r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder (default ~/nni-experiments)")
