@@ -55,21 +55,24 @@ def _wait_for_step(folder: Path, at: int, proc: subprocess.Popen, timeout: float
 
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny: dict[str, Path], tmp_path: Path) -> None:
     env = _env(tmp_path)
+    small_batches = ("--batch_size", "2")  # 24 steps an epoch, 96 in all: the kill lands in the first half
     ref = tmp_path / "uninterrupted"
-    subprocess.run(_args(tiny, ref), env=env, check=True, capture_output=True)
+    subprocess.run(_args(tiny, ref, *small_batches), env=env, check=True, capture_output=True)
 
     out = tmp_path / "killed"
     rng = random.Random(os.getpid())
-    at = rng.choice([2, 4, 6, 8, 10, 12, 14, 16])  # a random checkpointed step (6 steps an epoch, 24 in all)
-    proc = subprocess.Popen(_args(tiny, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A random checkpointed step in the first half, so at least 48 steps (about a second on an idle machine, 20 ms
+    # a step) remain when the kill lands: a kill that came after the last step would find a SUCCEEDED record.
+    at = rng.choice(range(2, 49, 2))
+    proc = subprocess.Popen(_args(tiny, out, *small_batches), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _wait_for_step(out / "checkpoints", at, proc)
-    time.sleep(rng.uniform(0.0, 0.3))  # and often in the middle of the step after it
+    time.sleep(rng.uniform(0.0, 0.05))  # and often in the middle of the step after it
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     record = json.loads((out / "trial.json").read_text())
     assert record["status"] == "RUNNING"  # killed: never claims to be complete
 
-    rerun = subprocess.run(_args(tiny, out), env=env, capture_output=True, text=True)
+    rerun = subprocess.run(_args(tiny, out, *small_batches), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resumed from" in rerun.stderr
     a = json.loads((ref / "trial.json").read_text())
