@@ -240,13 +240,13 @@ def _run(args: argparse.Namespace) -> int:
     task = config_task(config)
     records = Path(args.records)
     missing = missing_cells(records, task, args.rungs, args.seeds)
-    at_once = args.concurrency or int(config.get("trialConcurrency", 1))
+    at_once = args.concurrency or int(config.get("trialConcurrency", 1))  # the one value the run and its estimate use
     print(_status_table(records, task, args.rungs, args.seeds, at_once), flush=True)
     if not missing:
         print(f"every cell of {task} has a record: nothing to run")
         return 0
     workdir = Path(tempfile.mkdtemp(prefix=f"components-{task}-"))
-    run_config = missing_config(config_path, nested_space(missing), len(missing), workdir, args.concurrency)
+    run_config = missing_config(config_path, nested_space(missing), len(missing), workdir, at_once)
     exp = experiment.create(str(run_config), args.port)
     exp_dir = Path(args.nni_home).expanduser() / exp
     print(f"experiment {exp}: {len(missing)} missing cells of {task}; web UI http://127.0.0.1:{args.port} "
