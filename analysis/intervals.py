@@ -122,3 +122,24 @@ def group_bootstrap(codes: np.ndarray, values: np.ndarray, n_groups: int, n_boot
         means = boot_means(mat, n_boot, seed)
         lo[groups], hi[groups] = np.percentile(means, [tail, 100 - tail], axis=1)
     return lo, hi
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values for m comparisons made together (Holm 1979): with the p-values sorted
+    ascending p(1) <= ... <= p(m), the i-th adjusted value is max over j <= i of min(1, (m - j + 1) p(j)), put back
+    in input order. Rejecting where the adjusted p < α keeps the chance of any false claim among the m at most
+    α, whatever their dependence. NaN entries (comparisons without a p) are left NaN and do not count in m.
+
+    Args:
+        p_values: shape (m_total,), raw p-values, NaN where missing.
+    Returns:
+        shape (m_total,), the adjusted p-values.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled) if m else scaled
+    return out

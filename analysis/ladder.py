@@ -13,7 +13,8 @@ the other trials (:func:`split_rungs`: the rung becomes the ``method`` label, si
   blocks (a 2B forward counts 2), ``train_seconds``: mean training wall time.
 
 :func:`ladder_table` lays one task out as a table and :func:`findings` says, per rung, only what the intervals
-support ("no difference detectable with n seeds" where the interval holds 0). Pure functions; no torch.
+support ("no difference detectable with n seeds" where the interval holds 0; a difference with its Holm-adjusted
+p over the table's comparisons). Pure functions; no torch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from analysis.comparison import paired_stats
-from analysis.intervals import mean_interval
+from analysis.intervals import holm, mean_interval
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_interval, fmt_signed, p_clause
 from analysis.tidy import DEV, SCORE
 from mat.ladder import RUNG_KEY, RUNG_NAMES, RUNGS, previous_rung
@@ -133,24 +134,47 @@ def ladder_table(rows: pd.DataFrame, title: str, name: str, notes: Sequence[str]
     return Table(name, title, cells, numbers, tuple(notes))
 
 
-def findings(rows: pd.DataFrame) -> list[str]:
-    """One sentence per rung and reference: a difference where the interval excludes 0, else "no difference
-    detectable with n seeds" (never more than the intervals support)."""
+def _comparisons(rows: pd.DataFrame) -> list[tuple[int, str, str]]:
+    """(row position, reference, its label) of every comparison :func:`findings` speaks of, in page order."""
     out = []
-    for _i, r in rows.iterrows():
+    for i, (_k, r) in enumerate(rows.iterrows()):
         for ref, label in (("previous", r["previous"]), ("vanilla", "vanilla")):
-            if not label or (ref == "vanilla" and r["previous"] == "vanilla") or r["rung"] == "vanilla":
-                continue
-            d, lo, hi, n = (r[f"vs_{ref}_{c}"] for c in ("mean_diff", "ci_low", "ci_high", "n_pairs"))
-            what = f"{task_label(r['task'])}, {r['rung']} − {label}"
-            if n == 0:
-                out.append(f"{what}: no seeds in common ({label} has no results here, or ran other seeds).")
-            elif pd.isna(d) or n < 2:
-                out.append(f"{what}: one paired seed only: nothing to conclude.")
-            elif pd.isna(lo) or lo <= 0 <= hi:
-                out.append(f"{what}: no difference detectable with {int(n)} seeds ({fmt_signed(d)}, interval "
-                           f"[{fmt_signed(lo)}, {fmt_signed(hi)}] holds 0).")
-            else:
-                out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] excludes 0 "
-                           f"(paired t {p_clause(r[f'vs_{ref}_p_value'])}, {int(n)} seeds).")
+            if label and r["rung"] != "vanilla" and not (ref == "vanilla" and r["previous"] == "vanilla"):
+                out.append((i, ref, label))
+    return out
+
+
+def findings(rows: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """One sentence per rung and reference: a difference where the interval excludes 0, else "no difference
+    detectable with n seeds" (never more than the intervals support). A difference also says whether it holds
+    once the table's comparisons are taken together: Holm's adjusted p over the comparisons of its (model,
+    task) that have a p-value (:func:`analysis.intervals.holm`), at level ``alpha``."""
+    comps = _comparisons(rows)
+    raw = [rows.iloc[i][f"vs_{ref}_p_value"] if rows.iloc[i][f"vs_{ref}_n_pairs"] >= 2 else math.nan
+           for i, ref, _l in comps]
+    keys = [tuple(rows.iloc[i][["model", "task"]]) for i, _r, _l in comps]
+    adjusted, family = [math.nan] * len(comps), {}
+    for key in dict.fromkeys(keys):
+        idx = [j for j, k in enumerate(keys) if k == key]
+        for j, a in zip(idx, holm([raw[j] for j in idx])):
+            adjusted[j] = a
+        family[key] = sum(not pd.isna(raw[j]) for j in idx)
+    out = []
+    for j, (i, ref, label) in enumerate(comps):
+        r = rows.iloc[i]
+        d, lo, hi, n = (r[f"vs_{ref}_{c}"] for c in ("mean_diff", "ci_low", "ci_high", "n_pairs"))
+        what = f"{task_label(r['task'])}, {r['rung']} − {label}"
+        if n == 0:
+            out.append(f"{what}: no seeds in common ({label} has no results here, or ran other seeds).")
+        elif pd.isna(d) or n < 2:
+            out.append(f"{what}: one paired seed only: nothing to conclude.")
+        elif pd.isna(lo) or lo <= 0 <= hi:
+            out.append(f"{what}: no difference detectable with {int(n)} seeds ({fmt_signed(d)}, interval "
+                       f"[{fmt_signed(lo)}, {fmt_signed(hi)}] holds 0).")
+        else:
+            m, a = family[keys[j]], adjusted[j]
+            held = "holds" if a < alpha else "does not hold"
+            out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] excludes 0 "
+                       f"(paired t {p_clause(r[f'vs_{ref}_p_value'])}, {int(n)} seeds); Holm over the table's {m} "
+                       f"comparisons: {p_clause(a)}, {held} at {alpha:.0%}.")
     return out

@@ -94,6 +94,25 @@ def test_findings_claim_no_more_than_the_intervals(rows: pd.DataFrame) -> None:
     assert len(said) == 10 and all("no difference detectable with 5 seeds" in x for x in said)  # 4 rungs x 2, 2 x 1
 
 
+def test_a_difference_says_whether_it_survives_holm_over_the_table(rows: pd.DataFrame) -> None:
+    """Two comparisons exclude 0 at raw p 0.01 and 0.04 (and the other 8 are wide, p 0.5): Holm over the 10
+    makes them 0.1 and 0.04 x 9 = 0.36 (both above 0.05), so each sentence keeps its interval and adds that it
+    does not hold; at p 0.001 the first becomes 0.01 and holds."""
+    t = rows[rows["task"] == "rte"].assign(vs_previous_ci_low=-9.0, vs_previous_ci_high=9.0, vs_previous_p_value=0.5,
+                                           vs_vanilla_ci_low=-9.0, vs_vanilla_ci_high=9.0, vs_vanilla_p_value=0.5)
+    first, second = t.index[t["rung"] == "sampling"][0], t.index[t["rung"] == "mat"][0]
+    t.loc[[first, second], "vs_vanilla_ci_low"] = 0.5
+    t.loc[first, "vs_vanilla_p_value"], t.loc[second, "vs_vanilla_p_value"] = 0.01, 0.04
+    said = {x.split(":")[0]: x for x in ladder.findings(t)}
+    assert said["RTE, sampling − vanilla"].endswith("(paired t p=0.01, 5 seeds); Holm over the table's 10 "
+                                                    "comparisons: p=0.1, does not hold at 5%.")
+    assert "Holm over the table's 10 comparisons: p=0.36, does not hold" in said["RTE, mat − vanilla"]
+    assert sum("Holm" in x for x in said.values()) == 2
+    t.loc[first, "vs_vanilla_p_value"] = 0.001
+    assert ladder.findings(t)[[i for i, x in enumerate(ladder.findings(t)) if x.startswith(
+        "RTE, sampling − vanilla")][0]].endswith("comparisons: p=0.01, holds at 5%.")
+
+
 def test_table_has_a_row_per_rung(rows: pd.DataFrame) -> None:
     t = ladder.ladder_table(rows[rows["task"] == "cola"], "t", "ladder_cola")
     assert list(t.cells.index) == list(RUNG_NAMES)
@@ -215,3 +234,24 @@ def test_the_committed_results_page_regenerates_from_the_committed_records(tmp_p
     assert [p for p in made if p.parts[0] == "tables"] == committed, "regenerate the page: tables differ"
     for rel in made:
         assert (tmp_path / rel).read_text() == (REPO / "docs" / rel).read_text(), f"docs/{rel} is stale: regenerate it"
+
+
+def test_every_number_the_study_preface_quotes_is_one_the_page_computes() -> None:
+    """The hand-written findings in results/components/README.md (the page's preface) quote intervals, means and
+    p-values; each must appear, character for character, in the computed part of docs/results.md, so a finding
+    cannot drift from the records (a changed record moves the table, and this test names the stale quote)."""
+    import re
+
+    from tests.helpers import REPO
+
+    preface = (REPO / "results" / "components" / "README.md").read_text(encoding="utf-8")
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    if "## What the study finds" not in preface:
+        pytest.skip("the component study has no written findings yet")
+    assert preface.strip() in page, "docs/results.md does not carry the current preface: regenerate it"
+    computed = page.replace(preface.strip(), "", 1)
+    number = r"[+-]?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+    quotes = re.findall(rf"\[{number}, {number}\]|{number} ± {number} \(\d\)|p[=<]{number}", preface)
+    assert len(quotes) >= 10, quotes
+    stale = [q for q in quotes if q not in computed]
+    assert stale == [], f"quoted in results/components/README.md but not in the computed page: {stale}"

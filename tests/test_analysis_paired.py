@@ -11,7 +11,7 @@ from scipy import stats
 
 from analysis import aggregate as agg
 from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, paired_stats, seed_problems
-from analysis.intervals import bootstrap_ci, mean_interval, t_interval
+from analysis.intervals import bootstrap_ci, holm, mean_interval, t_interval
 
 # The issue's example: five seeds whose MAT - vanilla differences are 1, 1.5, 0.5, 1.5, 1.5.
 BASE = [80.0, 82.0, 79.0, 81.0, 80.5]
@@ -138,3 +138,12 @@ def test_configurations_searched_and_selection_on_held_out_seeds() -> None:
         agg.choose_configs(scores, select_seeds=[1, 2], report_seeds=[2, 3])
     marked = comparison_table(compare_to_baseline(same.per_seed, "vanilla", same.best), "vanilla")
     assert marked.cells.loc["mat", "RTE"].endswith("(5) †") and not marked.cells.loc["vanilla", "RTE"].endswith("†")
+
+
+def test_holm_step_down_by_hand() -> None:
+    """m = 4 p-values 0.01, 0.04, 0.03, 0.005 (NaN does not count): sorted 0.005, 0.01, 0.03, 0.04 scale by 4, 3,
+    2, 1 to 0.02, 0.03, 0.06, 0.04, and the running maximum makes the last 0.06; back in input order."""
+    got = holm([0.01, 0.04, math.nan, 0.03, 0.005])
+    assert np.allclose(got[[0, 1, 3, 4]], [0.03, 0.06, 0.06, 0.02]) and math.isnan(got[2])
+    assert np.allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
+    assert holm([]).shape == (0,) and np.allclose(holm([0.02]), [0.02])  # one comparison: unchanged
