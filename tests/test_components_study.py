@@ -160,6 +160,34 @@ def test_run_does_only_the_missing_cells_under_real_nni(tiny: tuple[Path, list[s
     assert dataclasses.asdict(read_record(done[("mat", 1)]).evals[0])["telemetry"]["delta_norm"] > 0
 
 
+def test_wait_does_not_end_before_the_last_grid_cell_has_a_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in a fresh-clone run: NNI said TUNER_NO_MORE_TRIAL with 2 of 3 GridSearch trials SUCCEEDED and the
+    third not yet listed; the wait ended there and the run exited 1 with a cell missing. With ``expected`` the
+    wait goes on until the third trial is listed and done; without it, until the state has settled."""
+    from trials import experiment
+
+    two = [{"status": "SUCCEEDED"}] * 2
+    script = [("TUNER_NO_MORE_TRIAL", two)] * 3 + [("TUNER_NO_MORE_TRIAL", two + [{"status": "RUNNING"}]),
+                                                   ("TUNER_NO_MORE_TRIAL", two + [{"status": "SUCCEEDED"}])]
+    calls: list[str] = []  # one poll asks check-status, then trial-jobs; after the script, its last step repeats
+
+    def rest(port: int, path: str, timeout: float = 10) -> object:
+        calls.append(path)
+        step = script[min((len(calls) - 1) // 2, len(script) - 1)]
+        return {"status": step[0]} if path == "check-status" else step[1]
+
+    monkeypatch.setattr(experiment, "rest", rest)
+    assert experiment.wait(1, timeout=5, poll=0.001, echo=False, expected=3) == "TUNER_NO_MORE_TRIAL"
+    assert len(calls) == 2 * len(script), "the wait ended before the third trial was listed and done"
+    calls.clear()
+    assert experiment.wait(1, timeout=5, poll=0.001, echo=False, settle=0.3) == "TUNER_NO_MORE_TRIAL"
+    assert len(calls) > 2 * len(script), "without expected it waits out the settle time, seeing the third trial"
+    calls.clear()
+    script[:] = [("TUNER_NO_MORE_TRIAL", two)]
+    assert experiment.wait(1, timeout=5, poll=0.001, echo=False, settle=0.05) == "TUNER_NO_MORE_TRIAL"
+    assert len(calls) > 4, "a settled state ends the wait, after more than one poll"
+
+
 def test_wait_gives_up_when_nni_stops_answering_after_it_had_answered(monkeypatch: pytest.MonkeyPatch) -> None:
     """``nnictl stop`` from elsewhere takes the REST API away for good: the wait ends instead of polling for days."""
     import urllib.error

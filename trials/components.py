@@ -261,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"record: {path}", flush=True)
 
     try:
-        status = experiment.wait(args.port, args.timeout, on_poll=harvest)
+        status = experiment.wait(args.port, args.timeout, on_poll=harvest, expected=len(missing))
     except experiment.ExperimentError as e:  # stopped from elsewhere, or the timeout: keep what finished
         status = f"ended early ({e})"
     finally:

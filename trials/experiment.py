@@ -117,15 +117,21 @@ def trial_jobs(port: int) -> list[dict[str, Any]]:
 
 
 def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_poll: Callable[[], None] | None = None,
-         gone_after: float = 30.0) -> str:
+         gone_after: float = 30.0, expected: int | None = None, settle: float = 15.0) -> str:
     """Poll until the experiment is DONE/STOPPED/ERROR; returns that status. ``on_poll`` runs after each poll.
+
+    ``NO_MORE_TRIAL``/``TUNER_NO_MORE_TRIAL`` with every listed trial done is not yet the end: NNI can say so
+    while the tuner's last parameters have no trial job yet (seen under GridSearch: 2 of 3 trials SUCCEEDED, the
+    third not listed). It ends the wait once ``expected`` trials (the experiment's trial count, where the
+    caller knows it) are listed and done, or once the state held ``settle`` seconds with no new trial
+    (``expected`` unknown), or 8x that (``expected`` given but never reached).
 
     Raises:
         ExperimentError: ``timeout`` seconds passed first, or the REST API answered once and then stopped
             answering for ``gone_after`` seconds (``nnictl stop`` from elsewhere: NNI is gone, nothing will end).
     """
     start, last, lost = time.time(), None, None
-    seen = False
+    seen, quiet = False, None
     while time.time() - start < timeout:
         try:
             status = rest(port, "check-status")["status"]
@@ -144,7 +150,15 @@ def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_pol
         if on_poll is not None:
             on_poll()
         if status in FINISHED and all(s in TRIAL_DONE for s in counts.elements()):
-            return status
+            total = sum(counts.values())
+            if status in ("DONE", "STOPPED", "ERROR") or (expected is not None and total >= expected):
+                return status
+            if quiet is None or quiet[1] != total:
+                quiet = (time.time(), total)
+            elif time.time() - quiet[0] >= settle * (1 if expected is None else 8):
+                return status
+        else:
+            quiet = None
         time.sleep(poll)
     raise ExperimentError(f"the experiment did not finish within {timeout:.0f} s")
 
