@@ -21,7 +21,8 @@ from collections import Counter
 from typing import Any, Callable, Mapping, Sequence
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-FINISHED = ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL")
+ENDED = ("DONE", "STOPPED", "ERROR")
+NO_MORE = ("NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL")  # the end only once no trial is still to come (see wait)
 # nnictl's output when NNI's web server did not answer its status check within NNI's 3-second start-up wait
 # (refused, or not yet JSON): it failed after "Starting web server..." and before "Setting up..."
 SLOW_START = re.compile(r"Starting web server\.\.\.(?:(?!Setting up\.\.\.).)*Create experiment failed:", re.S)
@@ -123,8 +124,7 @@ def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_pol
     ``NO_MORE_TRIAL``/``TUNER_NO_MORE_TRIAL`` with every listed trial done is not yet the end: NNI can say so
     while the tuner's last parameters have no trial job yet (seen under GridSearch: 2 of 3 trials SUCCEEDED, the
     third not listed). It ends the wait once ``expected`` trials (the experiment's trial count, where the
-    caller knows it) are listed and done, or once the state held ``settle`` seconds with no new trial
-    (``expected`` unknown), or 8x that (``expected`` given but never reached).
+    caller knows it) are listed and done, else once the state has held ``settle`` seconds with no new trial.
 
     Raises:
         ExperimentError: ``timeout`` seconds passed first, or the REST API answered once and then stopped
@@ -149,16 +149,15 @@ def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_pol
             last = state
         if on_poll is not None:
             on_poll()
-        if status in FINISHED and all(s in TRIAL_DONE for s in counts.elements()):
-            total = sum(counts.values())
-            if status in ("DONE", "STOPPED", "ERROR") or (expected is not None and total >= expected):
-                return status
-            if quiet is None or quiet[1] != total:
-                quiet = (time.time(), total)
-            elif time.time() - quiet[0] >= settle * (1 if expected is None else 8):
-                return status
-        else:
+        all_done, total = all(s in TRIAL_DONE for s in counts.elements()), sum(counts.values())
+        if all_done and (status in ENDED or (status in NO_MORE and expected is not None and total >= expected)):
+            return status
+        if not (all_done and status in NO_MORE):
             quiet = None
+        elif quiet is None or quiet[1] != total:
+            quiet = (time.time(), total)
+        elif time.time() - quiet[0] >= settle:
+            return status
         time.sleep(poll)
     raise ExperimentError(f"the experiment did not finish within {timeout:.0f} s")
 
