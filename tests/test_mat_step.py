@@ -13,8 +13,9 @@ authors' code (docs/design.md, "The MAT step") has a test here:
 | δ init unclipped, on padding too     | ``test_init_delta_kinds_and_mask``, ``test_delta_phase_respects_max_norm`` |
 | (fp16) noise and θ̄ update after a skipped step | ``test_a_skipped_fp16_step_leaves_theta_and_theta_bar_unchanged``, ``test_theta_bar_averages_only_the_steps_taken`` |
 
-The settings around the step (no clipping, the authors' optimizer set-up, γ_θ 1e-5) and a K_δ = 3, K_θ = 4
-comparison with a transcription of Algorithm 2 are in ``tests/test_fidelity.py``.
+The settings around the step (no clipping, the authors' optimizer set-up, γ_θ 1e-5), a K_δ = 3, K_θ = 4
+comparison with a literal transcription of the authors' loop and the measured size of each of these
+departures are in ``tests/test_fidelity.py``.
 
 The golden-loss test compares 3 MAT steps on a tiny random BERT with the values recorded in
 ``tests/golden/mat_losses.json``. After an *intended* change of the algorithm, regenerate them from the
