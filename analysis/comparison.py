@@ -13,7 +13,8 @@ those of the differences (:func:`paired_stats`):
 
 Seeds that only one method ran are left out of the pairs and named in ``warning``; so is a seed that
 appears twice for one method (its values are averaged before pairing). ``strict=True`` refuses instead
-(:class:`SeedMismatch`). Welch's unequal-variance t-test (:func:`unpaired_comparison`) is for data with no
+(:class:`SeedMismatch`). Arms whose trials ran at different precisions (``param.precision``: bf16 against
+fp32) are named in ``warning`` too, and compared all the same. Welch's unequal-variance t-test (:func:`unpaired_comparison`) is for data with no
 shared seeds, and is labelled so wherever it is shown. :func:`comparison_table` lays the comparison with
 a baseline out as a method x task table.
 """
@@ -101,9 +102,25 @@ def _pairs(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: str) -> tu
                      f"{_seed_text(only_b) or '-'}; compared on the {len(pairs)} shared seeds")
     if rep:
         notes.append(f"seed(s) repeat: {', '.join(rep)}; their values are averaged before pairing")
+    notes += [n for n in [_precision_note(a, b, method_a, method_b)] if n]
     text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b), "repeated_seeds": ", ".join(rep),
             "warning": "; ".join(notes)}
     return pairs, text
+
+
+PRECISION = "param.precision"  # the format a trial computed in (the record's params.precision)
+
+
+def _precision_note(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: str) -> str:
+    """A warning when the two arms did not all run at one precision (bf16 against fp32 is not like for like);
+    "" when they did, or when a side's precision is unknown (NNI trials without a record)."""
+    if PRECISION not in a.columns or PRECISION not in b.columns:
+        return ""
+    pa, pb = (sorted(set(x[PRECISION].dropna().astype(str))) for x in (a, b))
+    if not pa or not pb or (pa == pb and len(pa) == 1):
+        return ""
+    return (f"the arms ran at different precisions ({method_a}: {', '.join(pa)}; {method_b}: {', '.join(pb)}): "
+            "part of the difference may be the number format; run every arm with one --precision")
 
 
 PAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff",

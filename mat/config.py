@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from mat.ladder import RUNG_KEY, rung_settings
 from mat.naming import did_you_mean
+from mat.tasks import check_select_metric
 
 _INF = math.inf
 
@@ -45,9 +46,7 @@ class _Checked:
 def _type_name(f: dataclasses.Field[Any]) -> str:
     """'float', 'int | None'...: the annotation as text (HfArgumentParser resolves it in place)."""
     t = f.type
-    if isinstance(t, str):
-        return t
-    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+    return t if isinstance(t, str) else getattr(t, "__name__", None) or str(t).replace("typing.", "")
 
 
 def _check_field(owner: str, f: dataclasses.Field[Any], value: Any) -> None:
@@ -91,7 +90,9 @@ class RunArgs(_Checked):
     max_length: int = _f(512, "Maximum tokens per example (longer inputs are truncated; batches are padded dynamically).", rng=(8, 4096))
     max_train_samples: int | None = _f(None, "Use only the first N training examples (as in run_glue).", rng=(1, 10**9))
     max_eval_samples: int | None = _f(None, "Use only the first N examples of each evaluation split.", rng=(1, 10**9))
-    eval_times: int = _f(1, "Evaluations per epoch (the authors' knob); one more at the end of training.", rng=(1, 10**6))
+    eval_times: int = _f(1, "Evaluations per epoch (the authors' knob); where they fall: --eval_schedule.", rng=(1, 10**6))
+    eval_schedule: str = _f("per_epoch", "per_epoch: eval_times evenly spaced in each epoch, and one at the last step. authors: the authors' MAT.py, after batch j = k*e + 1 (k >= 1, 1-based, counted across epochs), e = batches per epoch // eval_times, and none at the end.", choices=("per_epoch", "authors"))
+    select_metric: str = _f("score", "The dev metric that picks the best evaluation (the record's best): score (the task score, the mean of the task's metrics) or one metric of the task, e.g. accuracy (the authors' rule: their first metric).")
     eval_splits: str = _f("", "Comma-separated extra labelled splits to evaluate at each evaluation, e.g. 'adv_validation' (AdvGLUE) or 'test_r1' (ANLI).")
     eval_batch_size: int = _f(64, "Batch size for evaluation.", rng=(1, 4096))
     predict: bool = _f(False, "Write test-set predictions in the GLUE submission format at the end (best weights).")
@@ -107,6 +108,7 @@ class RunArgs(_Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_select_metric(self.task, self.select_metric)
         if self.train_mix == "combined" and not self.task.strip().lower().startswith("anli"):
             raise ValueError(
                 f"--train_mix combined is the ANLI training recipe; {self.task} trains on its own train split (use --train_mix task)"
@@ -125,6 +127,7 @@ class TrainArgs(_Checked):
     batch_size: int = _f(32, "Training batch size.", rng=(1, 65536))
     seed: int = _f(42, "Random seed (python, numpy, torch, data order).", rng=(0, 2**32 - 1))
     warmup_ratio: float = _f(0.1, "Fraction of steps with linear warm-up (the authors' default 0.1).", rng=(0.0, 1.0))
+    warmup_rounding: str = _f("floor", "Warm-up steps from warmup_ratio * total steps: floor (whole steps) or none (the fraction itself, as the authors' MAT.py passes it: SST-2 1052.5).", choices=("floor", "none"))
     weight_decay: float | None = _f(None, "Weight decay: decoupled for AdamW (adamw, MAT's adam), an L2 term for SGD and RMSprop (MAT's sgld, rmsprop). Default per method: MAT 0.01 with adam and 0 with sgld/rmsprop (the authors' torch defaults), the others 0.01.", rng=(0.0, 1.0))
     weight_decay_scope: str | None = _f(None, "Which parameters decay: all, or no_bias_norm (not biases and LayerNorm weights, the HF convention). Default per method: MAT all (the authors' optim(model.parameters())), the others no_bias_norm.", choices=("all", "no_bias_norm"))
     max_grad_norm: float | None = _f(None, "Gradient clipping norm before every optimizer step (0: off). Default per method: MAT 0 and R3F 0 (their references never clip), vanilla, FreeLB and SMART 1.0.", rng=(0.0, _INF))
@@ -169,6 +172,7 @@ class MATArgs(_Checked):
     adv_init_epsilon: float = _f(1e-5, "Scale of the initial delta.", rng=(0.0, _INF))
     adv_max_norm: float = _f(1e-5, "Per-example L-inf bound on delta: an example above it is rescaled onto it, after the noise (0: unbounded).", rng=(0.0, _INF))
     sampler: str = _f("adam", "Preconditioner of the theta sampler: sgld (torch.optim.SGD), rmsprop (RMSprop) or adam (AdamW).", choices=("sgld", "rmsprop", "adam"))
+    consistency_reduction: str = _f("mean", "l_s over the batch on regression (STS-B): mean (lambda weighs it as it weighs the batch-mean KL) or sum (the authors' MSELoss(reduction='sum'): at one lambda a term batch_size times larger). Classification's KL is a batch mean either way.", choices=("mean", "sum"))
     delta_update: str = _f("normalized", "delta ascent direction: normalized (g / ||g||_inf per example, the authors' code) or raw (gamma * g, paper eq. 11).", choices=("normalized", "raw"))
 
 
@@ -231,7 +235,7 @@ METHOD_ARGS: Mapping[str, type] = {
 
 # Run settings that change a trial's result (the rest, e.g. output_dir or device, do not): recorded with the
 # parameters, part of an analysis's configuration key and of a checkpoint's fingerprint.
-RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits", "train_mix", "group_by_length")
+RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits", "train_mix", "group_by_length", "eval_schedule", "select_metric")
 
 
 @dataclass(frozen=True)
@@ -259,8 +263,7 @@ class TrialConfig:
         unset = [n for n in PER_METHOD_FIELDS if getattr(self.train, n) is None or getattr(self.train, n) == previous.get(n, None)]
         cleared: dict[str, Any] = {n: None for n in unset}
         given = dataclasses.replace(self.train, **cleared)
-        defaults = method_train_defaults(self.run.method, self.method, given)
-        used = {n: defaults[n] for n in unset}
+        used = {n: v for n, v in method_train_defaults(self.run.method, self.method, given).items() if n in unset}
         object.__setattr__(self, "train", dataclasses.replace(given, **used))
         object.__setattr__(self, "defaulted", tuple(sorted(used.items())))
 
@@ -285,8 +288,7 @@ def resolve_learning_rate(train: TrainArgs, method: Any) -> float:
     Raises:
         ValueError: both are given and differ.
     """
-    theta = getattr(method, "sampling_step_theta", None)
-    lr = train.learning_rate
+    theta, lr = getattr(method, "sampling_step_theta", None), train.learning_rate
     if lr is not None and theta is not None and not math.isclose(lr, theta, rel_tol=1e-9):
         raise ValueError(
             f"learning_rate={lr} and sampling_step_theta={theta} disagree: they are the same quantity "
@@ -383,8 +385,7 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
             if f.name in expanded:
                 groups[group][f.name] = _coerce(type(obj).__name__, f, expanded[f.name])
     train, method = cfg.given_train(), cfg.method  # the method defaults are derived anew for the merged config
-    mparams = groups["method"]
-    tparams = groups["train"]
+    mparams, tparams = groups["method"], groups["train"]
     # learning_rate and sampling_step_theta are one quantity: an override of either moves both.
     if hasattr(method, "sampling_step_theta"):
         if "learning_rate" in tparams and "sampling_step_theta" not in mparams:

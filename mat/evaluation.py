@@ -21,13 +21,26 @@ from mat.data import require_split
 from mat.metrics import compute_metrics
 from mat.records import EvalResult
 from mat.submission import submission_name, write_prediction_file
-from mat.tasks import TaskSpec, task_score
+from mat.tasks import SELECT_SCORE, TaskSpec, task_score
 
 log = logging.getLogger("mat.evaluation")
 
 
-def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int) -> set[int]:
-    """Steps (1-based, after the step) at which to evaluate: ``eval_times`` per epoch, and the last step."""
+def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int, schedule: str = "per_epoch") -> set[int]:
+    """Steps (1-based, after the step) at which to evaluate (``--eval_schedule``).
+
+    ``per_epoch``: ``eval_times`` evenly spaced in each epoch, and the last step. ``authors``: the rule of the
+    authors' ``MAT.py`` (its ``current_iteration % eval_step == 0`` test, made after a batch and before the
+    0-based counter moves on): after batch j = k·e + 1, k ≥ 1, counted across epochs, with e =
+    ``steps_per_epoch // eval_times``; no evaluation at the end (their best is over these alone).
+
+    Raises:
+        ValueError: ``authors`` and e = 0 (more evaluations than batches per epoch), or no step qualifies.
+    """
+    if schedule == "authors":
+        return _authors_eval_steps(steps_per_epoch, total_steps, eval_times)
+    if schedule != "per_epoch":
+        raise ValueError(f"unknown eval_schedule {schedule!r}: use per_epoch or authors")
     steps = {total_steps}
     epochs = math.ceil(total_steps / steps_per_epoch)
     for e in range(epochs):
@@ -36,6 +49,25 @@ def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int) -> set[i
             if 0 < s <= total_steps:
                 steps.add(s)
     return steps
+
+
+def _authors_eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int) -> set[int]:
+    every = steps_per_epoch // eval_times  # the authors' eval_step
+    if every == 0:
+        raise ValueError(
+            f"--eval_schedule authors evaluates every (batches per epoch // eval_times) batches: {steps_per_epoch} // "
+            f"{eval_times} = 0; give --eval_times at most {steps_per_epoch} or use --eval_schedule per_epoch")
+    steps = set(range(every + 1, total_steps + 1, every))
+    if not steps:
+        raise ValueError(
+            f"--eval_schedule authors first evaluates after batch {every + 1}, and this run has {total_steps} "
+            "step(s): train longer, raise --eval_times or use --eval_schedule per_epoch")
+    return steps
+
+
+def selection_value(ev: EvalResult, select_metric: str) -> float:
+    """The number that picks the best evaluation (``--select_metric``): the task score or one dev metric."""
+    return ev.score if select_metric == SELECT_SCORE else ev.metrics[select_metric]
 
 
 @torch.no_grad()

@@ -3,7 +3,9 @@
 * ``L`` (:func:`task_loss`): cross-entropy for classification, mean squared error for regression, both
   averaged over the batch (the Hugging Face heads' default), eq. (1) of the MAT paper.
 * ``ℓ_s`` (:func:`consistency_loss`): the symmetric KL divergence KL(P‖Q) + KL(Q‖P) for classification,
-  the squared error for regression, both averaged over the batch, eq. (2).
+  the squared error for regression, both averaged over the batch, eq. (2); for regression optionally summed
+  over the batch (``reduction="sum"``, the authors' ``MSELoss(reduction="sum")``, MAT's
+  ``consistency_reduction``).
 
 Everything is computed in float32 at least, whatever the dtype of the logits (autocast may give bf16/fp16;
 float64 stays float64, so a float64 model can be checked against a transcription to 1e-11), and
@@ -47,35 +49,47 @@ def symmetric_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     return per_example.mean()
 
 
-def squared_error(a: Tensor, b: Tensor) -> Tensor:
-    """Squared error ``Σ_j (a_j − b_j)²`` over the outputs (one for regression), averaged over the batch.
+def squared_error(a: Tensor, b: Tensor, reduction: str = "mean") -> Tensor:
+    """Squared error ``Σ_j (a_j − b_j)²`` over the outputs (one for regression), averaged (``mean``) or
+    summed (``sum``) over the batch.
 
     Args:
         a: (B, D) or (B,) predictions.
         b: same shape.
+        reduction: ``mean`` or ``sum`` over the batch.
 
     Returns:
         A float32 scalar (float64 for float64 inputs).
+
+    Raises:
+        ValueError: the shapes differ, or an unknown reduction.
     """
     if a.shape != b.shape:
         raise ValueError(f"squared_error: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     diff = (_at_least_fp32(a) - _at_least_fp32(b)).reshape(a.shape[0], -1)  # (B, D)
-    return diff.pow(2).sum(dim=-1).mean()
+    per_example = diff.pow(2).sum(dim=-1)  # (B,)
+    if reduction == "mean":
+        return per_example.mean()
+    if reduction == "sum":
+        return per_example.sum()
+    raise ValueError(f"squared_error: unknown reduction {reduction!r}: use mean or sum")
 
 
-def consistency_loss(logits_a: Tensor, logits_b: Tensor, is_regression: bool) -> Tensor:
-    """``ℓ_s``: symmetric KL (classification) or squared error (regression), batch mean.
+def consistency_loss(logits_a: Tensor, logits_b: Tensor, is_regression: bool, reduction: str = "mean") -> Tensor:
+    """``ℓ_s``: symmetric KL (classification, batch mean) or squared error (regression, batch ``reduction``).
 
     Args:
         logits_a: (B, C) logits (C = 1 for regression).
         logits_b: (B, C) logits.
         is_regression: the task's ``TaskSpec.is_regression``.
+        reduction: regression only: ``mean`` (the default) or ``sum`` over the batch (the authors'
+            ``MSELoss(reduction="sum")``). The KL is a batch mean either way (the authors' ``batchmean``).
 
     Returns:
         A float32 scalar (float64 for float64 inputs); gradients flow into both arguments.
     """
     if is_regression:
-        return squared_error(logits_a, logits_b)
+        return squared_error(logits_a, logits_b, reduction)
     return symmetric_kl(logits_a, logits_b)
 
 

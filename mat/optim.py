@@ -122,3 +122,21 @@ def build_optimizer(
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     return _BUILDERS[key](groups, float(lr), float(eps))
+
+
+def warmup_steps(ratio: float, total_steps: int, rounding: str = "floor") -> float:
+    """Warm-up length for ``transformers.get_scheduler``: ``ratio × total_steps``, whole steps or not.
+
+    ``floor``: ``int(ratio × total)`` (whole steps, what ``run_glue`` does); ``none``: the product itself, as
+    the authors' ``MAT.py`` passes ``args.warm_up * total_iterations`` (SST-2 preset: 0.1 × 10525 = 1052.5).
+    transformers' warm-up schedules divide by it as a float, so a fractional warm-up ramps the learning rate
+    by 1/1052.5 per step and decays from step 1053 on.
+
+    Raises:
+        ValueError: unknown rounding.
+    """
+    if rounding == "floor":
+        return int(ratio * total_steps)
+    if rounding == "none":
+        return ratio * total_steps
+    raise ValueError(f"unknown warmup_rounding {rounding!r}: use floor or none")

@@ -352,3 +352,21 @@ def task_score(task: TaskSpec | str, metrics: Mapping[str, float], *, partial: b
             why = ", ".join(f"{m} ({'missing' if m not in metrics else metrics[m]})" for m in missing)
             raise ValueError(f"{spec.name}: cannot score without {why}; its score is the mean of {list(spec.metrics)}")
     return sum(known.values()) / len(known) if known else math.nan
+
+
+SELECT_SCORE = "score"  # --select_metric's default: the task score picks the best evaluation
+
+
+def check_select_metric(task: str, name: str) -> None:
+    """Check that ``name`` can pick a task's best evaluation: ``score`` (:func:`task_score`) or one of its metrics.
+
+    Raises:
+        ValueError: ``name`` is neither (the message lists the task's metrics), or the task is unknown.
+    """
+    if name == SELECT_SCORE:
+        return
+    spec = TASKS.get(task.strip().lower().replace("-", ""))
+    if spec is None:
+        raise ValueError(unknown_name("task", task, TASKS))
+    if name not in spec.metrics:
+        raise ValueError(f"--select_metric {name!r} is not a metric of {spec.name}: use {SELECT_SCORE} or one of {list(spec.metrics)}")

@@ -25,10 +25,10 @@ from mat.checkpoint import CheckpointManager, Resumed
 from mat.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import load_combined_nli, load_raw, require_split
-from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, write_test_predictions
+from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, selection_value, write_test_predictions
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
-from mat.optim import build_optimizer, optimizer_name
+from mat.optim import build_optimizer, optimizer_name, warmup_steps
 from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import default_output_dir, new_record
 from mat.records import EvalResult, TrialRecord, write_record
@@ -162,7 +162,7 @@ def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
     )
     telemetry = Telemetry(out_dir / TENSORBOARD_DIR)
     ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator, telemetry)
-    when = eval_steps(steps_per_epoch, total, run.eval_times)
+    when = eval_steps(steps_per_epoch, total, run.eval_times, run.eval_schedule)
     log.info(
         "task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
         task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
@@ -178,7 +178,8 @@ def make_optimizer(cfg: TrialConfig, model: Any, total_steps: int) -> tuple[torc
         model, optimizer_name(cfg.method), lr=float(train.learning_rate or 0.0), weight_decay=float(train.weight_decay or 0.0),
         eps=train.adam_epsilon, weight_decay_scope=train.weight_decay_scope or "no_bias_norm",
     )
-    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=int(train.warmup_ratio * total_steps), num_training_steps=total_steps)
+    warmup = warmup_steps(train.warmup_ratio, total_steps, train.warmup_rounding)  # a float with rounding "none"
+    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)  # type: ignore[arg-type]
     return optimizer, scheduler
 
 
@@ -264,7 +265,8 @@ def _evaluate(run: Run, record: TrialRecord, state: _State, keep_best: bool, on_
         ev = evaluate(run.model, run.eval_sets, run.task, run.device, run.autocast, state.step, state.step / run.steps_per_epoch)
     ev.telemetry = run.telemetry.evaluation(ev)  # mean step statistics since the previous evaluation
     record.evals.append(ev)
-    if record.best is None or ev.score > record.best.score:
+    pick = run.cfg.run.select_metric
+    if record.best is None or selection_value(ev, pick) > selection_value(record.best, pick):
         record.best = ev
         if keep_best:
             state.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}

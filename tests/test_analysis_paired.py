@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +11,11 @@ import pytest
 from scipy import stats
 
 from analysis import aggregate as agg
+from analysis import load_records
 from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, paired_stats, seed_problems
 from analysis.intervals import bootstrap_ci, holm, mean_interval, t_interval
+from analysis.report import build_report
+from mat.records import EvalResult, TrialRecord, write_record
 
 # The issue's example: five seeds whose MAT - vanilla differences are 1, 1.5, 0.5, 1.5, 1.5.
 BASE = [80.0, 82.0, 79.0, 81.0, 80.5]
@@ -147,3 +151,27 @@ def test_holm_step_down_by_hand() -> None:
     assert np.allclose(got[[0, 1, 3, 4]], [0.03, 0.06, 0.06, 0.02]) and math.isnan(got[2])
     assert np.allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
     assert holm([]).shape == (0,) and np.allclose(holm([0.02]), [0.02])  # one comparison: unchanged
+
+
+def test_arms_at_different_precisions_are_flagged(tmp_path: Path) -> None:
+    """vanilla in bf16 against MAT in fp32 (``--precision auto`` on CUDA) is flagged in the comparison's warning
+    and in the report; one precision for both, or an unknown one (no record), is not."""
+    rows = example()
+    rows["param.precision"] = np.where(rows["method"] == "mat", "fp32", "bf16")
+    res = agg.paired_comparison(rows, "mat", "vanilla").iloc[0]
+    assert "different precisions (mat: fp32; vanilla: bf16)" in res["warning"] and res["n_pairs"] == 5
+    assert "different precisions" in compare_to_baseline(rows, "vanilla").set_index("method").loc["mat", "warning"]
+    for same in ("fp32", None):
+        rows["param.precision"] = same
+        assert agg.paired_comparison(rows, "mat", "vanilla").iloc[0]["warning"] == ""
+
+    for method, precision, values in (("mat", "fp32", [b + d for b, d in zip(BASE, DIFFS)]), ("vanilla", "bf16", BASE)):
+        for seed, v in enumerate(values, 1):
+            rec = TrialRecord(f"{method}-s{seed}", method, "rte", "bert-base-uncased", seed,
+                              {"seed": seed, "precision": precision}, status="SUCCEEDED")
+            rec.evals = [EvalResult(10, 1.0, {"accuracy": v}, v)]
+            rec.best = rec.final = rec.evals[0]
+            write_record(rec, tmp_path / "records" / rec.trial_id)
+    build_report(load_records(tmp_path / "records"), tmp_path / "out", n_boot=50)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "- warning: rte, mat vs vanilla: the arms ran at different precisions (mat: fp32; vanilla: bf16)" in md

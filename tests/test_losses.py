@@ -71,9 +71,21 @@ def test_consistency_loss_regression_is_batch_mean_squared_error() -> None:
     assert_close(consistency_loss(a.repeat(2, 1), b.repeat(2, 1), is_regression=True), torch.tensor(2.5))
 
 
+def test_consistency_loss_regression_summed_is_the_authors_mse_sum() -> None:
+    """``reduction="sum"``: the authors' ``MSELoss(reduction="sum")`` over the (B, 1) logits, B times the mean."""
+    a = torch.tensor([[1.0], [3.0], [-2.0]])
+    b = torch.tensor([[0.0], [1.0], [0.5]])
+    assert_close(consistency_loss(a, b, is_regression=True, reduction="sum"), torch.tensor(11.25))  # 1 + 4 + 6.25
+    assert_close(squared_error(a, b, "sum"), torch.nn.MSELoss(reduction="sum")(a, b))
+    assert_close(squared_error(a, b, "sum"), 3 * squared_error(a, b))
+    with pytest.raises(ValueError, match="unknown reduction 'max'"):
+        squared_error(a, b, "max")
+
+
 def test_consistency_loss_classification_is_symmetric_kl() -> None:
     p, q = torch.randn(4, 3), torch.randn(4, 3)
     assert_close(consistency_loss(p, q, is_regression=False), symmetric_kl(p, q))
+    assert_close(consistency_loss(p, q, is_regression=False, reduction="sum"), symmetric_kl(p, q))  # batch mean either way
 
 
 def test_task_loss_values() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ from nni.experiment.config import ExperimentConfig
 from nni.tools.package_utils.tuner_factory import create_validator_instance, get_builtin_module_class_name
 
 from mat.cli import parse_cli
-from mat.config import searchable_keys
+from mat.config import TrialConfig, apply_overrides, searchable_keys
+from mat.evaluation import eval_steps
+from mat.optim import warmup_steps
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "nni_configs").glob("*.yml"))
@@ -194,3 +197,73 @@ def test_safe_tpe_survives_an_end_event_with_another_trials_id() -> None:
         else:
             tuner.receive_trial_result(0, p0, 2.0)
             assert sorted(r.loss for records in tuner._history.values() for r in records) == [-2.0, -1.0]
+
+
+# ------------------------------------------------------------------------------ the authors' released runs
+
+# BEST_LOGs of Charles-Zhong/MAT: EVAL_TIMES, then the iterations (0-based) of the first and the last logged
+# evaluation, and how many there are.
+AUTHORS_LOGS = {
+    "bert-base_cola": (5, 26, 2678, 103),
+    "bert-base_sst2": (10, 210, 10500, 50),
+    "bert-base_qnli": (50, 261, 39150, 150),
+    "bert-base_qqp": (50, 227, 34050, 150),
+    "roberta-large_sst2": (10, 210, 10500, 50),
+    "roberta-large_qqp": (50, 909, 136350, 150),
+}
+TRAIN_EXAMPLES = {"cola": 8551, "sst2": 67349, "qnli": 104743, "qqp": 363846}  # the paper's Table 6
+FIRST_METRIC = {"cola": "mcc", "sst2": "accuracy", "qnli": "accuracy", "qqp": "accuracy"}  # first in their metric dict
+AUTHORS_RUNS = {f"preset_{run}.yml": run for run in AUTHORS_LOGS} | {"seeds.yml": "bert-base_cola"}
+
+
+def resolved(path: Path) -> TrialConfig:
+    """The config a trial of this experiment runs: its flags, then the first value of each search-space key."""
+    cfg = raw(path)
+    space = json.loads((path.parent / cfg["searchSpaceFile"]).read_text())
+    return apply_overrides(parse_cli(trial_args(cfg["trialCommand"])[1]), {k: v["_value"][0] for k, v in space.items()})
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS_RUNS))
+def test_the_released_runs_evaluate_select_and_warm_up_as_the_authors(name: str) -> None:
+    """Each preset (and the seeds study of the CoLA preset) resolves to the authors' cadence, selection metric,
+    regression reduction and warm-up: its evaluations fall where their log has them, at full data size."""
+    trial = resolved(REPO / "nni_configs" / name)
+    run, train, method = trial.run, trial.train, trial.method
+    assert (run.eval_schedule, run.select_metric) == ("authors", FIRST_METRIC[run.task])
+    assert (method.consistency_reduction, train.warmup_rounding) == ("sum", "none")
+    times, first, last, count = AUTHORS_LOGS[AUTHORS_RUNS[name]]
+    batches = math.ceil(TRAIN_EXAMPLES[run.task] / train.batch_size)
+    total = int(train.epochs) * batches
+    steps = sorted(eval_steps(batches, total, run.eval_times, run.eval_schedule))
+    assert run.eval_times == times and (steps[0] - 1, steps[-1] - 1, len(steps)) == (first, last, count)
+    assert warmup_steps(train.warmup_ratio, total, train.warmup_rounding) == train.warmup_ratio * total  # args.warm_up * total_iterations
+
+
+def test_sst2_warms_up_over_1052_5_steps() -> None:
+    train = resolved(REPO / "nni_configs" / "preset_bert-base_sst2.yml").train
+    assert warmup_steps(train.warmup_ratio, 5 * 2105, train.warmup_rounding) == 1052.5
+    assert warmup_steps(train.warmup_ratio, 5 * 2105) == 1052  # the default, whole steps
+
+
+# ---------------------------------------------------------------------------- comparisons of methods
+
+
+def test_configs_that_compare_methods_pin_one_precision() -> None:
+    """Under ``--precision auto`` on CUDA, vanilla and FreeLB would run in bf16 and MAT, SMART and R3F in fp32.
+    Configs that compare methods (several ``--method`` on one task and model, or a component ladder whose rungs
+    switch methods) name one precision for every arm."""
+    groups: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+    for path in CONFIGS:
+        cfg = raw(path)
+        if cfg["trainingService"]["platform"] != "local":
+            continue
+        trial = parse_cli(trial_args(cfg["trialCommand"])[1])
+        if "rung" in json.loads((path.parent / cfg["searchSpaceFile"]).read_text()):  # a ladder compares within itself
+            assert trial.run.precision != "auto", f"{path.name}: the ladder's rungs switch methods"
+            continue
+        groups.setdefault((trial.run.task, trial.run.model), {})[path.name] = (trial.run.method, trial.run.precision)
+    compared = {k: arms for k, arms in groups.items() if len({m for m, _ in arms.values()}) > 1}
+    assert ("rte", "bert-base-uncased") in compared
+    for (task, model), arms in compared.items():
+        precisions = {p for _, p in arms.values()}
+        assert len(precisions) == 1 and "auto" not in precisions, f"{task}/{model}: arms at {arms}"

@@ -19,12 +19,14 @@ Where this deliberately differs from the authors' code (docs/design.md, each wit
 from θ_t as Algorithm 2 line 7 says (their ``mean_theta = model.state_dict()`` aliased the weights too, so
 their θ̄ started after the first inner step); the clip comes after the noise (their δ exceeded
 ``adv_max_norm``); the δ phase computes ∂/∂δ only; the KL uses float32 ``log_softmax``; the averages cover
-parameters only; the regression loss is a batch mean; δ lives on real tokens only (init and noise are
+parameters only; the regression ℓ_s is a batch mean unless ``consistency_reduction`` is ``sum`` (the
+authors'); δ lives on real tokens only (init and noise are
 masked, padding stays 0, where theirs perturbed padding too) and the initial δ is clipped too, so
 ‖δ̄‖∞ ≤ adv_max_norm always holds; a step the fp16 GradScaler skips adds no noise and no θ̄ update.
 The settings around the step are the authors' (:func:`mat.config.method_train_defaults`): no gradient
 clipping, their optimizer set-up (AdamW's decay 0.01 on every parameter; none for SGD and RMSprop), γ_θ 1e-5;
-``tests/test_fidelity.py`` checks K_δ = 3, K_θ = 4 steps against a transcription of Algorithm 2 in float64.
+``tests/test_fidelity.py`` checks K_δ = 3, K_θ = 4 steps against a transcription of the authors' loop in
+float64 and measures what each of these departures changes (docs/methods.md).
 
 Efficiency: the trainable parameters are moved into one contiguous buffer at construction
 (:class:`mat.methods.base.FlatParams`; the ``Parameter`` objects stay), and θ̂, θ̄ and the gradients get
@@ -44,6 +46,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from mat.losses import consistency_loss
 from mat.methods.base import FlatParams, Inputs, Method, per_example_norm
 from mat.methods.stats import StepStats, global_norm, independent_rng, replayed_rng, rng_state
 from mat.optim import OPTIMIZER_CLASSES
@@ -214,6 +217,11 @@ class MAT(Method):
         self.mix()
         self.scheduler.step()
         return self.floats(loss=loss, adv_loss=adv_loss, lr=lr, **dstats, **self.step_stats())
+
+    def consistency(self, a: Tensor, b: Tensor) -> Tensor:
+        """ℓ_s (float32): symmetric KL (batch mean), or for regression the squared error summed or averaged
+        over the batch as ``consistency_reduction`` says (the authors' ``sum``; the harness's default ``mean``)."""
+        return consistency_loss(a, b, self.is_regression, self.args.consistency_reduction)
 
     # --------------------------------------------------------------------------------------- δ phase
 
