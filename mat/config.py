@@ -84,7 +84,7 @@ class RunArgs(_Checked):
     model: str = _f("minilm", "Hub id or local path of the pre-trained model; 'minilm' = the packaged all-MiniLM-L6-v2.")
     method: str = _f("mat", "Training method.", choices=("vanilla", "mat", "freelb", "smart", "r3f"))
     output_dir: str | None = _f(None, "Where trial.json, predictions and checkpoints go (default: $NNI_OUTPUT_DIR under NNI, else runs/<task>-<method>-seed<seed> in the current folder).")
-    data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
+    data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout, as `python -m mat.data prepare --out DIR` writes it (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
     cache_dir: str | None = _f(None, "Cache for tokenized datasets (default: ~/.cache/mat_harness).")
     device: str = _f("auto", "auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda"))
     precision: str = _f("auto", "auto: on CUDA bf16 (fp16 without bf16) unless the method's perturbation is below that format's resolution, then fp32; on CPU fp32. bf16/fp16: autocast as asked (CUDA or CPU), measured against the perturbation on the first batch. fp32: no autocast.", choices=("auto", "bf16", "fp16", "fp32"))

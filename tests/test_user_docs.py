@@ -62,16 +62,28 @@ def test_the_check_finds_what_it_looks_for() -> None:
         assert not any(re.search(p, fine, flags=re.IGNORECASE) for ps in FORBIDDEN.values() for p in ps), fine
 
 
+def anchors(markdown: str) -> set[str]:
+    """The heading anchors GitHub makes: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
+
+
 @pytest.mark.parametrize("path", [p for p in user_files() if p.suffix == ".md"], ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_resolves_from_the_file_that_has_it(path: Path) -> None:
     broken = []
     for target in LINK.findall(path.read_text(encoding="utf-8")):
-        if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|#", target):
-            continue  # a URL or an anchor of the page itself
-        file = target.split("#")[0]
-        if not (path.parent / file).exists():
+        if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", target):
+            continue  # a URL
+        file, _, anchor = target.partition("#")
+        dest = path.parent / file if file else path
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text(encoding="utf-8"))):
             broken.append(target)
     assert broken == [], f"{path.relative_to(REPO)}: links that resolve to nothing: {broken}"
+
+
+def test_the_anchor_rule_is_githubs() -> None:
+    assert anchors("## Flag names from run_glue and from the authors' release\n## Result: which part of MAT acts\n") == {
+        "flag-names-from-run_glue-and-from-the-authors-release", "result-which-part-of-mat-acts"}
 
 
 def test_the_license_is_mit_as_the_package_says() -> None:
