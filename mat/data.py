@@ -241,7 +241,8 @@ def hub_dataset(path: str, name: str | None = None, **kwargs: Any) -> Any:
     import datasets
 
     what = f"{path}" + (f" ({name})" if name else "")
-    reason = None if datasets.config.HF_HUB_OFFLINE else hub_unreachable()
+    offline = getattr(datasets.config, "HF_HUB_OFFLINE", False) or getattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    reason = None if offline else hub_unreachable()
     if reason is not None:
         raise _no_hub(what, reason)
     try:

@@ -31,7 +31,7 @@ def datasets_offline() -> bool:
     """The datasets library's offline mode (``HF_HUB_OFFLINE=1``): its cache answers, the Hub is not asked."""
     import datasets
 
-    return bool(datasets.config.HF_HUB_OFFLINE)
+    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False) or getattr(datasets.config, "HF_DATASETS_OFFLINE", False))
 
 
 def _text(value: Any, where: str) -> str:

@@ -157,6 +157,7 @@ def test_an_unreachable_hub_is_one_probe_and_no_download(monkeypatch: pytest.Mon
     calls = []
     monkeypatch.delenv("MAT_DATA_DIR", raising=False)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False, raising=False)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(mat.data, "hub_unreachable", lambda: "ConnectError: [Errno -2] Name or service not known")
     with pytest.raises(DataError) as e:

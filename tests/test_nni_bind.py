@@ -137,6 +137,9 @@ def test_bind_opts_in_to_more_with_a_warning(monkeypatch: pytest.MonkeyPatch, ca
     assert err[0] == ("warning: NNI's web UI and REST API listen on 0.0.0.0:8399, without authentication: whoever reaches it "
                       "can stop, change and read this experiment. Restrict access (firewall, SSH tunnel): docs/nni.md#security")
     assert err[1] == "error: stopped here by the test"
+    with pytest.raises(SystemExit) as e:  # one network address would lock nnictl out: it talks to localhost
+        experiment.main(["run", quickstart, "--bind", "192.0.2.2"])
+    assert e.value.code == 2 and "argument --bind: invalid choice: '192.0.2.2'" in capsys.readouterr().err
 
 
 def _non_loopback_ipv4() -> list[str]:

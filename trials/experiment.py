@@ -46,6 +46,9 @@ AUTO = "auto"  # create()'s bind: loopback for the local training service, NNI's
 BIND_ENV = "MAT_NNI_BIND"  # the address mat/loopback.js makes host-less servers listen on
 LOOPBACK_JS = Path(mat.__file__).resolve().parent / "loopback.js"
 SECURITY = "docs/nni.md#security"
+# nnictl and this module reach the manager through localhost, so it must listen on loopback at least: 127.0.0.1
+# alone, or every interface. A single network address would lock nnictl out.
+BIND_CHOICES = (LOOPBACK, "0.0.0.0", "::")
 
 
 class ExperimentError(RuntimeError):
@@ -296,9 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
     r.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the end (default 3600)")
     r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep the web UI up)")
-    r.add_argument("--bind", metavar="ADDRESS", default=None,
-                   help="the address NNI's web UI and REST API listen on (default: 127.0.0.1 for the local training service, "
-                   f"every interface for the others). 0.0.0.0 opens it to the network, without authentication: {SECURITY}")
+    r.add_argument("--bind", metavar="ADDRESS", default=None, choices=BIND_CHOICES,
+                   help="where NNI's web UI and REST API listen: 127.0.0.1 (the default for the local training service), "
+                   "0.0.0.0 (every IPv4 interface) or :: (every interface; the default for the other training services). "
+                   f"Anything but 127.0.0.1 opens them to the network, without authentication: {SECURITY}")
     sub.add_parser("node-options", help="print NODE_OPTIONS for a plain `nnictl create` on 127.0.0.1: "
                    'NODE_OPTIONS="$(python -m trials.experiment node-options)" nnictl create ...')
     args = p.parse_args(argv)
