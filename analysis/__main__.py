@@ -32,7 +32,7 @@ _LINK = re.compile(r"(\]\()([^)\s]+)(\))")  # the target of a Markdown link: [te
 
 
 def rebase_links(markdown: str, source_dir: Path, page_dir: Path) -> str:
-    """``markdown`` written in ``source_dir`` with its relative link targets rewritten for a page in ``page_dir``.
+    """``markdown`` written in ``source_dir``, its relative link targets rewritten for a page in ``page_dir``.
 
     A preface (``--preface results/components/README.md``) links relative to its own folder, so its links work
     where it is read; in the generated page (``docs/results.md``) the same targets are relative to the page.

@@ -32,14 +32,19 @@ from mat.naming import FieldError, did_you_mean
 
 DESCRIPTION = (
     "Fine-tune a pre-trained model on a GLUE/ANLI task with MAT or a baseline; writes trial.json. --task and "
-    "--model are required. Under NNI, the parameters NNI sends override the flags. --method M --help lists M's flags."
+    "--model are required. Under NNI, the parameters NNI sends override the flags. "
+    "--method M --help lists M's flags."
 )
-USAGE = "%(prog)s --task TASK --model MODEL [--method {vanilla,mat,freelb,smart,r3f}] [--output_dir DIR] [flag ...]"
-REQUIRED: tuple[str, ...] = ("task", "model")  # the fields the trial script requires, as run_glue requires its own
-REQUIRED_HELP = {"task": "--task (cola sst2 mrpc stsb qqp mnli qnli rte wnli anli_r1 anli_r2 anli_r3)",
-                 "model": "--model (a Hub id, a local folder, or minilm)"}
+USAGE = ("%(prog)s --task TASK --model MODEL [--method {vanilla,mat,freelb,smart,r3f}] [--output_dir DIR] "
+         "[flag ...]")
+REQUIRED: tuple[str, ...] = ("task", "model")  # what the trial script requires, as run_glue requires its own
+REQUIRED_HELP = {
+    "task": "--task (cola sst2 mrpc stsb qqp mnli qnli rte wnli anli_r1 anli_r2 anli_r3)",
+    "model": "--model (a Hub id, a local folder, or minilm)",
+}
 ALIAS_HELP = {
-    "sampling_times": "Sets sampling_times_delta and sampling_times_theta to one K (the paper's Table 7 tunes one K).",
+    "sampling_times": "Sets sampling_times_delta and sampling_times_theta to one K (the paper's Table 7 "
+                      "tunes one K).",
     "beta": "Sets beta_s and beta_p to one beta (Algorithm 2 has one beta).",
 }
 
@@ -78,25 +83,29 @@ NO_COUNTERPART = {
 
 class TrialHelpFormatter(argparse.HelpFormatter):
     """Each flag once with its aliases (``--task TASK (also --task_name)``) and its default once: appended
-    only when the help does not already say it, and never for a default of None (the help says what happens)."""
+    only when the help does not already say it, and never for a default of None (the help says what
+    happens then)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        quiet = action.default in (None, "", argparse.SUPPRESS) or not action.option_strings or action.nargs == 0
+        flag = bool(action.option_strings) and action.nargs != 0
+        quiet = action.default in (None, "", argparse.SUPPRESS) or not flag
         return text if quiet or "default" in text.lower() else f"{text} (default: %(default)s)"
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
         strings = action.option_strings
         if not strings or isinstance(action, argparse._HelpAction):
             return super()._format_action_invocation(action)
-        names = [s for s in strings if not ("-" in s[2:] and "--" + s[2:].replace("-", "_") in strings)]  # not --max-length
-        head = names[0] if action.nargs == 0 else f"{names[0]} {self._format_args(action, action.dest.upper())}"
+        # the hyphen spelling of a name (--max-length) is accepted, not listed
+        names = [s for s in strings if not ("-" in s[2:] and "--" + s[2:].replace("-", "_") in strings)]
+        metavar = self._format_args(action, action.dest.upper())
+        head = names[0] if action.nargs == 0 else f"{names[0]} {metavar}"
         return head + (f" (also {', '.join(names[1:])})" if names[1:] else "")
 
 
 class TrialArgumentParser(HfArgumentParser):
-    """``HfArgumentParser`` with the flag aliases, one help group per config group, and ``range`` metadata left
-    to ``__post_init__`` (it is not an argparse option)."""
+    """``HfArgumentParser`` with the flag aliases, one help group per config group, and ``range`` metadata
+    left to ``__post_init__`` (it is not an argparse option)."""
 
     def _add_dataclass_arguments(self, dtype: Any) -> None:
         group = self.add_argument_group(_group_title(dtype))
@@ -136,29 +145,35 @@ def _authors_optimizer(value: str) -> str:
     try:
         return AUTHORS_OPTIMIZER[value.strip().lower()]
     except KeyError:
-        raise argparse.ArgumentTypeError(f"{value!r}: choose one of SGD, RMSprop, Adam (the authors' names of --sampler)") from None
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: choose one of SGD, RMSprop, Adam (the authors' names of --sampler)") from None
 
 
 def build_parser(method: str, required: Sequence[str] = ()) -> TrialArgumentParser:
     """The parser over RunArgs, TrainArgs, the method's args, its NNI aliases and the other tools' flag names.
 
-    A ``required`` field's flag has no default (its help says "Required."); :func:`parse_cli` names it when missing.
+    A ``required`` field's flag has no default (its help says "Required."); :func:`parse_cli` names it when
+    missing.
     """
     types_: Any = (RunArgs, TrainArgs, METHOD_ARGS[method])
-    parser = TrialArgumentParser(types_, allow_abbrev=False, description=DESCRIPTION, usage=USAGE, formatter_class=TrialHelpFormatter)
+    parser = TrialArgumentParser(types_, allow_abbrev=False, description=DESCRIPTION, usage=USAGE,
+                                 formatter_class=TrialHelpFormatter)
     groups = {g.title: g for g in parser._action_groups}
     run, own = groups[_group_title(RunArgs)], groups[_group_title(METHOD_ARGS[method])]
     flags = run.add_mutually_exclusive_group()
     for flag, (target, value, whose) in VALUE_FLAGS.items():
-        flags.add_argument(f"--{flag}", dest=f"_{flag}", action="store_true", help=f"= --{target} {value} ({whose}).")
+        flags.add_argument(f"--{flag}", dest=f"_{flag}", action="store_true",
+                           help=f"= --{target} {value} ({whose}).")
     for alias, targets in _aliases(method).items():
         kind = type(getattr(METHOD_ARGS[method](), targets[0]))
-        own.add_argument(f"--{alias}", type=kind, default=None, help=ALIAS_HELP.get(alias, f"Sets {', '.join(targets)}."))
+        own.add_argument(f"--{alias}", type=kind, default=None,
+                         help=ALIAS_HELP.get(alias, f"Sets {', '.join(targets)}."))
     for action in parser._actions:
         if action.dest in required:
             action.default, action.help = None, f"Required. {action.help}"
     if method == "mat":
-        own.add_argument("--optimizer", dest="_optimizer", type=_authors_optimizer, default=None, metavar="{SGD,RMSprop,Adam}",
+        own.add_argument("--optimizer", dest="_optimizer", type=_authors_optimizer, default=None,
+                         metavar="{SGD,RMSprop,Adam}",
                          help="The authors' name of --sampler: SGD = sgld, RMSprop = rmsprop, Adam = adam.")
     return parser
 
@@ -208,7 +223,8 @@ def parse_cli(argv: Sequence[str] | None = None, required: Sequence[str] = ()) -
 
     Exits with argparse's usage error (status 2) on a missing required flag, an unknown flag (with "did you
     mean"), a value of the wrong type or out of range (naming the flag as typed), or two flags that set the
-    same setting (an NNI alias and a flag it sets, ``--fp16`` and ``--precision``, ``--optimizer`` and ``--sampler``).
+    same setting (an NNI alias and a flag it sets, ``--fp16`` and ``--precision``, ``--optimizer`` and
+    ``--sampler``).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -221,7 +237,8 @@ def parse_cli(argv: Sequence[str] | None = None, required: Sequence[str] = ()) -
     typed = _typed_flags(parser, args)
     missing = [name for name in required if name not in typed]
     if missing:
-        parser.error(f"the following arguments are required: {', '.join(REQUIRED_HELP.get(m, '--' + m) for m in missing)}")
+        what = ", ".join(REQUIRED_HELP.get(m, f"--{m}") for m in missing)
+        parser.error(f"the following arguments are required: {what}")
     values = vars(namespace)
     _merge_value_flags(parser, values, typed)
     overrides: dict[str, Any] = {}
@@ -231,7 +248,8 @@ def parse_cli(argv: Sequence[str] | None = None, required: Sequence[str] = ()) -
             continue
         clash = [typed[t] for t in targets if t in typed]
         if clash:
-            parser.error(f"--{alias} sets {', '.join(targets)}: give either --{alias} or {' or '.join(clash)}, not both")
+            parser.error(f"--{alias} sets {', '.join(targets)}: "
+                         f"give either --{alias} or {' or '.join(clash)}, not both")
         overrides[alias] = value
     try:
         groups = []
@@ -241,24 +259,29 @@ def parse_cli(argv: Sequence[str] | None = None, required: Sequence[str] = ()) -
         cfg = TrialConfig(run=groups[0], train=groups[1], method=groups[2])
         return apply_overrides(cfg, overrides) if overrides else cfg
     except FieldError as e:
-        flag = next((f"--{a}" for a in overrides if e.field in ALIASES[a]), typed.get(e.field, f"--{e.field}"))
+        as_typed = typed.get(e.field, f"--{e.field}")
+        flag = next((f"--{a}" for a in overrides if e.field in ALIASES[a]), as_typed)
         parser.error(str(e.renamed(flag)))
     except ValueError as e:
         parser.error(str(e))
     raise AssertionError("unreachable: parser.error exits")
 
 
-def _merge_value_flags(parser: argparse.ArgumentParser, values: dict[str, Any], typed: dict[str, str]) -> None:
-    """Fold ``--fp16``/``--bf16`` into ``precision`` and ``--optimizer`` into ``sampler``; a clash is a usage error."""
+def _merge_value_flags(parser: argparse.ArgumentParser, values: dict[str, Any],
+                       typed: Mapping[str, str]) -> None:
+    """Fold ``--fp16``/``--bf16`` into ``precision`` and ``--optimizer`` into ``sampler``; a clash is a usage
+    error."""
     for flag, (target, value, _) in VALUE_FLAGS.items():
         if values.pop(f"_{flag}", False):
             if target in typed:
-                parser.error(f"--{flag} sets --{target} {value}: give either --{flag} or {typed[target]}, not both")
+                parser.error(f"--{flag} sets --{target} {value}: "
+                             f"give either --{flag} or {typed[target]}, not both")
             values[target] = value
     optimizer = values.pop("_optimizer", None)
     if optimizer is not None:
         if "sampler" in typed:
-            parser.error(f"--optimizer is the authors' name of --sampler: give either --optimizer or {typed['sampler']}, not both")
+            parser.error("--optimizer is the authors' name of --sampler: "
+                         f"give either --optimizer or {typed['sampler']}, not both")
         values["sampler"] = optimizer
 
 

@@ -211,28 +211,29 @@ def load_local(task: TaskSpec, data_dir: Path) -> Any:
 
 
 def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
-    """Why the Hub (``huggingface_hub``'s endpoint and proxies) does not answer one request, or None if it does."""
+    """Why the Hub (``huggingface_hub``'s endpoint, proxies) does not answer a request; None if it does."""
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
 
     try:
         get_session().head(constants.ENDPOINT, timeout=timeout)
-    except Exception as e:  # noqa: BLE001  (DNS, refused, timeout, proxy, TLS: each means no Hub; the reason is shown)
+    except Exception as e:  # noqa: BLE001  (DNS, refused, timeout, proxy, TLS: no Hub; the reason is shown)
         return f"{type(e).__name__}: {e}"
     return None
 
 
 def _no_hub(what: str, reason: str) -> DataError:
     return DataError(
-        f"{what}: no local data folder (neither --data_dir nor ${DATA_DIR_ENV} is set) and the Hugging Face Hub is "
-        f"unreachable ({reason}). Set {DATA_DIR_ENV} or --data_dir to a data folder; `{PREPARE_COMMAND} [--tasks ...]` "
-        "writes one from the Hub on a machine with network."
+        f"{what}: no local data folder (neither --data_dir nor ${DATA_DIR_ENV} is set) and the Hugging Face "
+        f"Hub is unreachable ({reason}). Set {DATA_DIR_ENV} or --data_dir to a data folder; "
+        f"`{PREPARE_COMMAND} [--tasks ...]` writes one from the Hub on a machine with network."
     )
 
 
 def hub_dataset(path: str, name: str | None = None, **kwargs: Any) -> Any:
-    """``datasets.load_dataset(path, name, **kwargs)`` after one probe of the Hub (:func:`hub_unreachable`): no
-    network fails within seconds, not after the libraries' retries. Offline mode (``HF_HUB_OFFLINE=1``) reads the cache.
+    """``datasets.load_dataset(path, name, **kwargs)`` after one probe of the Hub (:func:`hub_unreachable`):
+    no network fails within seconds, not after the libraries' retries. Offline mode (``HF_HUB_OFFLINE=1``)
+    reads the cache.
 
     Raises:
         DataError: the Hub is unreachable and the dataset is not in the cache (the message names
@@ -241,7 +242,8 @@ def hub_dataset(path: str, name: str | None = None, **kwargs: Any) -> Any:
     import datasets
 
     what = f"{path}" + (f" ({name})" if name else "")
-    offline = getattr(datasets.config, "HF_HUB_OFFLINE", False) or getattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    config = datasets.config
+    offline = getattr(config, "HF_HUB_OFFLINE", False) or getattr(config, "HF_DATASETS_OFFLINE", False)
     reason = None if offline else hub_unreachable()
     if reason is not None:
         raise _no_hub(what, reason)
@@ -394,5 +396,4 @@ def load_combined_nli(
 
 if __name__ == "__main__":  # python -m mat.data prepare --out DIR: the folder's writer lives in mat.layout
     from mat.layout import main
-
     raise SystemExit(main())

@@ -43,5 +43,5 @@ class FieldError(ValueError):
         self.field, self.value, self.problem = field, value, problem
 
     def renamed(self, name: str) -> FieldError:
-        """The same error about ``name`` (``--sampling_times_delta``, or an NNI key such as ``sampling_times``)."""
+        """The same error about ``name``: a flag (``--sampling_times_delta``) or a key (``beta``)."""
         return FieldError(name, self.value, self.problem)

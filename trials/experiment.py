@@ -1,8 +1,8 @@
 """Start an NNI experiment with ``nnictl`` and follow it through NNI's REST API until it ends.
 
 ``python -m trials.experiment run nni_configs/quickstart.yml --port 8080`` is ``nnictl create`` plus a wait:
-it checks the config first (a missing or invalid file is one line naming it and the problem), prints the web UI
-address, a line whenever the trial counts change, and a summary table at the end, and exits non-zero unless
+it checks the config first (a missing or invalid file is one line naming it and the problem), prints the web
+UI address, a line whenever the trial counts change, and a summary table at the end, and exits non-zero unless
 every trial SUCCEEDED (NNI itself says DONE even when all trials FAILED).
 
 NNI 3.0's manager serves the web UI and a REST API without authentication (anyone who reaches it can stop,
@@ -42,12 +42,12 @@ TRIAL_DONE = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STO
 
 
 LOOPBACK = "127.0.0.1"
-AUTO = "auto"  # create()'s bind: loopback for the local training service, NNI's default (every interface) otherwise
+AUTO = "auto"  # create()'s bind: loopback for the local training service, else NNI's default (all interfaces)
 BIND_ENV = "MAT_NNI_BIND"  # the address mat/loopback.js makes host-less servers listen on
 LOOPBACK_JS = Path(mat.__file__).resolve().parent / "loopback.js"
 SECURITY = "docs/nni.md#security"
-# nnictl and this module reach the manager through localhost, so it must listen on loopback at least: 127.0.0.1
-# alone, or every interface. A single network address would lock nnictl out.
+# nnictl and this module reach the manager through localhost, so it must listen on loopback at least:
+# 127.0.0.1 alone, or every interface. A single network address would lock nnictl out.
 BIND_CHOICES = (LOOPBACK, "0.0.0.0", "::")
 
 
@@ -72,40 +72,47 @@ def load_config(path: str) -> dict[str, Any]:
 
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"{path}: {'is a folder, not' if file.is_dir() else 'no such file: expected'} an NNI experiment config (YAML)")
+        what = "is a folder, not" if file.is_dir() else "no such file: expected"
+        raise ConfigError(f"{path}: {what} an NNI experiment config (YAML)")
     try:
         cfg = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or ' '.join(str(e).split())}") from None
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     services = cfg.get("trainingService") if isinstance(cfg, dict) else None
     if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a mapping of NNI config keys (trialCommand, trainingService, ...), got {type(cfg).__name__}")
-    if not all(isinstance(s, dict) and s.get("platform") for s in (services if isinstance(services, list) else [services])):
-        raise ConfigError(f"{path}: no trainingService with a platform (e.g. trainingService: {{platform: local}})")
+        raise ConfigError(f"{path}: expected a mapping of NNI config keys (trialCommand, trainingService, "
+                          f"...), got {type(cfg).__name__}")
+    listed = services if isinstance(services, list) else [services]
+    if not all(isinstance(s, dict) and s.get("platform") for s in listed):
+        raise ConfigError(f"{path}: no trainingService with a platform "
+                          "(e.g. trainingService: {platform: local})")
     from nni.experiment.config import ExperimentConfig
     from nni.experiment.config.utils.internal import unset_base_path
 
     try:
         ExperimentConfig.load(str(file)).json()  # canonicalise and validate, as nnictl create does
-    except Exception as e:  # noqa: BLE001  (NNI raises AttributeError, ValueError, AssertionError...: each is a refusal)
-        why = " ".join(str(e).split()) or f"failed check `{(traceback.extract_tb(e.__traceback__)[-1].line or '').strip()}`"
+    except Exception as e:  # noqa: BLE001  (AttributeError, ValueError, AssertionError...: each a refusal)
+        check = (traceback.extract_tb(e.__traceback__)[-1].line or "").strip()
+        why = " ".join(str(e).split()) or f"failed check `{check}`"
         raise ConfigError(f"{path}: NNI refuses it: {why}") from None
     finally:
-        unset_base_path()  # NNI 3.0 leaves it set when loading fails, and every later load in this process would fail
+        unset_base_path()  # NNI 3.0 leaves it set when loading fails: every later load here would fail
     return cfg
 
 
 def platforms(cfg: Mapping[str, Any]) -> list[str]:
     """The config's training service platform(s) (a list for NNI's hybrid mode)."""
     services = cfg.get("trainingService")
-    return [str(s.get("platform")) for s in (services if isinstance(services, list) else [services]) if isinstance(s, Mapping)]
+    listed = services if isinstance(services, list) else [services]
+    return [str(s.get("platform")) for s in listed if isinstance(s, Mapping)]
 
 
 def default_bind(cfg: Mapping[str, Any]) -> str | None:
-    """127.0.0.1 for the local training service; None (NNI's default: every interface) when workers elsewhere must
-    reach the manager (remote, Kubernetes, AML, hybrid)."""
+    """127.0.0.1 for the local training service; None (NNI's default: every interface) when workers elsewhere
+    must reach the manager (remote, Kubernetes, AML, hybrid)."""
     return LOOPBACK if platforms(cfg) == ["local"] else None
 
 
@@ -117,7 +124,7 @@ def node_options(existing: str | None = None) -> str:
 
 
 def manager_env(bind: str | None, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for ``nnictl``: with ``bind``, NNI's manager (which inherits it) listens on that address.
+    """The environment for ``nnictl``: with ``bind``, NNI's manager (it inherits it) listens on that address.
 
     Args:
         bind: an address (``127.0.0.1``, ``0.0.0.0``, ``::``, a LAN address), or None to leave NNI's default.
@@ -172,7 +179,8 @@ def create(config: str, port: int, timeout: float = 120, attempts: int = 3,
     for attempt in range(1, attempts + 1):
         proc = subprocess.run(
             [nnictl(), "create", "--config", config, "--port", str(port)],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=manager_env(address, env),
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            env=manager_env(address, env),
         )
         out, code = ANSI.sub("", proc.stdout + proc.stderr), proc.returncode
         m = re.search(r"Experiment ID:\s*(\w+)", out) or re.search(r"experiment id:?\s*(\w+)", out, re.I)
@@ -283,10 +291,12 @@ def exposure_warning(bind: str | None, port: int, cfg: Mapping[str, Any]) -> str
     """The warning to print when the manager is reachable from other machines, else None."""
     if is_loopback(bind):
         return None
-    where = f"{bind}:{port}" if bind is not None else f"every interface (port {port}; the {'/'.join(platforms(cfg))} " \
-        "training service's workers must reach it)"
-    return (f"warning: NNI's web UI and REST API listen on {where}, without authentication: whoever reaches it can stop, "
-            f"change and read this experiment. Restrict access (firewall, SSH tunnel): {SECURITY}")
+    services = "/".join(platforms(cfg))
+    where = f"{bind}:{port}" if bind is not None else \
+        f"every interface (port {port}; the {services} training service's workers must reach it)"
+    return (f"warning: NNI's web UI and REST API listen on {where}, without authentication: whoever reaches "
+            "it can stop, change and read this experiment. Restrict access (firewall, SSH tunnel): "
+            f"{SECURITY}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -300,9 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the end (default 3600)")
     r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep the web UI up)")
     r.add_argument("--bind", metavar="ADDRESS", default=None, choices=BIND_CHOICES,
-                   help="where NNI's web UI and REST API listen: 127.0.0.1 (the default for the local training service), "
-                   "0.0.0.0 (every IPv4 interface) or :: (every interface; the default for the other training services). "
-                   f"Anything but 127.0.0.1 opens them to the network, without authentication: {SECURITY}")
+                   help="where NNI's web UI and REST API listen: 127.0.0.1 (the default for the local "
+                   "training service), 0.0.0.0 (every IPv4 interface) or :: (every interface; the default "
+                   "for the other training services). Anything but 127.0.0.1 opens them to the network, "
+                   f"without authentication: {SECURITY}")
     sub.add_parser("node-options", help="print NODE_OPTIONS for a plain `nnictl create` on 127.0.0.1: "
                    'NODE_OPTIONS="$(python -m trials.experiment node-options)" nnictl create ...')
     args = p.parse_args(argv)

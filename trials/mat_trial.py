@@ -183,10 +183,10 @@ def link_tensorboard_for_webui(out_dir: Path, trial_id: str, environ: Mapping[st
 
 
 def library_logs_once() -> None:
-    """Let transformers, datasets and huggingface_hub log through the root handler only, so each of their lines is
-    printed once, in the trial's format. datasets and huggingface_hub attach a stderr handler of their own when
-    imported and still pass every record on to the root logger (each line came out twice); transformers keeps
-    its own handler and format instead.
+    """Let transformers, datasets and huggingface_hub log through the root handler only, so each of their
+    lines is printed once, in the trial's format. datasets and huggingface_hub attach a stderr handler of
+    their own when imported and still pass every record on to the root logger (each line came out twice);
+    transformers keeps its own handler and format instead.
     """
     import datasets  # noqa: F401  (imported here so its handler exists before it is removed)
     import huggingface_hub  # noqa: F401
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         get_task(cfg.run.task)
     except (ValueError, KeyError) as e:
         if isinstance(e, FieldError):
-            e = e.renamed(parameter_key(e.field, params))  # the NNI key as sent: sampling_times=-1, not a field it sets
+            e = e.renamed(parameter_key(e.field, params))  # the key as NNI sent it (sampling_times=-1)
         msg = f"bad parameters: {e}" if isinstance(e, ValueError) else str(e.args[0])
         log.error(msg)
         write_record(_failed_record(cfg, params, msg, trial_id, exp_id), default_output_dir(cfg))
