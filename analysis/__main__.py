@@ -8,6 +8,8 @@ refused mismatched or repeated seeds; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +26,27 @@ EPILOG = """examples:
   python -m analysis compare --records runs/ --baseline vanilla --markdown compare.md --csv compare.csv
   python -m analysis compare --records runs/ --baseline vanilla --select_seeds 1,2 --report_seeds 3,4,5
 """
+
+
+_LINK = re.compile(r"(\]\()([^)\s]+)(\))")  # the target of a Markdown link: [text](target)
+
+
+def rebase_links(markdown: str, source_dir: Path, page_dir: Path) -> str:
+    """``markdown`` written in ``source_dir``, its relative link targets rewritten for a page in ``page_dir``.
+
+    A preface (``--preface results/components/README.md``) links relative to its own folder, so its links work
+    where it is read; in the generated page (``docs/results.md``) the same targets are relative to the page.
+    URLs, ``#anchors`` and absolute paths are kept.
+    """
+    def move(m: re.Match[str]) -> str:
+        target = m.group(2)
+        if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|#|/", target):
+            return m.group(0)
+        path, hash_, anchor = target.partition("#")
+        moved = Path(os.path.relpath(source_dir.resolve() / path, page_dir.resolve())).as_posix()
+        return f"{m.group(1)}{moved}{hash_}{anchor}{m.group(3)}"
+
+    return _LINK.sub(move, markdown)
 
 
 def seed_list(text: str) -> tuple[int, ...]:
@@ -161,7 +184,8 @@ def report(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
     try:
-        preface = Path(args.preface).read_text(encoding="utf-8") if args.preface else None
+        preface = rebase_links(Path(args.preface).read_text(encoding="utf-8"), Path(args.preface).parent,
+                               Path(args.out)) if args.preface else None
     except OSError as e:
         print(f"error: cannot read --preface: {e}", file=sys.stderr)
         return 1

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""How many epochs vanilla needs on a components task, and what an epoch costs (issue 14, before the study).
+"""How many epochs vanilla needs on a components task, and what an epoch costs (run before a study).
 
 Runs the ``vanilla`` rung exactly as the study would (the config's ``trialCommand`` flags, then ``{"rung":
 "vanilla", "seed": s}`` through the NNI merge), with ``--epochs`` and ``--eval_times`` replaced, and prints one
 JSON line per evaluation (epoch, step, dev score, best so far, training seconds so far) and a summary line
 (seconds per epoch, train tokens and padding per epoch, the epoch of the best score)::
 
-    MAT_DATA_DIR=../shared/data python benchmarks/components_plateau.py nni_configs/components_rte.yml \\
+    MAT_DATA_DIR=<data folder> python benchmarks/components_plateau.py nni_configs/components_rte.yml \\
         --epochs 6 --eval_times 2 --seed 1 [--num_threads 1] [--keep runs/plateau_rte]
 
 Pick the epochs where the best-so-far stops rising; run it alone for the seconds to mean anything.

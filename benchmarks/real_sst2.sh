@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Real-data check (issue 3): SST-2, the packaged MiniLM, max length 64, CPU, the same step budget for
+# Real-data check: SST-2, the packaged MiniLM, max length 64, CPU, the same step budget for
 # vanilla and MAT (K_delta = K_theta = 2). Each run prints its best dev accuracy; records go to $OUT_DIR/<method>/
-# (default runs/real_sst2). Measured results (500 steps, lr 1e-4): README, "Does it learn on real data?".
-# Usage: MAT_DATA_DIR=../shared/data [LR=1e-4] [METHODS="vanilla mat"] [OUT_DIR=runs/real_sst2] bash benchmarks/real_sst2.sh [steps]
+# (default runs/real_sst2). Measured results (500 steps, lr 1e-4): docs/speed.md, "Real data: SST-2 in 500 steps".
+# Usage: MAT_DATA_DIR=<data folder> [LR=1e-4] [METHODS="vanilla mat"] [OUT_DIR=runs/real_sst2] bash benchmarks/real_sst2.sh [steps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${1:-500}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 from mat.ladder import RUNG_KEY, rung_settings
-from mat.naming import did_you_mean
+from mat.naming import FieldError, did_you_mean
 from mat.tasks import check_select_metric
 
 _INF = math.inf
@@ -40,7 +40,7 @@ class _Checked:
     def __post_init__(self) -> None:
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            _check_field(type(self).__name__, f, value)
+            _check_field(f, value)
 
 
 def _type_name(f: dataclasses.Field[Any]) -> str:
@@ -49,27 +49,27 @@ def _type_name(f: dataclasses.Field[Any]) -> str:
     return t if isinstance(t, str) else getattr(t, "__name__", None) or str(t).replace("typing.", "")
 
 
-def _check_field(owner: str, f: dataclasses.Field[Any], value: Any) -> None:
+def _check_field(f: dataclasses.Field[Any], value: Any) -> None:
     if value is None:
         if "None" in _type_name(f):
             return
-        raise ValueError(f"{owner}.{f.name} must be set")
+        raise FieldError(f.name, value, "must be set")
     rng = f.metadata.get("range")
     choices = f.metadata.get("choices")
     ftype = _type_name(f)
     if ftype.startswith("bool"):
         if not isinstance(value, bool):
-            raise ValueError(f"{owner}.{f.name} must be true or false, got {value!r}")
+            raise FieldError(f.name, value, "must be true or false")
         return
     if ftype.startswith(("int", "float")):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{owner}.{f.name} must be a number, got {type(value).__name__} {value!r}")
+            raise FieldError(f.name, value, f"must be a number, not a {type(value).__name__}")
         if not math.isfinite(value):
-            raise ValueError(f"{owner}.{f.name} must be finite, got {value!r}")
+            raise FieldError(f.name, value, "must be finite")
         if rng is not None and not (rng[0] <= value <= rng[1]):
-            raise ValueError(f"{owner}.{f.name}={value!r} is out of range: allowed [{rng[0]}, {rng[1]}]")
+            raise FieldError(f.name, value, f"is out of range [{rng[0]}, {rng[1]}]")
     if choices is not None and value not in choices:
-        raise ValueError(f"{owner}.{f.name}={value!r} is not allowed: choose one of {list(choices)}")
+        raise FieldError(f.name, value, f"is not allowed: choose one of {list(choices)}")
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -82,8 +82,8 @@ class RunArgs(_Checked):
     task: str = _f("rte", "Task name: cola sst2 mrpc stsb qqp mnli qnli rte wnli anli_r1 anli_r2 anli_r3.")
     model: str = _f("minilm", "Hub id or local path of the pre-trained model; 'minilm' = the packaged all-MiniLM-L6-v2.")
     method: str = _f("mat", "Training method.", choices=("vanilla", "mat", "freelb", "smart", "r3f"))
-    output_dir: str | None = _f(None, "Where trial.json, predictions and checkpoints go (default: $NNI_OUTPUT_DIR under NNI, else runs/<task>-<method>-<seed>).")
-    data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
+    output_dir: str | None = _f(None, "Where trial.json, predictions and checkpoints go (default: $NNI_OUTPUT_DIR under NNI, else runs/<task>-<method>-seed<seed> in the current folder).")
+    data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout, as `python -m mat.data prepare --out DIR` writes it (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
     cache_dir: str | None = _f(None, "Cache for tokenized datasets (default: ~/.cache/mat_harness).")
     device: str = _f("auto", "auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda"))
     precision: str = _f("auto", "auto: on CUDA bf16 (fp16 without bf16) unless the method's perturbation is below that format's resolution, then fp32; on CPU fp32. bf16/fp16: autocast as asked (CUDA or CPU), measured against the perturbation on the first batch. fp32: no autocast.", choices=("auto", "bf16", "fp16", "fp32"))
@@ -345,14 +345,14 @@ def searchable_keys(method: str) -> list[str]:
     return keys + [RUNG_KEY]
 
 
-def _coerce(owner: str, f: dataclasses.Field[Any], value: Any) -> Any:
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     ftype = _type_name(f)
     if ftype.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if ftype.startswith("int") and isinstance(value, float) and value.is_integer():
         return int(value)  # NNI's quniform/randint can send 5.0
     if ftype.startswith("int") and isinstance(value, float):
-        raise ValueError(f"{owner}.{f.name} must be an integer, got {value!r}")
+        raise FieldError(f.name, value, "must be an integer")
     return value
 
 
@@ -383,7 +383,7 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
         obj = getattr(cfg, group)
         for f in fields(obj):
             if f.name in expanded:
-                groups[group][f.name] = _coerce(type(obj).__name__, f, expanded[f.name])
+                groups[group][f.name] = _coerce(f, expanded[f.name])
     train, method = cfg.given_train(), cfg.method  # the method defaults are derived anew for the merged config
     mparams, tparams = groups["method"], groups["train"]
     # learning_rate and sampling_step_theta are one quantity: an override of either moves both.

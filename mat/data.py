@@ -9,6 +9,10 @@ Local files are read strictly: TSVs with quoting off (default CSV quoting merges
 3570 rows instead of 3668), every row checked for its field count and label, and any problem raised as
 :class:`DataError` naming the file and line. Splits whose files are absent are simply missing from the
 DatasetDict; :func:`require_split` turns a request for one into an error naming the expected file.
+
+Without a local folder and without the Hub (no network), loading fails within seconds with one line naming
+``$MAT_DATA_DIR``, ``--data_dir`` and ``python -m mat.data prepare --out DIR`` (:mod:`mat.layout`), which
+writes such a folder from the Hub on a machine that has network.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any, Iterator, Mapping, Sequence
 from mat.tasks import LocalFile, TaskSpec, get_task
 
 DATA_DIR_ENV = "MAT_DATA_DIR"
+PREPARE_COMMAND = "python -m mat.data prepare --out DIR"
+HUB_PROBE_TIMEOUT = 5.0  # seconds to wait for any answer from the Hub before calling it unreachable
 ADVGLUE_HUB = "AI-Secure/adv_glue"
 # AdvGLUE on the Hub: one config per task, split "validation".
 ADVGLUE_HUB_CONFIGS: Mapping[tuple[str, str], str] = {
@@ -204,16 +210,59 @@ def load_local(task: TaskSpec, data_dir: Path) -> Any:
 # ------------------------------------------------------------------------------------------- Hub
 
 
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """Why the Hub (``huggingface_hub``'s endpoint, proxies) does not answer a request; None if it does."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as e:  # noqa: BLE001  (DNS, refused, timeout, proxy, TLS: no Hub; the reason is shown)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _no_hub(what: str, reason: str) -> DataError:
+    return DataError(
+        f"{what}: no local data folder (neither --data_dir nor ${DATA_DIR_ENV} is set) and the Hugging Face "
+        f"Hub is unreachable ({reason}). Set {DATA_DIR_ENV} or --data_dir to a data folder; "
+        f"`{PREPARE_COMMAND} [--tasks ...]` writes one from the Hub on a machine with network."
+    )
+
+
+def hub_dataset(path: str, name: str | None = None, **kwargs: Any) -> Any:
+    """``datasets.load_dataset(path, name, **kwargs)`` after one probe of the Hub (:func:`hub_unreachable`):
+    no network fails within seconds, not after the libraries' retries. Offline mode (``HF_HUB_OFFLINE=1``)
+    reads the cache.
+
+    Raises:
+        DataError: the Hub is unreachable and the dataset is not in the cache (the message names
+            ``$MAT_DATA_DIR``, ``--data_dir`` and the prepare command).
+    """
+    import datasets
+
+    what = f"{path}" + (f" ({name})" if name else "")
+    config = datasets.config
+    offline = getattr(config, "HF_HUB_OFFLINE", False) or getattr(config, "HF_DATASETS_OFFLINE", False)
+    reason = None if offline else hub_unreachable()
+    if reason is not None:
+        raise _no_hub(what, reason)
+    try:
+        return datasets.load_dataset(path, name, **kwargs)
+    except ConnectionError as e:  # offline mode without a cached copy, or the network went away meanwhile
+        raise _no_hub(what, str(e)) from None
+
+
 def load_hub(task: TaskSpec) -> Any:
-    """The task's splits from the Hub (the path users with network take)."""
+    """The task's splits from the Hub (the path users with network take); DataError if it is unreachable."""
     import datasets
 
     if task.dataset_name is None:  # facebook/anli: all rounds in one dataset; keep this round's splits
-        full = datasets.load_dataset(task.dataset_path)
+        full = hub_dataset(task.dataset_path)
         keep = {s: full[s] for s in (task.train_split, *task.eval_splits, *task.test_splits) if s in full}
         ds = datasets.DatasetDict(keep)
     else:
-        ds = datasets.load_dataset(task.dataset_path, task.dataset_name)
+        ds = hub_dataset(task.dataset_path, task.dataset_name)
     drop = [c for c in next(iter(ds.values())).column_names if c not in (*task.text_fields, "label", "idx")]
     return ds.remove_columns(drop) if drop else ds
 
@@ -249,9 +298,7 @@ def require_split(raw: Any, task: TaskSpec, split: str, data_dir: str | os.PathL
         raise DataError(f"{task.name} has no split {split!r}; its splits are {list(task.all_splits)}")
     root = resolve_data_dir(data_dir)
     if root is None and (task.name, split) in ADVGLUE_HUB_CONFIGS:
-        import datasets
-
-        ds = datasets.load_dataset(ADVGLUE_HUB, ADVGLUE_HUB_CONFIGS[(task.name, split)], split="validation")
+        ds = hub_dataset(ADVGLUE_HUB, ADVGLUE_HUB_CONFIGS[(task.name, split)], split="validation")
         return ds.remove_columns([c for c in ds.column_names if c not in (*task.text_fields, "label", "idx")])
     files = [str(p) for p in local_split_files(task, root, split)] if root is not None else []
     where = f"expected file: {' or '.join(files)}" if files else f"not in the Hub dataset {task.dataset_path}"
@@ -311,7 +358,7 @@ def load_combined_nli(
     dropped = 0
     for src in sources:
         if root is None:
-            ds = datasets.load_dataset(src.hub_path, src.hub_name, split=src.hub_split)
+            ds = hub_dataset(src.hub_path, src.hub_name, split=src.hub_split)
             premises, hyps, labels = ds[src.premise], ds[src.hypothesis], ds["label"]
             where = [f"{src.hub_path}[{i}]" for i in range(len(labels))]
         else:
@@ -345,3 +392,8 @@ def load_combined_nli(
     combined = combined.cast_column("label", datasets.ClassLabel(names=list(anli.label_names)))
     combined.info.description = f"combined NLI ({', '.join(s.name for s in sources)}); {dropped} unlabelled rows dropped"
     return combined
+
+
+if __name__ == "__main__":  # python -m mat.data prepare --out DIR: the folder's writer lives in mat.layout
+    from mat.layout import main
+    raise SystemExit(main())

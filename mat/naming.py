@@ -1,4 +1,5 @@
-"""Looking names up: the one "Did you mean ...?" rule every registry of the project uses.
+"""Looking names up: the one "Did you mean ...?" rule every registry of the project uses, and the error
+that names a bad value by its field (:class:`FieldError`).
 
 Tasks, methods, optimizers, configuration keys and command-line flags all answer an unknown name the same
 way: the name as given, the closest valid name, and every valid name. No torch here.
@@ -28,3 +29,19 @@ def unknown_name(kind: str, name: str, valid: Iterable[str], valid_label: str | 
     names = list(valid)
     label = valid_label or f"Valid {kind}s"
     return f"unknown {kind} {name!r}.{did_you_mean(name.strip().lower(), names)} {label}: {', '.join(names)}"
+
+
+class FieldError(ValueError):
+    """A bad value of one configuration field: ``str(e)`` is ``field=value problem``.
+
+    ``field`` lets a caller name the field as the user wrote it (:meth:`renamed`): the command line names
+    its flag (``--sampling_times_delta=-1 is out of range [0, 10000]``), an NNI trial its parameter key.
+    """
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        super().__init__(f"{field}={value!r} {problem}")
+        self.field, self.value, self.problem = field, value, problem
+
+    def renamed(self, name: str) -> FieldError:
+        """The same error about ``name``: a flag (``--sampling_times_delta``) or a key (``beta``)."""
+        return FieldError(name, self.value, self.problem)

@@ -27,7 +27,7 @@ def _adamw(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.O
 
     torch's default on CPU is the single-tensor loop: ~10 passes over the parameters per step. The fused
     kernel makes one, the same update to float rounding (max 7e-9 apart after 5 steps on weights ~0.02);
-    on this project's CPU a MiniLM step of it takes 0.08 s against 0.30-0.37 s on one thread, which is 30% of
+    on a 2-core CPU a MiniLM step of it takes 0.08 s against 0.30-0.37 s on one thread, which is 30% of
     a vanilla CoLA step (docs/speed.md).
     """
     params = [p for g in groups for p in g["params"]]

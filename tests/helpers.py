@@ -7,8 +7,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TRIAL_SCRIPT = REPO / "trials" / "mat_trial.py"
-SHARED_DATA = REPO.parent / "shared" / "data"
-NO_SHARED_DATA = "../shared/data is absent (real GLUE/ANLI files); these tests read them in place"
+# Real GLUE/ANLI files in the local layout (python -m mat.data prepare --out DIR writes one): $MAT_DATA_DIR, else a
+# data folder beside the checkout. Tests that need it read it in place and skip without it.
+SHARED_DATA = Path(os.environ.get("MAT_DATA_DIR") or REPO.parent / "shared" / "data")
+NO_SHARED_DATA = "no real GLUE/ANLI data: set MAT_DATA_DIR to a folder written by `python -m mat.data prepare --out DIR`"
 
 WORDS = (
     "good great fine nice love best happy bad awful poor hate worst sad movie film plot actor the a is was "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -232,8 +233,10 @@ def test_the_committed_results_page_regenerates_from_the_committed_records(tmp_p
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.suffix in (".md", ".csv", ".tex"))
     committed = sorted(p.relative_to(REPO / "docs") for p in (REPO / "docs" / "tables").glob("*"))
     assert [p for p in made if p.parts[0] == "tables"] == committed, "regenerate the page: tables differ"
+    here = f"]({Path(os.path.relpath(REPO / 'docs', tmp_path)).as_posix()}/"  # the preface's links, rebased to tmp_path
     for rel in made:
-        assert (tmp_path / rel).read_text() == (REPO / "docs" / rel).read_text(), f"docs/{rel} is stale: regenerate it"
+        made_text = (tmp_path / rel).read_text().replace(here, "](")
+        assert made_text == (REPO / "docs" / rel).read_text(), f"docs/{rel} is stale: regenerate it"
 
 
 def test_every_number_the_study_preface_quotes_is_one_the_page_computes() -> None:
@@ -244,7 +247,10 @@ def test_every_number_the_study_preface_quotes_is_one_the_page_computes() -> Non
 
     from tests.helpers import REPO
 
-    preface = (REPO / "results" / "components" / "README.md").read_text(encoding="utf-8")
+    from analysis.__main__ import rebase_links
+
+    readme = REPO / "results" / "components" / "README.md"
+    preface = rebase_links(readme.read_text(encoding="utf-8"), readme.parent, REPO / "docs")  # as the page carries it
     page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
     if "## What the study finds" not in preface:
         pytest.skip("the component study has no written findings yet")

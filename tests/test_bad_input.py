@@ -71,7 +71,7 @@ def test_bad_cli_value_is_an_argparse_error(tiny: dict[str, Path], tmp_path: Pat
     proc, _ = _trial(tiny, tmp_path / "out", "--epochs", "many")
     assert proc.returncode == 2 and "--epochs" in proc.stderr and "invalid float value" in proc.stderr
     proc, _ = _trial(tiny, tmp_path / "out2", "--method", "vanilla", "--batch_size", "0")
-    assert proc.returncode != 0 and "TrainArgs.batch_size=0 is out of range: allowed [1, 65536]" in proc.stderr
+    assert proc.returncode != 0 and "error: --batch_size=0 is out of range [1, 65536]\n" in proc.stderr
 
 
 # ------------------------------------------------------------------------- in-process fit failures

@@ -50,13 +50,13 @@ def test_merge_coerces_and_expands_aliases() -> None:
     "params,message",
     [
         ({"lamda_s": 1.0}, r"unknown parameter 'lamda_s' for method mat\. Did you mean 'lambda_s'\? Valid keys: .*beta_p"),
-        ({"sampling_times_delta": -1}, r"MATArgs\.sampling_times_delta=-1 is out of range: allowed \[0, 10000\]"),
-        ({"beta_s": 1.5}, r"MATArgs\.beta_s=1\.5 is out of range: allowed \[0\.0, 1\.0\]"),
+        ({"sampling_times_delta": -1}, r"^sampling_times_delta=-1 is out of range \[0, 10000\]$"),
+        ({"beta_s": 1.5}, r"^beta_s=1\.5 is out of range \[0\.0, 1\.0\]$"),
         ({"sampling_step_delta": -0.1}, r"sampling_step_delta=-0\.1 is out of range"),
-        ({"sampler": "sgd"}, r"MATArgs\.sampler='sgd' is not allowed: choose one of \['sgld', 'rmsprop', 'adam'\]"),
-        ({"lambda_s": "3"}, r"MATArgs\.lambda_s must be a number, got str '3'"),
-        ({"sampling_times": 2.5}, r"must be an integer, got 2\.5"),
-        ({"seed": True}, r"TrainArgs\.seed must be a number"),
+        ({"sampler": "sgd"}, r"^sampler='sgd' is not allowed: choose one of \['sgld', 'rmsprop', 'adam'\]$"),
+        ({"lambda_s": "3"}, r"^lambda_s='3' must be a number, not a str$"),
+        ({"sampling_times": 2.5}, r"sampling_times_\w+=2\.5 must be an integer"),
+        ({"seed": True}, r"^seed=True must be a number"),
         ({"learning_rate": float("nan")}, r"must be finite"),
     ],
 )
@@ -74,7 +74,7 @@ def test_keys_of_another_method_are_unknown() -> None:
 
 
 def test_dataclasses_validate_on_construction() -> None:
-    with pytest.raises(ValueError, match=r"TrainArgs\.warmup_ratio=2 is out of range"):
+    with pytest.raises(ValueError, match=r"^warmup_ratio=2 is out of range"):
         TrainArgs(warmup_ratio=2)
     with pytest.raises(ValueError, match="adv_init_type='gauss' is not allowed"):
         MATArgs(adv_init_type="gauss")

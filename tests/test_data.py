@@ -1,4 +1,4 @@
-"""Raw data: every real file in ../shared/data loads with its official row count and Hub label ids;
+"""Raw data: every real file in $MAT_DATA_DIR loads with its official row count and Hub label ids;
 bad input fails loudly, naming file and line."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import mat.data
 from mat.batching import make_loader, tokenize
 from mat.data import DataError, load_combined_nli, load_raw, require_split
 from mat.tasks import get_task
@@ -15,7 +16,7 @@ from tests.helpers import NO_SHARED_DATA, SHARED_DATA, make_tiny_glue_dir, make_
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=NO_SHARED_DATA)
 
-# Official row counts, from ../shared/data/README.md (each equals the official count).
+# Official row counts (each file of the data folder has its official count).
 OFFICIAL = {
     "cola": {"train": 8551, "validation": 1043, "test": 1063},
     "sst2": {"train": 67349, "validation": 872, "test": 1821, "adv_validation": 148},
@@ -142,11 +143,30 @@ def test_hub_path_asks_for_the_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.delenv("MAT_DATA_DIR", raising=False)
     monkeypatch.setattr(datasets, "load_dataset", fake)
+    monkeypatch.setattr(mat.data, "hub_unreachable", lambda: None)  # the Hub answers the probe
     ds = load_raw("anli_r1")
     assert calls == [("facebook/anli", None)]
     assert sorted(ds) == ["dev_r1", "test_r1", "train_r1"] and ds["dev_r1"].column_names == ["premise", "hypothesis", "label"]
     load_raw("sst2")
     assert calls[-1] == ("nyu-mll/glue", "sst2")
+
+
+def test_an_unreachable_hub_is_one_probe_and_no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    calls = []
+    monkeypatch.delenv("MAT_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(mat.data, "hub_unreachable", lambda: "ConnectError: [Errno -2] Name or service not known")
+    with pytest.raises(DataError) as e:
+        load_raw("rte")
+    assert calls == [], "no download attempt, so none of the libraries' retries"
+    assert str(e.value) == (
+        "nyu-mll/glue (rte): no local data folder (neither --data_dir nor $MAT_DATA_DIR is set) and the Hugging Face Hub "
+        "is unreachable (ConnectError: [Errno -2] Name or service not known). Set MAT_DATA_DIR or --data_dir to a data "
+        "folder; `python -m mat.data prepare --out DIR [--tasks ...]` writes one from the Hub on a machine with network.")
 
 
 def test_tokenize_and_loader_pad_dynamically(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import yaml
 from nni.experiment.config import ExperimentConfig
 from nni.tools.package_utils.tuner_factory import create_validator_instance, get_builtin_module_class_name
 
-from mat.cli import parse_cli
+from mat.cli import REQUIRED, parse_cli
 from mat.config import TrialConfig, apply_overrides, searchable_keys
 from mat.evaluation import eval_steps
 from mat.optim import warmup_steps
@@ -127,8 +127,8 @@ def test_trial_commands_are_valid_trial_flags(path: Path) -> None:
     for command in trial_commands(cfg):
         _, flags = trial_args(command)
         try:
-            trial = parse_cli(flags)
-        except (SystemExit, ValueError) as e:  # argparse exits on a bad value; unknown flags raise ValueError
+            trial = parse_cli(flags, required=REQUIRED)  # the trial script's own rule: --task and --model given
+        except (SystemExit, ValueError) as e:  # argparse exits on a bad value or a missing flag
             pytest.fail(f"{path.name}: the trial rejects its flags ({e!r}): {command}")
         names = {f.name for group in (trial.run, trial.train, trial.method) for f in dataclasses.fields(group)}
         abbreviated = [w for w in flags if w.startswith("--") and w[2:].split("=")[0] not in names]

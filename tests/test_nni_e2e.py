@@ -201,8 +201,8 @@ def test_web_ui_lists_every_trial(finished: Finished) -> None:
 
 BAD = [
     ({"not_a_key": 1.0}, r"unknown parameter 'not_a_key'"),
-    ({"sampling_times": -1}, r"sampling_times_\w+=-1 is out of range"),
-    ({"lambda_s": "three"}, r"lambda_s must be a number, got str 'three'"),
+    ({"sampling_times": -1}, r"bad parameters: sampling_times=-1 is out of range \[0, 10000\]"),
+    ({"lambda_s": "three"}, r"bad parameters: lambda_s='three' must be a number, not a str"),
 ]
 GOOD = [{"sampling_times": 1, "lambda_s": 1.0}, {"sampling_times": 2, "lambda_s": 0.5}]
 

@@ -1,8 +1,8 @@
-"""Does it learn on real data? SST-2 from ``../shared/data``, the packaged all-MiniLM-L6-v2, CPU, 500 steps.
+"""Does it learn on real data? SST-2 from ``$MAT_DATA_DIR``, the packaged all-MiniLM-L6-v2, CPU, 500 steps.
 
 Runs ``benchmarks/real_sst2.sh`` (vanilla, then MAT with K_δ = K_θ = 2, the same step budget) and reads the two
 trial records. About 40 minutes on a 2-core CPU (vanilla ~6 min, MAT ~33 min): marked ``slow``, so only
-``make test-all`` runs it. Measured numbers are in the README ("Does it learn on real data?").
+``make test-all`` runs it. Measured numbers: docs/speed.md ("Real data: SST-2 in 500 steps").
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ also estimates the trial-hours the other cells need from the finished records::
 of the missing cells only (an NNI nested choice, seed-major: every rung of seed 1, then of seed 2, ..., so a
 study stopped half-way still has whole seeds to pair), starts the experiment with ``nnictl`` (GridSearch: each
 missing cell once), copies each SUCCEEDED record into ``<records>`` as it lands, and exits non-zero unless every
-cell then has one. A stopped session loses only its running trials; the next ``run`` does the rest.
+cell then has one. A stopped run loses only its running trials; the next ``run`` does the rest.
 
 No ``import nni`` here: ``nnictl`` runs as a subprocess (:mod:`trials.experiment`).
 """

@@ -36,9 +36,10 @@ from typing import Any, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mat.cli import parse_cli  # noqa: E402
+from mat.cli import REQUIRED, parameter_key, parse_cli  # noqa: E402
 from mat.config import TrialConfig, apply_overrides  # noqa: E402
 from mat.cost import process_age  # noqa: E402
+from mat.naming import FieldError  # noqa: E402
 from mat.provenance import default_output_dir, new_record  # noqa: E402
 from mat.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
 from mat.runtime import set_threads, trial_threads  # noqa: E402
@@ -181,11 +182,31 @@ def link_tensorboard_for_webui(out_dir: Path, trial_id: str, environ: Mapping[st
     return link
 
 
+def library_logs_once() -> None:
+    """Let transformers, datasets and huggingface_hub log through the root handler only, so each of their
+    lines is printed once, in the trial's format. datasets and huggingface_hub attach a stderr handler of
+    their own when imported and still pass every record on to the root logger (each line came out twice);
+    transformers keeps its own handler and format instead.
+    """
+    import datasets  # noqa: F401  (imported here so its handler exists before it is removed)
+    import huggingface_hub  # noqa: F401
+    import transformers
+
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    for name in ("datasets", "huggingface_hub"):
+        lib = logging.getLogger(name)
+        for handler in [h for h in lib.handlers if type(h) is logging.StreamHandler]:
+            lib.removeHandler(handler)
+        lib.propagate = True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one trial; returns the process exit code (0 SUCCEEDED, 1 FAILED, 143 INTERRUPTED)."""
     startup = process_age()  # interpreter start and imports, for the record's cost block
+    cfg = parse_cli(argv, required=REQUIRED)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    cfg = parse_cli(argv)
+    library_logs_once()
     nni = _nni()
     trial_id = exp_id = None
     params: dict[str, Any] = {}
@@ -209,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = apply_overrides(cfg, params)
         get_task(cfg.run.task)
     except (ValueError, KeyError) as e:
+        if isinstance(e, FieldError):
+            e = e.renamed(parameter_key(e.field, params))  # the key as NNI sent it (sampling_times=-1)
         msg = f"bad parameters: {e}" if isinstance(e, ValueError) else str(e.args[0])
         log.error(msg)
         write_record(_failed_record(cfg, params, msg, trial_id, exp_id), default_output_dir(cfg))
