@@ -1,9 +1,9 @@
-"""The trial's command line: every flag is a config field (:mod:`mat.config`), named exactly as the field.
+"""The trial's command line: every flag is a config field (:mod:`mat.spec.config`), named exactly as the field.
 
 ``--method`` is read first, so ``--method smart --help`` lists SMART's flags. A mistyped or unknown flag, a
 value out of range or a bad combination ends in argparse's usage error (exit 2) naming the flag and, for
 an unknown one, the closest valid flag. NNI's aliases work as flags too: ``--sampling_times K`` sets
-K_δ = K_θ = K and ``--beta B`` sets β_s = β_p = B (:data:`mat.config.ALIASES`).
+K_δ = K_θ = K and ``--beta B`` sets β_s = β_p = B (:data:`mat.spec.config.ALIASES`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 from transformers import HfArgumentParser
 
-from mat.config import ALIASES, METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides
-from mat.naming import did_you_mean
+from mat.spec.config import ALIASES, METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.naming import did_you_mean
 
 DESCRIPTION = (
     "Fine-tune a pre-trained model on a GLUE/ANLI task with MAT or a baseline; writes trial.json. "
@@ -61,7 +61,7 @@ def _flag_names(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def parse_cli(argv: Sequence[str] | None = None) -> TrialConfig:
-    """Parse trial flags into a :class:`~mat.config.TrialConfig`.
+    """Parse trial flags into a :class:`~mat.spec.config.TrialConfig`.
 
     Exits with argparse's usage error (status 2) on an unknown flag (with "did you mean"), a value of the
     wrong type or out of range, or an alias given together with a flag it sets.

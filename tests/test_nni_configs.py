@@ -21,7 +21,7 @@ from nni.experiment.config import ExperimentConfig
 from nni.tools.package_utils.tuner_factory import create_validator_instance, get_builtin_module_class_name
 
 from mat.cli import parse_cli
-from mat.config import searchable_keys
+from mat.spec.config import searchable_keys
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "nni_configs").glob("*.yml"))
