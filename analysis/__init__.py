@@ -3,7 +3,7 @@
 Reads ``trial.json`` records and NNI's own store; never imports torch or nni. Entry points:
 
 * :func:`glue_score` (the paper's and the official GLUE score conventions), :func:`task_score` (the one
-  scoring rule, ``mat.tasks.task_score``),
+  scoring rule, ``mat.spec.tasks.task_score``),
 * :func:`load` / :func:`load_records` / :func:`load_nni_experiment` (one tidy long-form DataFrame, each
   trial once: :mod:`analysis.tidy`, :mod:`analysis.identity`, :mod:`analysis.nni_store`),
 * :mod:`analysis.aggregate` (per trial -> per config over seeds -> chosen config -> GLUE score),
@@ -28,7 +28,7 @@ from analysis.comparison import SeedMismatch, compare_to_baseline, paired_compar
 from analysis.intervals import t_interval
 from analysis.load import AnalysisWarning, load, load_nni_experiment, load_records, repeats, status_counts
 from analysis.scores import PAPER_TASKS, glue_score
-from mat.tasks import task_score
+from mat.spec.tasks import task_score
 
 __all__ = [
     "AnalysisWarning", "PAPER_TASKS", "SeedMismatch", "best_configs", "bootstrap_ci", "choose_configs",

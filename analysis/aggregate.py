@@ -2,7 +2,7 @@
 
 1. :func:`trial_scores`: per trial, the selected evaluation (``"best"``: the record's best dev
    evaluation, which the MAT authors report; ``"final"``: the last one) as long rows ``split, metric,
-   value`` plus a ``score`` row per split. The dev score is ``mat.tasks.task_score`` (strict: a trial
+   value`` plus a ``score`` row per split. The dev score is ``mat.spec.tasks.task_score`` (strict: a trial
    missing a metric is not scored, with a warning naming its file and the metric).
 2. :func:`seed_summary`: per configuration over seeds: n, mean, std, median, min, max and a 95% interval
    of the mean (t-interval by default, percentile bootstrap on request; :mod:`analysis.intervals`).
@@ -28,7 +28,7 @@ from analysis.comparison import compare_to_baseline, paired_comparison, unpaired
 from analysis.intervals import bootstrap_ci, check_interval, group_bootstrap, t_intervals
 from analysis.scores import convention_tasks, glue_score
 from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
-from mat.tasks import task_score
+from mat.spec.tasks import task_score
 
 __all__ = [
     "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
@@ -63,7 +63,7 @@ def _fallback_rows(evals: pd.DataFrame, selection: str) -> pd.DataFrame:
 
 
 def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, object], tuple[str, str]]]:
-    """``mat.tasks.task_score`` of each trial's dev metrics (strict), and ``{(experiment, trial): (source,
+    """``mat.spec.tasks.task_score`` of each trial's dev metrics (strict), and ``{(experiment, trial): (source,
     reason)}`` of the trials it refuses (a missing or NaN metric, an unknown task)."""
     dev = picked[(picked["split"] == DEV) & (picked["metric"] != "default")]
     found: dict[tuple[object, object], tuple[str, str, dict[str, float]]] = {}
@@ -105,7 +105,7 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
     trial without that entry falls back to its ``eval`` rows: the step with the highest mean dev metric
     (earliest on ties) for ``"best"``, the last step for ``"final"``.
 
-    The dev ``score`` is ``mat.tasks.task_score`` of the trial's dev metrics, strictly: a trial missing
+    The dev ``score`` is ``mat.spec.tasks.task_score`` of the trial's dev metrics, strictly: a trial missing
     one of its task's metrics (or holding a NaN) is left out with an :class:`AnalysisWarning` naming its
     source and the metric, and listed in ``attrs["unscored"]`` as ``(source, reason)``. A trial that
     reported only NNI's ``default`` number (its own task score) is scored by it.

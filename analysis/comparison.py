@@ -31,7 +31,7 @@ import pandas as pd
 from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_p
 from analysis.tidy import DEV, SCORE
-from mat.tasks import sort_tasks, task_label
+from mat.spec.tasks import sort_tasks, task_label
 
 PAIRED_TEST = "paired t-test"
 WELCH_TEST = "Welch t-test (unpaired)"

@@ -1,6 +1,6 @@
 """The component ladder in numbers: per task, every rung's seeds, paired differences and compute.
 
-Trials of the ladder carry ``params.rung`` (:mod:`mat.ladder`: ``vanilla`` -> ``inner_steps`` -> ``sampling``
+Trials of the ladder carry ``params.rung`` (:mod:`mat.spec.ladder`: ``vanilla`` -> ``inner_steps`` -> ``sampling``
 -> ``dropout_consistency`` -> ``mat`` -> ``mat_visible_delta``, and ``r3f`` beside it). Their rows are split off
 the other trials (:func:`split_rungs`: the rung becomes the ``method`` label, since several rungs train with
 ``--method mat``) and summarised per (model, task, rung) by :func:`ladder_rows`:
@@ -28,8 +28,8 @@ from analysis.comparison import paired_stats
 from analysis.intervals import holm, mean_interval
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_interval, fmt_signed, p_clause
 from analysis.tidy import DEV, SCORE
-from mat.ladder import RUNG_KEY, RUNG_NAMES, RUNGS, previous_rung
-from mat.tasks import task_label
+from mat.spec.ladder import RUNG_KEY, RUNG_NAMES, RUNGS, previous_rung
+from mat.spec.tasks import task_label
 
 PARAM = f"param.{RUNG_KEY}"
 ADDS = {r.name: r.adds for r in RUNGS}

@@ -22,10 +22,10 @@ from analysis import plots
 from analysis.intervals import INTERVAL_NOTES
 from analysis.ladder import findings, ladder_rows, ladder_table, rung_order
 from analysis.telemetry import kl_rows, kl_table, telemetry_info, telemetry_plot
-from mat.tasks import sort_tasks, task_label
+from mat.spec.tasks import sort_tasks, task_label
 
 INTRO = (
-    "Each rung adds one part of MAT to the rung before (mat.ladder); `r3f` stands beside the ladder, compared "
+    "Each rung adds one part of MAT to the rung before (mat.spec.ladder); `r3f` stands beside the ladder, compared "
     "with vanilla. Every rung ran the same seeds with the same shared hyperparameters except its own; "
     "differences are paired by seed.")
 

@@ -6,7 +6,7 @@
 
 Bad input never stops a load: a corrupt or truncated ``trial.json``, an unknown schema version, an
 unknown task, a metric the task does not have, and a missing or NaN metric (a record
-``mat.tasks.task_score`` would refuse to score) are skipped with an :class:`AnalysisWarning` naming the
+``mat.spec.tasks.task_score`` would refuse to score) are skipped with an :class:`AnalysisWarning` naming the
 file and the metric, and listed in ``df.attrs["skipped"]`` as ``(path, reason)`` pairs.
 
 Trial identity (:mod:`analysis.identity`): a trial loaded twice is kept once (SUCCEEDED, then newest
@@ -45,7 +45,7 @@ from analysis.tidy import (
     check_record,
     config_key,
 )
-from mat.records import RECORD_FILE, STATUSES
+from mat.spec.records import RECORD_FILE, STATUSES
 
 __all__ = [
     "COLUMNS", "DEV", "LOCAL_EXPERIMENT", "NNI_STATUS", "RUN_KEYS", "TRIAL_COLUMNS", "AnalysisWarning", "NniStore",

@@ -30,8 +30,8 @@ from urllib.parse import quote
 import pandas as pd
 
 from analysis.tidy import DEV, UNKNOWN, Builder, config_key, run_settings
-from mat.records import RECORD_FILE, TrialRecord
-from mat.tasks import get_task
+from mat.spec.records import RECORD_FILE, TrialRecord
+from mat.spec.tasks import get_task
 
 # NNI trial-job statuses -> record statuses (a cancelled or early-stopped trial is interrupted).
 NNI_STATUS = {

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from analysis.aggregate import searched_params
 from analysis.tables import setting_label
 from analysis.tidy import DEV
-from mat.tasks import sort_tasks, task_label
+from mat.spec.tasks import sort_tasks, task_label
 
 __all__ = [
     "BoxInfo", "ablation_info", "ablation_plot", "box_artist_stats", "hparam_info", "hparam_plot",

@@ -30,14 +30,14 @@ from analysis.ladder_report import ladder_section
 from analysis.load import repeats, skipped, status_counts
 from analysis.scores import CONVENTIONS
 from analysis.tidy import DEV
-from mat.records import STATUSES
-from mat.tasks import ANLI_TASKS, GLUE_TASKS
+from mat.spec.records import STATUSES
+from mat.spec.tasks import ANLI_TASKS, GLUE_TASKS
 
 SELECTION_NOTES = {
     "best": "Each trial contributes its best dev evaluation (the MAT authors' rule).",
     "final": "Each trial contributes its final (last) evaluation.",
 }
-# Display names of mat.records.STATUSES, in the order the report lists them.
+# Display names of mat.spec.records.STATUSES, in the order the report lists them.
 STATUS_LABELS = {"SUCCEEDED": "finished", "RUNNING": "running", "FAILED": "failed", "INTERRUPTED": "interrupted"}
 assert set(STATUS_LABELS) == set(STATUSES), "a record status without a display name"
 MAX_LISTED = 50
@@ -286,7 +286,7 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         page: the file name of the page written into ``out_dir``.
         title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
 
-    Trials that carry ``params.rung`` (the component ladder, :mod:`mat.ladder`) are reported in their own
+    Trials that carry ``params.rung`` (the component ladder, :mod:`mat.spec.ladder`) are reported in their own
     section (:mod:`analysis.ladder_report`), one row per rung; the other sections cover the other trials.
 
     Returns:

@@ -1,6 +1,6 @@
 """The two GLUE score conventions (docs/analysis.md, "Scores and conventions").
 
-A task's score is ``mat.tasks.task_score``: the mean of its metrics, every one of them required (a trial
+A task's score is ``mat.spec.tasks.task_score``: the mean of its metrics, every one of them required (a trial
 record missing one is refused). Only published rows that print some metrics as ``-`` (``86.7/-``) are
 scored with ``partial=True``, where the known ones stand for the task. The GLUE score is the mean of task
 scores under one of two conventions:
@@ -17,7 +17,7 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Mapping, Union
 
-from mat.tasks import GLUE_TASKS, get_task, task_score
+from mat.spec.tasks import GLUE_TASKS, get_task, task_score
 
 PAPER_TASKS: tuple[str, ...] = tuple(t for t in GLUE_TASKS if t != "wnli")
 CONVENTIONS: Mapping[str, tuple[str, ...]] = {"paper": PAPER_TASKS, "glue": GLUE_TASKS}
@@ -61,7 +61,7 @@ def glue_score(
 
     Args:
         task_scores: ``{task: score}``, or ``{task: {metric: value}}`` (the task score is then
-            ``mat.tasks.task_score``). Tasks outside the convention are ignored; NaN counts as missing.
+            ``mat.spec.tasks.task_score``). Tasks outside the convention are ignored; NaN counts as missing.
         convention: ``"paper"`` (8 tasks, no WNLI) or ``"glue"`` (all 9).
         allow_missing: average the tasks present instead of raising when some are missing.
         partial: score ``{metric: value}`` tasks on their known metrics (published rows printing

@@ -17,9 +17,9 @@ import random
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from mat.ladder import RUNG_NAMES, get_rung
-from mat.records import RECORD_FILE, EvalResult, TrialRecord
-from mat.tasks import GLUE_TASKS, get_task
+from mat.spec.ladder import RUNG_NAMES, get_rung
+from mat.spec.records import RECORD_FILE, EvalResult, TrialRecord
+from mat.spec.tasks import GLUE_TASKS, get_task
 
 METHODS = ("vanilla", "freelb", "smart", "r3f", "mat")
 # Synthetic per-task base values (0-100), near the MAT paper's Table 1 scale; not results.
@@ -56,7 +56,7 @@ def _splits(task: str, final: float, frac: float, rng: random.Random) -> dict[st
     out: dict[str, dict[str, float]] = {}
     for split in spec.test_splits if spec.labelled_test else ():
         out[split] = {"accuracy": round(final * frac - 1.0 + rng.gauss(0, 0.5), 2)}
-    for split in spec.extra_eval_splits:  # metric names as mat.metrics.compute_metrics gives them
+    for split in spec.extra_eval_splits:  # metric names as mat.spec.metrics.compute_metrics gives them
         names = (("accuracy_mm" if "mismatched" in split else "accuracy_m"),) if task == "mnli" else spec.metrics
         out[split] = {m: round(0.6 * final * frac + rng.gauss(0, 1.0), 2) for m in names}
     return out

@@ -12,8 +12,8 @@ Every builder takes long rows ``row, task, split, metric, value`` (plus optional
 * :func:`ablation_table`: Tables 4-5. A swept hyperparameter as columns, task metrics as rows,
   ``mean ± std`` where there are several seeds.
 
-Task names and order come from the task registry (``mat.tasks.task_label``, ``sort_tasks``). A row's GLUE
-Score is ``mat.tasks.task_score`` per task, strict for our rows and ``partial=True`` for published rows
+Task names and order come from the task registry (``mat.spec.tasks.task_label``, ``sort_tasks``). A row's GLUE
+Score is ``mat.spec.tasks.task_score`` per task, strict for our rows and ``partial=True`` for published rows
 (``published`` column true), which print some metrics as ``-``.
 """
 
@@ -28,7 +28,7 @@ import pandas as pd
 
 from analysis.scores import convention_note, convention_tasks, glue_score, round_half_up
 from analysis.tidy import DEV
-from mat.tasks import ANLI_TASKS, get_task, sort_tasks, task_label
+from mat.spec.tasks import ANLI_TASKS, get_task, sort_tasks, task_label
 
 METRIC_LABELS: Mapping[str, str] = {
     "mcc": "Mcc", "accuracy": "Acc", "f1": "F1", "pearson": "P", "spearman": "S", "accuracy_m": "Acc-m",

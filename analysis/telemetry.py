@@ -3,7 +3,7 @@
 Each evaluation of a record carries ``telemetry``: the mean of every training statistic over the steps since
 the previous evaluation (:mod:`mat.telemetry`). The tidy frame holds them as ``kind == "telemetry"`` rows
 (:mod:`analysis.tidy`). :func:`telemetry_info` averages them over the trials of a (task, group) per step, the
-group being the trial's rung where it has one (:mod:`mat.ladder`), else its method; :func:`telemetry_plot`
+group being the trial's rung where it has one (:mod:`mat.spec.ladder`), else its method; :func:`telemetry_plot`
 draws a statistic per row of panels and a task per column, a line per group. :func:`kl_rows` and
 :func:`kl_table` set δ's own ℓ_s against the dropout-only ℓ_s (both from ``--diagnostics``) over training.
 """
@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from analysis.plots import figure_legend, new_figure
 from analysis.tables import Table
 from analysis.tidy import TELEMETRY
-from mat.ladder import RUNG_KEY, RUNG_NAMES
-from mat.tasks import sort_tasks, task_label
+from mat.spec.ladder import RUNG_KEY, RUNG_NAMES
+from mat.spec.tasks import sort_tasks, task_label
 
 # The statistics shown by default, in this order (those the trials recorded): what the terms of MAT did.
 DEFAULT_STATS = ("loss", "adv_loss", "delta_kl", "delta_own_kl", "dropout_kl", "delta_norm", "theta_noise_norm",

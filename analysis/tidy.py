@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import identity
-from mat.records import EvalResult, RecordError, TrialRecord, record_from_dict
-from mat.tasks import get_task, task_score
+from mat.spec.records import EvalResult, RecordError, TrialRecord, record_from_dict
+from mat.spec.tasks import get_task, task_score
 
 DEV = "dev"
 TELEMETRY = "telemetry"  # the kind of the rows holding an evaluation's mean training statistics
@@ -114,9 +114,9 @@ def run_settings(values: Mapping[str, Any] | None) -> dict[str, Any]:
 def check_record(record: TrialRecord) -> str | None:
     """Why a parsed record cannot be used, or None.
 
-    Refused: an unknown task; a metric (dev or extra split) the task does not have (``mat.metrics`` names
+    Refused: an unknown task; a metric (dev or extra split) the task does not have (``mat.spec.metrics`` names
     every split's metrics with the task's keys); a dev evaluation missing one of the task's metrics or
-    holding a NaN (``mat.tasks.task_score`` refuses to score it; the reason names the metric); a NaN in
+    holding a NaN (``mat.spec.tasks.task_score`` refuses to score it; the reason names the metric); a NaN in
     an extra split.
     """
     try:

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from analysis.synthetic import METHODS, synthetic_records, write_records  # noqa: E402
-from mat.tasks import GLUE_TASKS  # noqa: E402
+from mat.spec.tasks import GLUE_TASKS  # noqa: E402
 
 WALL_TARGET_S = 15.0
 RSS_TARGET_MB = 2048.0

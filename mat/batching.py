@@ -1,6 +1,6 @@
 """From raw examples to batches: tokenization (cached on disk) and padded, seeded data loaders.
 
-No task lookups here: callers pass the task's :class:`~mat.tasks.TaskSpec`.
+No task lookups here: callers pass the task's :class:`~mat.spec.tasks.TaskSpec`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
-from mat.tasks import TaskSpec
+from mat.spec.tasks import TaskSpec
 
 
 def default_cache_dir() -> Path:

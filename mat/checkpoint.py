@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from mat import __version__
-from mat.config import TrialConfig
+from mat.spec.config import TrialConfig
 from mat.provenance import git_sha
-from mat.records import TrialRecord, record_from_dict
+from mat.spec.records import TrialRecord, record_from_dict
 
 log = logging.getLogger("mat.checkpoint")
 FORMAT = 1

@@ -1,4 +1,4 @@
-"""The trial's command line: every flag is a config field (:mod:`mat.config`), named exactly as the field.
+"""The trial's command line: every flag is a config field (:mod:`mat.spec.config`), named exactly as the field.
 
 ``--method`` is read first, so ``--method smart --help`` lists SMART's flags. ``--help`` groups the flags
 (run settings, training, the method's own) and states each default once. The trial script requires
@@ -8,7 +8,7 @@ Other tools' names for the same settings work too (:data:`FLAG_ALIASES`): transf
 (``--task_name``, ``--model_name_or_path``, ``--num_train_epochs``, ``--per_device_train_batch_size``,
 ``--max_seq_length``, ``--fp16``, ...) and the MAT authors' release (``--model_name``, ``--warm_up``,
 ``--optimizer Adam``, ...); docs/nni.md lists them in one table. NNI's aliases work as flags too:
-``--sampling_times K`` sets K_δ = K_θ = K and ``--beta B`` sets β_s = β_p = B (:data:`mat.config.ALIASES`).
+``--sampling_times K`` sets K_δ = K_θ = K and ``--beta B`` sets β_s = β_p = B (:data:`mat.spec.config.ALIASES`).
 
 A mistyped or unknown flag (answered with the closest valid flag or alias), a value out of range (named by
 the flag as given: ``--sampling_times_delta=-1 is out of range [0, 10000]``) or a bad combination ends in
@@ -27,8 +27,8 @@ from typing import Any, Mapping, Sequence
 
 from transformers import HfArgumentParser
 
-from mat.config import ALIASES, METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides
-from mat.naming import FieldError, did_you_mean
+from mat.spec.config import ALIASES, METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.naming import FieldError, did_you_mean
 
 DESCRIPTION = (
     "Fine-tune a pre-trained model on a GLUE/ANLI task with MAT or a baseline; writes trial.json. --task and "
@@ -214,7 +214,7 @@ def _typed_flags(parser: argparse.ArgumentParser, args: Sequence[str]) -> dict[s
 
 
 def parse_cli(argv: Sequence[str] | None = None, required: Sequence[str] = ()) -> TrialConfig:
-    """Parse trial flags into a :class:`~mat.config.TrialConfig`.
+    """Parse trial flags into a :class:`~mat.spec.config.TrialConfig`.
 
     Args:
         argv: the flags (default ``sys.argv[1:]``).

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from mat.tasks import LocalFile, TaskSpec, get_task
+from mat.spec.tasks import LocalFile, TaskSpec, get_task
 
 DATA_DIR_ENV = "MAT_DATA_DIR"
 PREPARE_COMMAND = "python -m mat.data prepare --out DIR"

@@ -1,7 +1,7 @@
 """Evaluation: when to evaluate, the evaluation sets of a task, predictions, scores and test-set files.
 
 The training loop (:mod:`mat.train`) calls :func:`evaluate` at the steps :func:`eval_steps` gives; every
-function takes the task's :class:`~mat.tasks.TaskSpec`, never its name.
+function takes the task's :class:`~mat.spec.tasks.TaskSpec`, never its name.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mat.config import TrialConfig
+from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import require_split
-from mat.metrics import compute_metrics
-from mat.records import EvalResult
-from mat.submission import submission_name, write_prediction_file
-from mat.tasks import SELECT_SCORE, TaskSpec, task_score
+from mat.spec.metrics import compute_metrics
+from mat.spec.records import EvalResult
+from mat.spec.submission import submission_name, write_prediction_file
+from mat.spec.tasks import SELECT_SCORE, TaskSpec, task_score
 
 log = logging.getLogger("mat.evaluation")
 

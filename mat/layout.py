@@ -24,7 +24,7 @@ from mat.data import (
     ADVGLUE_HUB, ADVGLUE_HUB_CONFIGS, DATA_DIR_ENV, NLI_SOURCES, DataError, NLISource, hub_dataset,
     hub_unreachable, load_hub, load_local,
 )
-from mat.tasks import ADVGLUE, ANLI_TASKS, GLUE_TASKS, TASKS, LocalFile, TaskSpec, get_task
+from mat.spec.tasks import ADVGLUE, ANLI_TASKS, GLUE_TASKS, TASKS, LocalFile, TaskSpec, get_task
 
 
 def datasets_offline() -> bool:

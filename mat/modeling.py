@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mat.methods.base import input_embeddings
-from mat.tasks import TaskSpec
+from mat.spec.tasks import TaskSpec
 
 log = logging.getLogger("mat.modeling")
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from mat.naming import unknown_name
+from mat.spec.naming import unknown_name
 
 OPTIMIZER_NAMES: tuple[str, ...] = ("adamw", "sgld", "rmsprop", "adam")
 DECAY_SCOPES: tuple[str, ...] = ("all", "no_bias_norm")

@@ -1,8 +1,8 @@
 """Where a trial's record comes from and where it lives: versions, the code commit, the output folder and
 a new record for a configuration.
 
-Beside :mod:`mat.records` (the record format itself): this module knows the configuration
-(:class:`mat.config.TrialConfig`), the record module does not. No torch here.
+Beside :mod:`mat.spec.records` (the record format itself): this module knows the configuration
+(:class:`mat.spec.config.TrialConfig`), the record module does not. No torch here.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from mat import __version__
-from mat.config import TrialConfig
-from mat.records import TrialRecord
-from mat.tasks import get_task
+from mat.spec.config import TrialConfig
+from mat.spec.records import TrialRecord
+from mat.spec.tasks import get_task
 
 STACK = ("torch", "transformers", "datasets", "nni")
 

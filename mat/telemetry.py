@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from torch.utils.tensorboard import SummaryWriter
 
-from mat.records import EvalResult
+from mat.spec.records import EvalResult
 
 TENSORBOARD_DIR = "tensorboard"
 TRAIN_TAG = "train"

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from mat.checkpoint import CheckpointManager, Resumed
-from mat.config import TrialConfig
+from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import load_combined_nli, load_raw, require_split
 from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, selection_value, write_test_predictions
@@ -31,11 +31,11 @@ from mat.modeling import load_model_and_tokenizer
 from mat.optim import build_optimizer, optimizer_name, warmup_steps
 from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import default_output_dir, new_record
-from mat.records import EvalResult, TrialRecord, write_record
-from mat.cost import CostMeter
+from mat.spec.records import EvalResult, TrialRecord, write_record
+from mat.spec.cost import CostMeter
 from mat.telemetry import TENSORBOARD_DIR, Telemetry
 from mat.runtime import install_stop_handlers, restore_handlers, resolve_device, seed_everything
-from mat.tasks import TaskSpec, get_task
+from mat.spec.tasks import TaskSpec, get_task
 
 log = logging.getLogger("mat.train")
 

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.__main__ import build_parser, main
 from analysis.synthetic import synthetic_records, write_records
-from mat.records import EvalResult, TrialRecord, write_record
+from mat.spec.records import EvalResult, TrialRecord, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 NNI_DIR = REPO / "tests" / "fixtures" / "analysis" / "nni"

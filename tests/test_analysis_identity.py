@@ -14,7 +14,7 @@ import pytest
 from analysis import AnalysisWarning, load, load_nni_experiment, load_records, repeats, status_counts
 from analysis import aggregate as agg
 from analysis.__main__ import main
-from mat.records import EvalResult, TrialRecord, write_record
+from mat.spec.records import EvalResult, TrialRecord, write_record
 
 SEEDS = (1, 2, 3)
 # dev accuracy of each method and seed on RTE: MAT is 1.0 above vanilla on every seed

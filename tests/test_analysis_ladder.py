@@ -19,7 +19,7 @@ from analysis.__main__ import main
 from analysis.load import load_records
 from analysis.synthetic import RUNG_PASSES, ladder_records, synthetic_records, write_records
 from analysis.tidy import TELEMETRY, TRAIN
-from mat.ladder import RUNG_NAMES
+from mat.spec.ladder import RUNG_NAMES
 
 TASKS = ("rte", "cola")
 

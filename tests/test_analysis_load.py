@@ -13,7 +13,7 @@ import pytest
 
 from analysis import AnalysisWarning, load, load_records, status_counts
 from analysis.load import COLUMNS, config_key
-from mat.records import EvalResult, TrialRecord, write_record
+from mat.spec.records import EvalResult, TrialRecord, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 

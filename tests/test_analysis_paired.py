@@ -15,7 +15,7 @@ from analysis import load_records
 from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, paired_stats, seed_problems
 from analysis.intervals import bootstrap_ci, holm, mean_interval, t_interval
 from analysis.report import build_report
-from mat.records import EvalResult, TrialRecord, write_record
+from mat.spec.records import EvalResult, TrialRecord, write_record
 
 # The example: five seeds whose MAT - vanilla differences are 1, 1.5, 0.5, 1.5, 1.5.
 BASE = [80.0, 82.0, 79.0, 81.0, 80.5]

@@ -8,7 +8,7 @@ import pytest
 
 from analysis import glue_score, task_score
 from analysis.scores import PAPER_TASKS, round_half_up
-from mat.tasks import get_task
+from mat.spec.tasks import get_task
 from tests.paper_tables import TABLE1, TABLE2, glue_row_metrics
 
 # Per-task numbers and the printed Score of every scored row of the MAT paper's Table 1 (BERT-base) and
@@ -64,9 +64,9 @@ def test_task_score_is_mean_of_metrics_and_one_stands_alone_only_for_published_r
 
 def test_one_scoring_rule() -> None:
     import analysis
-    import mat.tasks
+    import mat.spec.tasks
 
-    assert analysis.task_score is mat.tasks.task_score and analysis.scores.task_score is mat.tasks.task_score
+    assert analysis.task_score is mat.spec.tasks.task_score and analysis.scores.task_score is mat.spec.tasks.task_score
 
 
 def test_glue_score_is_strict_unless_partial() -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mat.cli import parse_cli
-from mat.records import TrialRecord, read_record, write_record
+from mat.spec.records import TrialRecord, read_record, write_record
 from tests.helpers import NO_SHARED_DATA, REPO, SHARED_DATA, TRIAL_SCRIPT, make_tiny_glue_dir, make_tiny_setup
 
 TRIAL = TRIAL_SCRIPT

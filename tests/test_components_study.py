@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from mat.cli import parse_cli
-from mat.config import apply_overrides
-from mat.records import read_record, write_record
+from mat.spec.config import apply_overrides
+from mat.spec.records import read_record, write_record
 from mat.train import fit
 from tests.helpers import REPO, make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import free_port, isolate, trial_command, write_config
@@ -261,7 +261,7 @@ def test_create_starts_again_when_nnis_web_server_was_slow(monkeypatch: pytest.M
 
 
 def test_status_estimates_the_missing_cells_from_the_finished_records(tmp_path: Path) -> None:
-    from mat.records import TrialRecord
+    from mat.spec.records import TrialRecord
 
     def put(task: str, rung: str, seed: int, total: float) -> None:
         rec = TrialRecord(trial_id=f"{task}-{rung}-{seed}", method="mat", task=task, model="minilm", seed=seed,

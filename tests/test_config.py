@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from mat.cli import parse_cli
-from mat.config import METHOD_ARGS, MATArgs, RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.config import METHOD_ARGS, MATArgs, RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
 
 
 def _mat() -> TrialConfig:

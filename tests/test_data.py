@@ -11,7 +11,7 @@ import pytest
 import mat.data
 from mat.batching import make_loader, tokenize
 from mat.data import DataError, load_combined_nli, load_raw, require_split
-from mat.tasks import get_task
+from mat.spec.tasks import get_task
 from tests.helpers import NO_SHARED_DATA, SHARED_DATA, make_tiny_glue_dir, make_tiny_model_dir
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=NO_SHARED_DATA)

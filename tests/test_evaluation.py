@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from mat.cli import parse_cli
-from mat.config import RunArgs
+from mat.spec.config import RunArgs
 from mat.evaluation import eval_steps, selection_value
-from mat.records import EvalResult
+from mat.spec.records import EvalResult
 from mat.train import fit
 from tests.helpers import make_tiny_setup
 

@@ -44,12 +44,12 @@ from torch import Tensor, nn
 from transformers import BertForSequenceClassification, get_scheduler
 
 from mat.cli import parse_cli
-from mat.config import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, TrialConfig, VanillaArgs, apply_overrides
+from mat.spec.config import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, TrialConfig, VanillaArgs, apply_overrides
 from mat.losses import consistency_loss, task_loss
 from mat.methods import MAT
 from mat.optim import warmup_steps
 from mat.precision import choose_precision, measure_rounding, perturbation_bound, resolves
-from mat.tasks import get_task
+from mat.spec.tasks import get_task
 from mat.train import make_optimizer
 from tests.helpers import TRIAL_SCRIPT, make_tiny_setup, tiny_bert_config
 from tests.test_methods import make_batch, tiny_model

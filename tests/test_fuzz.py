@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mat.cli import parse_cli
-from mat.config import METHOD_ARGS, PER_METHOD_FIELDS, TrialConfig, apply_overrides, searchable_keys
-from mat.records import RecordError, TrialRecord, read_record, record_from_dict, write_record
+from mat.spec.config import METHOD_ARGS, PER_METHOD_FIELDS, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.records import RecordError, TrialRecord, read_record, record_from_dict, write_record
 
 BASE = {m: parse_cli(["--method", m]) for m in METHOD_ARGS}
 values = st.one_of(
@@ -48,7 +48,7 @@ def test_any_params_give_a_valid_config_or_a_value_error(case: tuple[str, dict[s
     assert cfg.train.learning_rate is not None
     for k, v in params.items():  # every accepted value landed where it belongs
         if k in (*PER_METHOD_FIELDS, "sampling_step_theta") and v is None:
-            continue  # None means "the method's default" (mat.config.method_train_defaults)
+            continue  # None means "the method's default" (mat.spec.config.method_train_defaults)
         if k in cfg.params():
             assert cfg.params()[k] == v
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from mat.cli import parse_cli
-from mat.config import MATArgs, R3FArgs, TrialConfig, VanillaArgs, apply_overrides
-from mat.ladder import AUTHORS_DELTA, LADDER, RUNG_NAMES, RUNGS, VISIBLE_DELTA, get_rung, previous_rung
-from mat.records import read_record
+from mat.spec.config import MATArgs, R3FArgs, TrialConfig, VanillaArgs, apply_overrides
+from mat.spec.ladder import AUTHORS_DELTA, LADDER, RUNG_NAMES, RUNGS, VISIBLE_DELTA, get_rung, previous_rung
+from mat.spec.records import read_record
 from mat.train import fit
 from tests.helpers import REPO, make_tiny_setup
 from trials.search_space import search_space_problems

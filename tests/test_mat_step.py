@@ -35,7 +35,7 @@ import torch
 from torch.testing import assert_close
 
 import mat.methods.mat as mat_module
-from mat.config import MATArgs
+from mat.spec.config import MATArgs
 from mat.methods.base import per_example_norm
 from mat.methods.mat import clip_linf_, delta_ascent_, ema_, init_delta, langevin_noise_
 from tests.test_methods import build, make_batch, tiny_model
@@ -251,7 +251,7 @@ def test_theta_bar_is_the_ema_of_the_iterates() -> None:
 
 
 def get_method_task() -> Any:
-    from mat.tasks import get_task
+    from mat.spec.tasks import get_task
 
     return get_task("sst2")
 

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from mat.config import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, VanillaArgs
+from mat.spec.config import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, VanillaArgs
 from mat.methods import MAT, METHODS, get_method
 from mat.optim import build_optimizer, optimizer_name
-from mat.tasks import get_task
+from mat.spec.tasks import get_task
 from tests.helpers import tiny_bert_config
 
 CLS = get_task("sst2")

@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from mat.metrics import accuracy, compute_metrics, f1, mcc
-from mat.tasks import task_score
+from mat.spec.metrics import accuracy, compute_metrics, f1, mcc
+from mat.spec.tasks import task_score
 from tests.helpers import NO_SHARED_DATA, SHARED_DATA
 
 

@@ -22,7 +22,7 @@ import psutil
 import pytest
 import yaml
 
-from mat.records import read_record
+from mat.spec.records import read_record
 from tests.helpers import make_tiny_model_dir
 from tests.nni_support import REPO, isolate, running_experiment, trial_command, write_config
 from trials import experiment

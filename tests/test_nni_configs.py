@@ -22,7 +22,7 @@ from nni.experiment.config import ExperimentConfig
 from nni.tools.package_utils.tuner_factory import create_validator_instance, get_builtin_module_class_name
 
 from mat.cli import REQUIRED, parse_cli
-from mat.config import TrialConfig, apply_overrides, searchable_keys
+from mat.spec.config import TrialConfig, apply_overrides, searchable_keys
 from mat.evaluation import eval_steps
 from mat.optim import warmup_steps
 

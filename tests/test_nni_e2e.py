@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from mat.records import read_record
+from mat.spec.records import read_record
 from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import (
     ARTIFACTS, REPO, SFTP_SERVER, SSHD, Experiment, decode, isolate,

@@ -31,7 +31,7 @@ import pytest
 from analysis.aggregate import trial_scores
 from analysis.load import load_nni_experiment, read_nni_store, status_counts, trials
 from trials import experiment as nni_runner
-from mat.records import RecordError, TrialRecord, read_record
+from mat.spec.records import RecordError, TrialRecord, read_record
 from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import (
     REPO,

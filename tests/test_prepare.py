@@ -18,7 +18,7 @@ import pytest
 
 from mat import layout
 from mat.data import NLI_SOURCES, DataError, _features, load_combined_nli, load_local, require_split
-from mat.tasks import TASKS, TaskSpec, get_task
+from mat.spec.tasks import TASKS, TaskSpec, get_task
 from tests.helpers import NO_SHARED_DATA, REPO, SHARED_DATA, TRIAL_SCRIPT, make_tiny_model_dir
 from tests.nni_support import free_port
 

@@ -1,6 +1,6 @@
 """Every search space in ``search_spaces/``: valid for NNI, and every value in it a valid trial config.
 
-A space's keys are config field names (``mat.config.searchable_keys``); every combination of its choices
+A space's keys are config field names (``mat.spec.config.searchable_keys``); every combination of its choices
 must build a config through ``apply_overrides``, the same merge a trial runs. The paper's tables and the
 authors' released runs are written out here once more, as the oracle the files are checked against.
 """
@@ -18,7 +18,7 @@ import pytest
 from nni.common.hpo_utils.validation import validate_search_space
 
 from mat.cli import parse_cli
-from mat.config import METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.config import METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 SPACES = sorted(SPACES_DIR.glob("*.json"))

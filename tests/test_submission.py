@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mat.submission import GLUE_SUBMISSION_FILES, submission_name, write_prediction_file, zip_submission
+from mat.spec.submission import GLUE_SUBMISSION_FILES, submission_name, write_prediction_file, zip_submission
 
 
 def test_file_names_per_task_and_split() -> None:

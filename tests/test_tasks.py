@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mat.tasks import ANLI_TASKS, GLUE_TASKS, TASKS, get_task
+from mat.spec.tasks import ANLI_TASKS, GLUE_TASKS, TASKS, get_task
 
 
 def test_every_task_is_registered() -> None:
@@ -63,6 +63,6 @@ def test_specs_are_frozen() -> None:
 
 
 def test_tasks_and_records_import_no_torch() -> None:
-    code = "import mat, mat.tasks, mat.records, mat.metrics, mat.submission, sys; print('torch' in sys.modules)"
+    code = "import mat, mat.spec.tasks, mat.spec.records, mat.spec.metrics, mat.spec.submission, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

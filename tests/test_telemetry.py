@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from mat.cli import parse_cli
-from mat.config import MATArgs
+from mat.spec.config import MATArgs
 from mat.methods import METHODS
-from mat.records import EvalResult, TrialRecord, read_record, write_record
+from mat.spec.records import EvalResult, TrialRecord, read_record, write_record
 from mat.telemetry import Telemetry
 from mat.train import fit
 from tests.helpers import make_tiny_setup

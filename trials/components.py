@@ -34,8 +34,8 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from mat.ladder import RUNG_KEY, RUNG_NAMES, get_rung
-from mat.records import TrialRecord, read_record
+from mat.spec.ladder import RUNG_KEY, RUNG_NAMES, get_rung
+from mat.spec.records import TrialRecord, read_record
 from trials import experiment
 
 Cell = tuple[str, int]  # (rung, seed)

@@ -37,13 +37,13 @@ from typing import Any, Mapping, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mat.cli import REQUIRED, parameter_key, parse_cli  # noqa: E402
-from mat.config import TrialConfig, apply_overrides  # noqa: E402
-from mat.cost import process_age  # noqa: E402
-from mat.naming import FieldError  # noqa: E402
+from mat.spec.config import TrialConfig, apply_overrides  # noqa: E402
+from mat.spec.cost import process_age  # noqa: E402
+from mat.spec.naming import FieldError  # noqa: E402
 from mat.provenance import default_output_dir, new_record  # noqa: E402
-from mat.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
+from mat.spec.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
 from mat.runtime import set_threads, trial_threads  # noqa: E402
-from mat.tasks import get_task  # noqa: E402
+from mat.spec.tasks import get_task  # noqa: E402
 from mat.train import TrainingInterrupted, fit  # noqa: E402
 
 log = logging.getLogger("mat.trial")

@@ -17,7 +17,7 @@ from mat.methods.mat import MAT
 from mat.methods.r3f import R3F
 from mat.methods.smart import SMART
 from mat.methods.vanilla import Vanilla
-from mat.naming import unknown_name
+from mat.spec.naming import unknown_name
 
 METHODS: Mapping[str, type[Method]] = {
     "vanilla": Vanilla,

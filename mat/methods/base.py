@@ -194,7 +194,7 @@ class Method:
             (:func:`mat.optim.build_optimizer`).
         scheduler: a learning-rate scheduler (``transformers.get_scheduler``); stepped once per batch.
         task: the task's ``TaskSpec`` (``is_regression`` picks the losses).
-        args: the method's frozen argument dataclass (:mod:`mat.config`).
+        args: the method's frozen argument dataclass (:mod:`mat.spec.config`).
         max_grad_norm: clip the gradient norm to this before every optimizer step (0: no clipping).
         autocast_dtype: run forwards under ``torch.autocast(device, dtype)`` (losses stay float32); with
             float16 the method also scales the loss with a ``GradScaler`` of its own.

@@ -2,7 +2,7 @@
 
 Follows the authors' Hugging Face script, zhuchen03/FreeLB ``huggingface-transformers/examples/
 run_glue_freelb.py`` (flags ``--adv-lr --adv-steps --adv-init-mag --adv-max-norm --norm-type``), fields of
-:class:`mat.config.FreeLBArgs`. Per batch, with e the word embeddings (B, T, H):
+:class:`mat.spec.config.FreeLBArgs`. Per batch, with e the word embeddings (B, T, H):
 
 * δ_0 = 0 if ``adv_init_mag`` = 0; else uniform on the real tokens: l2: U(−1, 1)·init_mag/sqrt(n·H) with n
   the example's real tokens; linf: U(−init_mag, init_mag).
@@ -56,7 +56,7 @@ def freelb_update(delta: Tensor, grad: Tensor, adv_lr: float, max_norm: float, n
 
 
 class FreeLB(Method):
-    """FreeLB step (module docstring); ``args`` is a :class:`mat.config.FreeLBArgs`.
+    """FreeLB step (module docstring); ``args`` is a :class:`mat.spec.config.FreeLBArgs`.
 
     ``step`` returns ``loss`` (mean over the K steps of L(f(θ, e+δ_t))), ``delta_norm`` (mean
     per-example norm of the last δ used, in ``norm_type``), ``lr``, ``grad_norm`` (every step: FreeLB clips) and, every 10th step, ``update_norm``.

@@ -1,7 +1,7 @@
 """MAT: Mixed-strategy Adversarial Training (Zhong et al.; Algorithm 2 of the paper).
 
 One training step per batch, as docs/design.md ("The MAT step") specifies it; hyperparameters are the flags of
-the authors' code (Charles-Zhong/MAT ``MAT.py``, ``utils/function.py``), fields of :class:`mat.config.MATArgs`.
+the authors' code (Charles-Zhong/MAT ``MAT.py``, ``utils/function.py``), fields of :class:`mat.spec.config.MATArgs`.
 With e = the word embeddings of the batch (B, T, H) and θ_t the parameters:
 
 1. δ phase (eq. 11 for δ). δ ~ init, δ̄ = δ; f(θ_t, e) once, without gradients; K_δ times:
@@ -23,7 +23,7 @@ parameters only; the regression ℓ_s is a batch mean unless ``consistency_reduc
 authors'); δ lives on real tokens only (init and noise are
 masked, padding stays 0, where theirs perturbed padding too) and the initial δ is clipped too, so
 ‖δ̄‖∞ ≤ adv_max_norm always holds; a step the fp16 GradScaler skips adds no noise and no θ̄ update.
-The settings around the step are the authors' (:func:`mat.config.method_train_defaults`): no gradient
+The settings around the step are the authors' (:func:`mat.spec.config.method_train_defaults`): no gradient
 clipping, their optimizer set-up (AdamW's decay 0.01 on every parameter; none for SGD and RMSprop), γ_θ 1e-5;
 ``tests/test_fidelity.py`` checks K_δ = 3, K_θ = 4 steps against a transcription of the authors' loop in
 float64 and measures what each of these departures changes (docs/methods.md).
@@ -153,7 +153,7 @@ def ema_(average: Tensor | list[Tensor], new: Tensor | list[Tensor], beta: float
 
 
 class MAT(Method):
-    """MAT step (see the module docstring); ``args`` is a :class:`mat.config.MATArgs`.
+    """MAT step (see the module docstring); ``args`` is a :class:`mat.spec.config.MATArgs`.
 
     ``step`` returns ``loss`` (mean task loss L over the θ steps), ``adv_loss`` (mean λ·ℓ_s(f(θ,e),
     f(θ,e+δ̄)) over the θ steps), ``delta_norm`` (mean over examples of ‖δ̄‖∞), ``delta_kl`` (ℓ_s of the

@@ -1,7 +1,7 @@
 """R3F: robust representations through regularized fine-tuning (Aghajanyan et al., ICLR 2021).
 
 Follows fairseq ``examples/rxf/rxf_src/sentence_prediction_r3f.py`` (flags ``--eps --r3f-lambda
---noise-type``), fields of :class:`mat.config.R3FArgs`. Per batch, with e the word embeddings (B, T, H):
+--noise-type``), fields of :class:`mat.spec.config.R3FArgs`. Per batch, with e the word embeddings (B, T, H):
 
 * z ~ N(0, eps²) (``normal``) or U(−eps, eps) (``uniform``), shape (B, T, H);
 * loss = L(f(θ, e)) + r3f_lambda·ℓ_s(f(θ, e), f(θ, e.detach() + z)), gradients to θ through both forwards
@@ -34,7 +34,7 @@ def r3f_noise(embeds: Tensor, kind: str, eps: float) -> Tensor:
 
 
 class R3F(Method):
-    """R3F step (module docstring); ``args`` is a :class:`mat.config.R3FArgs`.
+    """R3F step (module docstring); ``args`` is a :class:`mat.spec.config.R3FArgs`.
 
     ``step`` returns ``loss`` (L on the clean forward), ``adv_loss`` (r3f_lambda·ℓ_s), ``lr`` and, every 10th
     step, ``grad_norm`` and ``update_norm`` (:mod:`mat.methods.stats`).

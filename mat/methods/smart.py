@@ -1,6 +1,6 @@
 """SMART: smoothness-inducing adversarial regularization + Bregman proximal point (Jiang et al., ACL 2020).
 
-loss = L(θ) + adv_alpha·R_s(θ) + bregman_mu·D_Breg(θ, θ̃), fields of :class:`mat.config.SMARTArgs`.
+loss = L(θ) + adv_alpha·R_s(θ) + bregman_mu·D_Breg(θ, θ̃), fields of :class:`mat.spec.config.SMARTArgs`.
 
 R_s follows Algorithm 1 of the paper with the ``--adv_*`` flags of namisan/mt-dnn
 (``mt_dnn/perturbation.py`` ``SmartPerturbation``; ``adv_alpha`` weighs it in ``mt_dnn/model.py``):
@@ -100,7 +100,7 @@ def project(noise: Tensor, p_norm: str, level: int, epsilon: float) -> Tensor:
 
 
 class SMART(Method):
-    """SMART step (module docstring); ``args`` is a :class:`mat.config.SMARTArgs`.
+    """SMART step (module docstring); ``args`` is a :class:`mat.spec.config.SMARTArgs`.
 
     ``step`` returns ``loss`` (L), ``adv_loss`` (adv_alpha·R_s), ``bregman_loss`` (bregman_mu·D_Breg),
     ``noise_norm`` (mean per-example ‖ν‖∞), ``lr``, ``grad_norm`` (every step when clipping) and, every 10th step, ``update_norm``.

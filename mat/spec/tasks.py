@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from mat.naming import unknown_name
+from mat.spec.naming import unknown_name
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class TaskSpec:
         label_names: class names in label-id order (empty for regression).
         num_labels: classes, or 1 for regression (STS-B).
         is_regression: STS-B only.
-        metrics: metric keys of :mod:`mat.metrics`; the task score is their mean.
+        metrics: metric keys of :mod:`mat.spec.metrics`; the task score is their mean.
         train_split, eval_splits, test_splits: Hub split names. ``eval_splits[0]`` is the dev set that
             model selection uses. Test splits of GLUE have label -1.
         extra_eval_splits: labelled extra evaluation sets (AdvGLUE dev, ANLI test) evaluated on request.

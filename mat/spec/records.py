@@ -15,7 +15,7 @@ Format (docs/design.md, "The trial record")::
     precision: null | {requested, used, reason, [perturbation_bound, embedding_rms, relative_perturbation,
                format_resolution, logit_change_fp32, logit_change, rounding_change, resolved]} (additive),
     cost: {wall_seconds: {startup, data, tokenize, model, train, evaluate, write, total}, train_tokens,
-           padded_tokens, optimizer_steps, passes: {forward, backward}} (additive; see mat.cost)
+           padded_tokens, optimizer_steps, passes: {forward, backward}} (additive; see mat.spec.cost)
 
 ``metrics`` and ``score`` are those of the task's dev split (the one model selection uses). ``splits``
 (optional, additive) holds the metrics of extra evaluation sets (ANLI test, AdvGLUE) at that step.

@@ -1,4 +1,4 @@
-"""Task metrics on the 0-100 scale of the paper's tables (the task score, their mean, is :func:`mat.tasks.task_score`).
+"""Task metrics on the 0-100 scale of the paper's tables (the task score, their mean, is :func:`mat.spec.tasks.task_score`).
 
 Metric keys (docs/design.md, "Scores"): ``mcc`` (CoLA), ``accuracy`` (SST-2, QNLI, RTE, WNLI, ANLI),
 ``accuracy`` + ``f1`` (MRPC, QQP), ``pearson`` + ``spearman`` (STS-B), ``accuracy_m`` + ``accuracy_mm``
@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mat.tasks import TaskSpec, get_task
+from mat.spec.tasks import TaskSpec, get_task
 
 
 def accuracy(predictions: Sequence[int] | np.ndarray, references: Sequence[int] | np.ndarray) -> float:
@@ -81,7 +81,7 @@ def compute_metrics(
     """The task's metrics for one evaluation split.
 
     Args:
-        task: the task's spec, or a name :func:`mat.tasks.get_task` knows.
+        task: the task's spec, or a name :func:`mat.spec.tasks.get_task` knows.
         predictions: class ids (B,) for classification, scores (B,) for STS-B.
         references: gold labels (B,).
         split: for MNLI, which dev split these are: ``*mismatched`` gives ``accuracy_mm``, anything

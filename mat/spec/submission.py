@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mat.tasks import get_task
+from mat.spec.tasks import get_task
 
 # Submission files the GLUE server wants, in its own naming.
 GLUE_SUBMISSION_FILES: tuple[str, ...] = (

@@ -38,7 +38,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from mat.naming import unknown_name
+from mat.spec.naming import unknown_name
 
 RUNG_KEY = "rung"  # the NNI parameter (and params key of the record)
 

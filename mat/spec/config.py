@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
-from mat.ladder import RUNG_KEY, rung_settings
-from mat.naming import FieldError, did_you_mean
-from mat.tasks import check_select_metric
+from mat.spec.ladder import RUNG_KEY, rung_settings
+from mat.spec.naming import FieldError, did_you_mean
+from mat.spec.tasks import check_select_metric
 
 _INF = math.inf
 
@@ -253,7 +253,7 @@ class TrialConfig:
     train: TrainArgs
     method: Any
     defaulted: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
-    rung: str | None = None  # the component-ladder rung (mat.ladder) the NNI parameters chose, if any
+    rung: str | None = None  # the component-ladder rung (mat.spec.ladder) the NNI parameters chose, if any
 
     def __post_init__(self) -> None:
         expected = METHOD_ARGS[self.run.method]
@@ -364,11 +364,11 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
     ``sampling_step_theta`` and ``learning_rate`` are kept equal (giving one sets both). Fields of
     :data:`PER_METHOD_FIELDS` that ``cfg`` took from the method's defaults are derived again for the merged
     config (MAT with ``sampler`` sgld sent: no weight decay), unless ``params`` sets them. ``rung`` applies
-    a rung of :mod:`mat.ladder` last (``vanilla``/``r3f`` switch the method, keeping the training settings).
+    a rung of :mod:`mat.spec.ladder` last (``vanilla``/``r3f`` switch the method, keeping the training settings).
 
     Raises:
         ValueError: unknown key (the message names it, the closest valid key and all valid keys), wrong
-            type, or a value out of range (the field and the allowed range); a bad rung (:mod:`mat.ladder`).
+            type, or a value out of range (the field and the allowed range); a bad rung (:mod:`mat.spec.ladder`).
     """
     valid = searchable_keys(cfg.run.method)
     expanded: dict[str, Any] = {}
