@@ -123,33 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    from analysis.load import load
+    from analysis.load import load_with_notes
 
     sources = [f"NNI experiment `{e}`" for e in args.experiment] + [f"records `{r}`" for r in args.records]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnalysisWarning)
-        df = load(args.records, args.experiment, args.nni_dir)
+        loaded = load_with_notes(args.records, args.experiment, args.nni_dir)
     notes = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
     for msg in notes[:5]:
         print(f"warning: {msg}", file=sys.stderr)
     if len(notes) > 5:
         print(f"warning: ... and {len(notes) - 5} more (skipped inputs and repeats; report.md lists them all)",
               file=sys.stderr)
-    return df, sources
+    return loaded, sources
 
 
 def _load_or_explain(args: argparse.Namespace) -> tuple[Any, list[str]] | None:
     try:
-        df, sources = _load(args)
+        loaded, sources = _load(args)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return None
-    if len(df) == 0:
-        skipped = len(df.attrs.get("skipped", []))
+    if len(loaded.frame) == 0:
+        skipped = len(loaded.skipped)
         print(f"error: nothing usable found in {', '.join(sources)}: no trial records"
               + (f" ({skipped} file(s) skipped as unreadable or invalid)" if skipped else ""), file=sys.stderr)
         return None
-    return df, sources
+    return loaded, sources
 
 
 def report(args: argparse.Namespace) -> int:
@@ -157,7 +157,7 @@ def report(args: argparse.Namespace) -> int:
     loaded = _load_or_explain(args)
     if loaded is None:
         return 1
-    df, sources = loaded
+    data, sources = loaded
     from analysis.report import build_report
 
     try:
@@ -167,7 +167,7 @@ def report(args: argparse.Namespace) -> int:
         return 1
 
     try:
-        result = build_report(df, args.out, args.selection, args.convention, sources, args.ablation,
+        result = build_report(data, args.out, args.selection, args.convention, sources, args.ablation,
                               n_boot=args.bootstrap, seed=args.seed, interval=args.interval,
                               select_seeds=args.select_seeds, report_seeds=args.report_seeds,
                               baseline=args.baseline, strict=args.strict, page=args.page, title=args.title,
@@ -183,8 +183,9 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_tables(df: Any, args: argparse.Namespace) -> tuple[str, Any]:
-    """The ``compare`` output for the tidy frame ``df``: Markdown (one table per model) and the long frame.
+def compare_tables(loaded: Any, args: argparse.Namespace) -> tuple[str, Any]:
+    """The ``compare`` output for ``loaded`` (:class:`analysis.tidy.Loaded`): Markdown (one table per model) and
+    the long frame.
 
     Raises:
         ValueError: no finished trial, a baseline without results, or (``--strict``) a repeated
@@ -192,12 +193,10 @@ def compare_tables(df: Any, args: argparse.Namespace) -> tuple[str, Any]:
     """
     from analysis import aggregate, tables
     from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, seed_problems, table_notes
-    from analysis.load import repeats
-
-    scores = aggregate.trial_scores(df, args.selection)
+    scores = aggregate.trial_scores(loaded.frame, args.selection)
     if scores.empty:
         raise ValueError("nothing usable found: no finished trial with an evaluation")
-    rep = repeats(df)
+    rep = loaded.repeats
     if args.strict and len(rep):
         raise SeedMismatch("--strict: configuration and seed run twice: " + "; ".join(
             f"{r.method}, {r.task}, seed {r.seed} ({r.kept_source}, {r.repeat_source})" for r in rep.itertuples()))

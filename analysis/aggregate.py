@@ -32,7 +32,7 @@ from mat.tasks import task_score
 
 __all__ = [
     "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
-    "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison",
+    "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison", "scored_trials",
     "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table", "unpaired_comparison",
 ]
 
@@ -98,6 +98,12 @@ def _score_rows(picked: pd.DataFrame, dev: pd.Series) -> pd.DataFrame:
 
 def trial_scores(df: pd.DataFrame, selection: str = "best",
                  statuses: Sequence[str] | None = ("SUCCEEDED",)) -> pd.DataFrame:
+    """:func:`scored_trials` without the list of unscored trials (each is named in a warning)."""
+    return scored_trials(df, selection, statuses)[0]
+
+
+def scored_trials(df: pd.DataFrame, selection: str = "best",
+                  statuses: Sequence[str] | None = ("SUCCEEDED",)) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Per trial, the selected evaluation as long rows, plus a ``score`` row per split.
 
     Selection rule: ``"best"`` takes the record's ``best`` entry (the evaluation with the highest dev
@@ -107,7 +113,7 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
 
     The dev ``score`` is ``mat.tasks.task_score`` of the trial's dev metrics, strictly: a trial missing
     one of its task's metrics (or holding a NaN) is left out with an :class:`AnalysisWarning` naming its
-    source and the metric, and listed in ``attrs["unscored"]`` as ``(source, reason)``. A trial that
+    source and the metric, and listed in the second value returned as ``(source, reason)``. A trial that
     reported only NNI's ``default`` number (its own task score) is scored by it.
 
     Args:
@@ -116,8 +122,9 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
         statuses: trial statuses to keep (default: finished trials only; None keeps all).
 
     Returns:
-        Columns of ``df`` without ``kind``/``epoch``/``source``/``error``: one row per (trial, split,
-        metric), ``metric == "score"`` holding the split's score (the task score on dev).
+        ``(rows, unscored)``: columns of ``df`` without ``kind``/``epoch``/``source``/``error``, one row per
+        (trial, split, metric), ``metric == "score"`` holding the split's score (the task score on dev); and
+        the ``(source, reason)`` of each trial left out (kept beside the frame: pandas deep-copies ``attrs``).
 
     Raises:
         ValueError: unknown selection.
@@ -138,8 +145,7 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
     picked = picked.drop(columns=["kind", "epoch", "source", "error"]).reset_index(drop=True)
     out = picked if picked.empty else pd.concat([picked, _score_rows(picked, dev)], ignore_index=True)
     out = out.sort_values(_TRIAL + ["split", "metric"], kind="stable").reset_index(drop=True)
-    out.attrs["unscored"] = list(refused.values())
-    return out
+    return out, list(refused.values())
 
 
 def seed_summary(scores: pd.DataFrame, by: Sequence[str] = CONFIG_BY, n_boot: int = 2000,

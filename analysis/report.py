@@ -24,12 +24,13 @@ import pandas as pd
 
 from analysis import aggregate as agg
 from analysis import comparison, plots, published, tables
+from analysis.identity import REPEAT_FIELDS
 from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
 from analysis.ladder_report import ladder_section
-from analysis.load import repeats, skipped, status_counts
+from analysis.load import status_counts
 from analysis.scores import CONVENTIONS
-from analysis.tidy import DEV
+from analysis.tidy import DEV, Loaded
 from mat.records import STATUSES
 from mat.tasks import ANLI_TASKS, GLUE_TASKS
 
@@ -108,9 +109,9 @@ def _listed(title: str, items: list[str], none: str = "None.", about: str = "") 
     return lines + (items[:MAX_LISTED] or [none]) + more + [""]
 
 
-def _repeats_section(df: pd.DataFrame) -> list[str]:
+def _repeats_section(repeats: pd.DataFrame) -> list[str]:
     items = [f"- {r.method}, {r.task}, seed {r.seed}: kept `{r.kept_source}` ({r.kept_status}); set aside "
-             f"`{r.repeat_source}` ({r.repeat_status})" for r in repeats(df).itertuples()]
+             f"`{r.repeat_source}` ({r.repeat_status})" for r in repeats.itertuples()]
     return _listed("Repeated trials", items, about="Two finished trials of one method, task, model, configuration "
                    "(run settings included) and seed count once: the newest.")
 
@@ -258,12 +259,12 @@ def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
                 "", tables.plain_markdown(shown)]
 
 
-def _repeat_lines(df: pd.DataFrame) -> list[str]:
+def _repeat_lines(repeats: pd.DataFrame) -> list[str]:
     return [f"{r.method}, {r.task}, seed {r.seed}: run twice ({r.kept_source}, {r.repeat_source})"
-            for r in repeats(df).itertuples()]
+            for r in repeats.itertuples()]
 
 
-def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best", convention: str = "paper",
+def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: str = "best", convention: str = "paper",
                  sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
                  seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
                  report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
@@ -272,7 +273,8 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
     Args:
-        df: the tidy frame of :mod:`analysis.load`.
+        data: what :func:`analysis.load.load_with_notes` returns (the tidy frame with the skipped inputs and
+            repeats it set aside, which the page lists), or the tidy frame alone.
         out_dir: output folder (created).
         selection: ``"best"`` or ``"final"`` evaluation per trial.
         convention: GLUE score convention named under the GLUE tables.
@@ -304,20 +306,21 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
     check_interval(interval)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}")
-    scores = agg.trial_scores(df, selection)
-    unscored = list(scores.attrs.get("unscored", []))
+    loaded = data if isinstance(data, Loaded) else Loaded(data, [], pd.DataFrame(columns=list(REPEAT_FIELDS)))
+    df = loaded.frame
+    scores, unscored = agg.scored_trials(df, selection)
     scores, rung_scores = split_rungs(scores)
     choice = agg.choose_configs(scores, opt.select_seeds, opt.report_seeds, interval, n_boot, seed=seed) \
         if not scores.empty else None
     seed_issues = comparison.seed_problems(choice.per_seed) if choice is not None else []
     seed_issues += comparison.seed_problems(rung_scores) if not rung_scores.empty else []
-    if strict and (seed_issues or _repeat_lines(df)):
-        raise comparison.SeedMismatch("--strict: " + "; ".join(_repeat_lines(df) + seed_issues))
+    if strict and (seed_issues or _repeat_lines(loaded.repeats)):
+        raise comparison.SeedMismatch("--strict: " + "; ".join(_repeat_lines(loaded.repeats) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = _Writer(out)
     counts = status_counts(df)
-    skips = skipped(df) + unscored
+    skips = loaded.skipped + unscored
     w.lines += [f"# {title}", ""] + ([preface.strip(), ""] if preface and preface.strip() else [])
     w.lines += [f"- Source: {s}" for s in sources] + [
         f"- Selection: `{selection}`. {SELECTION_NOTES[selection]}",
@@ -328,7 +331,7 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         f"- Configuration choice: {choice.note if choice is not None else '-'}", ""]
     w.lines += _status_section(df, counts)
     w.lines += _listed("Skipped inputs", [f"- `{p}`: {r}" for p, r in skips])
-    w.lines += _repeats_section(df)
+    w.lines += _repeats_section(loaded.repeats)
     w.lines += _listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
                        "Every method ran the same seeds, each once.")
     if not rung_scores.empty:

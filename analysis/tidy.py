@@ -23,8 +23,10 @@ One row per (trial, evaluation kind, step, split, metric)::
 
 ``(experiment, trial)`` names one trial (:mod:`analysis.identity` makes it so: copies of one trial are
 kept once, repeats of one configuration and seed are counted once, and local trials that share a trial
-id, as in ``runs/<method>/seed<k>/``, are told apart by their folder). ``df.attrs["skipped"]`` lists the
-inputs skipped as ``(path, reason)``; ``df.attrs["repeats"]`` the repeats set aside.
+id, as in ``runs/<method>/seed<k>/``, are told apart by their folder). The inputs skipped as ``(path, reason)``
+and the repeats set aside come beside the frame (:class:`Loaded`), never in ``df.attrs``: pandas deep-copies
+``attrs`` into every frame derived from one (each column access, each filter), which made a 10,000-record
+report spend most of its time copying those lists.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ SEED_KEYS = ("seed",)
 # from the trial command of an NNI trial that left no record and has no sibling record to take them from.
 RUN_KEYS = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits",
             "train_mix")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A tidy frame and what loading it set aside.
+
+    Attributes:
+        frame: the tidy frame (module docstring).
+        skipped: ``(path, reason)`` of every input skipped (unreadable, invalid, an extra copy of a trial).
+        repeats: the trials set aside as repeats of a configuration and seed
+            (:data:`analysis.identity.REPEAT_FIELDS` columns).
+    """
+
+    frame: pd.DataFrame
+    skipped: list[tuple[str, str]]
+    repeats: pd.DataFrame
 
 
 class AnalysisWarning(UserWarning):
@@ -255,7 +273,12 @@ class Builder:
         return pd.concat([trials, params, runs, costs, codes, meta], axis=1)
 
     def frame(self) -> pd.DataFrame:
-        """The tidy frame: trial identities resolved (:func:`analysis.identity.resolve`), rows expanded."""
+        """The tidy frame alone (:meth:`loaded` has what was set aside beside it)."""
+        return self.loaded().frame
+
+    def loaded(self) -> Loaded:
+        """The tidy frame, trial identities resolved (:func:`analysis.identity.resolve`), rows expanded, with
+        the skipped inputs and the repeats beside it."""
         trials = self._trial_frame()
         res = identity.resolve(trials)
         for path, reason in res.duplicates:
@@ -280,6 +303,5 @@ class Builder:
         df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
         extra = [c for c in df.columns if c.startswith(("param.", "run.", "cost.", "code."))]
         df = df[list(COLUMNS) + extra]
-        df.attrs["skipped"] = list(self.skipped)
-        df.attrs["repeats"] = [r.as_tuple() for r in res.repeats]
-        return df
+        repeats = pd.DataFrame([r.as_tuple() for r in res.repeats], columns=list(identity.REPEAT_FIELDS))
+        return Loaded(df, list(self.skipped), repeats)
