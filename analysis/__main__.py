@@ -64,7 +64,7 @@ def _common() -> argparse.ArgumentParser:
                    help="report the chosen configurations on these seeds (default: the seeds not in "
                    "--select_seeds); must not overlap --select_seeds")
     p.add_argument("--strict", action="store_true",
-                   help="refuse (exit 1) when two methods ran different seeds or a configuration and seed "
+                   help="refuse (exit 1) when two arms ran different seeds or a configuration and seed "
                    "ran twice, instead of warning")
     return p
 
@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m analysis",
         description="Analyse mat-harness trial records (trial.json files or NNI experiments): the MAT "
         "paper's tables (GLUE, ANLI, AdvGLUE, ablations), its figures, a report.md, and a paired "
-        "comparison of methods against a baseline.",
+        "comparison of arms against a baseline. An arm is a method, or its named variant where the record names "
+        "one (params.arm, else params.rung: each rung of the component ladder is an arm); each arm is its own "
+        "row, and its configurations are its trials' other parameters.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -101,19 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--ablation", nargs="+", action="extend", default=[], metavar="PARAM",
                      help="hyperparameter(s) to tabulate and plot as ablations (Tables 4-5 layout) even when "
                      "other hyperparameters vary too; one-factor sweeps are found without it")
-    rep.add_argument("--baseline", default="vanilla", metavar="METHOD",
-                     help="method of the 'methods against the baseline' table (default vanilla; left out when "
+    rep.add_argument("--baseline", default="vanilla", metavar="ARM",
+                     help="arm of the 'arms against the baseline' table (default vanilla; left out when "
                      "it has no results)")
     cmp_ = sub.add_parser(
         "compare", parents=[common],
-        help="print method x task: mean ± std (n) and the paired difference to a baseline",
-        description="Load trial records and/or NNI experiments, choose each method's configuration per task, "
-        "and print a method x task table: mean ± std (n) per method and, per other method, the mean of the "
+        help="print arm x task: mean ± std (n) and the paired difference to a baseline",
+        description="Load trial records and/or NNI experiments, choose each arm's configuration per task (an "
+        "arm: a method, or its named variant, params.arm or params.rung), and print an arm x task table: "
+        "mean ± std (n) per arm and, per other arm, the mean of the "
         "per-seed differences to --baseline with its interval, the paired t-test and the exact Wilcoxon "
         "p-value (Markdown on stdout; --markdown and --csv write files).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmp_.add_argument("--baseline", required=True, metavar="METHOD", help="the method every other one is compared with")
+    cmp_.add_argument("--baseline", required=True, metavar="ARM",
+                      help="the arm every other one is compared with (e.g. vanilla)")
     cmp_.add_argument("--markdown", default=None, metavar="FILE", help="also write the Markdown table here")
     cmp_.add_argument("--csv", default=None, metavar="FILE",
                       help="write the long table (every number: n, mean, std, configurations searched, n_pairs, "
@@ -189,7 +193,7 @@ def compare_tables(loaded: Any, args: argparse.Namespace) -> tuple[str, Any]:
 
     Raises:
         ValueError: no finished trial, a baseline without results, or (``--strict``) a repeated
-            configuration and seed or seeds that differ between a method and the baseline (SeedMismatch).
+            configuration and seed or seeds that differ between an arm and the baseline (SeedMismatch).
     """
     from analysis import aggregate, tables
     from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, seed_problems, table_notes

@@ -7,9 +7,9 @@
 2. :func:`seed_summary`: per configuration over seeds: n, mean, std, median, min, max and a 95% interval
    of the mean (t-interval by default, percentile bootstrap on request; :mod:`analysis.intervals`).
 3. :func:`best_configs` / :func:`select_configs` / :func:`choose_configs`: the configuration with the
-   highest mean dev score over seeds per (task, method, model), how many were searched (``n_configs``),
+   highest mean dev score over seeds per (task, arm, model), how many were searched (``n_configs``),
    and the per-seed rows of the chosen ones; optionally chosen on some seeds and reported on others.
-4. :func:`glue_scores`: the GLUE score of each (model, method) under a named convention.
+4. :func:`glue_scores`: the GLUE score of each (model, arm) under a named convention.
 5. :func:`paired_comparison` (paired by seed), :func:`unpaired_comparison` (Welch) and
    :func:`compare_to_baseline`: :mod:`analysis.comparison`.
 6. :func:`ablation_slices`: the one-factor sweeps around each best configuration (Tables 4-5).
@@ -31,14 +31,15 @@ from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
 from mat.tasks import task_score
 
 __all__ = [
-    "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
+    "ARM_BY", "CONFIG_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
     "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison", "scored_trials",
     "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table", "unpaired_comparison",
 ]
 
 SELECTIONS = ("best", "final")
-CONFIG_BY = ("task", "method", "model", "config", "split", "metric")
-METHOD_BY = ("model", "method", "task", "split", "metric")
+# An arm (analysis.identity) is a method or its named variant; configurations are chosen within an arm.
+CONFIG_BY = ("task", "arm", "model", "config", "split", "metric")
+ARM_BY = ("model", "arm", "task", "split", "metric")
 _TRIAL = ["experiment", "trial"]
 
 
@@ -186,7 +187,7 @@ def seed_summary(scores: pd.DataFrame, by: Sequence[str] = CONFIG_BY, n_boot: in
 # ------------------------------------------------------------------------------------------- configs
 
 
-def best_configs(summary: pd.DataFrame, by: Sequence[str] = ("task", "method", "model"), split: str = DEV,
+def best_configs(summary: pd.DataFrame, by: Sequence[str] = ("task", "arm", "model"), split: str = DEV,
                  metric: str = SCORE) -> pd.DataFrame:
     """The configuration with the highest mean over seeds per group (ties: more seeds, then config text).
 
@@ -207,8 +208,8 @@ def best_configs(summary: pd.DataFrame, by: Sequence[str] = ("task", "method", "
 
 
 def select_configs(scores: pd.DataFrame, chosen: pd.DataFrame,
-                   on: Sequence[str] = ("task", "method", "model", "config")) -> pd.DataFrame:
-    """The rows of ``scores`` whose (task, method, model, config) is one of ``chosen``'s."""
+                   on: Sequence[str] = ("task", "arm", "model", "config")) -> pd.DataFrame:
+    """The rows of ``scores`` whose (task, arm, model, config) is one of ``chosen``'s."""
     keys = pd.MultiIndex.from_frame(chosen[list(on)].drop_duplicates())
     return scores[pd.MultiIndex.from_frame(scores[list(on)]).isin(keys)].reset_index(drop=True)
 
@@ -218,7 +219,7 @@ SAME_DATA = "same seeds"
 
 @dataclass(frozen=True)
 class Choice:
-    """The configurations chosen per (task, method, model) and the per-seed rows reported for them.
+    """The configurations chosen per (task, arm, model) and the per-seed rows reported for them.
 
     Attributes:
         best: :func:`best_configs` rows (summary over the selection seeds) with ``n_configs`` and
@@ -239,7 +240,7 @@ def _seed_list(seeds: Sequence[int]) -> str:
 def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = None,
                    report_seeds: Sequence[int] | None = None, interval: str = "t", n_boot: int = 2000,
                    confidence: float = 0.95, seed: int = 0) -> Choice:
-    """Choose each (task, method, model)'s configuration and return the rows to report for it.
+    """Choose each (task, arm, model)'s configuration and return the rows to report for it.
 
     Without seed lists the configuration is chosen on the mean dev score over all seeds and the same
     scores are reported: best of ``n_configs`` on the same data, optimistic whenever ``n_configs > 1``.
@@ -253,7 +254,7 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
         summary = seed_summary(scores, CONFIG_BY, n_boot, confidence, seed, interval)
         best = best_configs(summary).assign(selected_on=SAME_DATA)
         note = ("Each configuration is chosen on the mean dev score over the same seeds it is reported on: "
-                "where a method searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "
+                "where an arm searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "
                 "and read optimistic.")
         return Choice(best, select_configs(scores, best), note)
     seeds = sorted(int(s) for s in scores["seed"].dropna().unique())
@@ -272,13 +273,13 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
 # ---------------------------------------------------------------------------------------------- GLUE
 
 
-def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[str] = ("model", "method"),
+def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[str] = ("model", "arm"),
                 allow_missing: bool = False) -> pd.DataFrame:
     """The GLUE score of each group from the mean dev metrics per task.
 
     Args:
         summary: rows with ``by`` + ``task, split, metric, mean`` (e.g. :func:`seed_summary` by
-            ``METHOD_BY``); ``score`` rows are ignored (task scores are recomputed from the metrics,
+            ``ARM_BY``); ``score`` rows are ignored (task scores are recomputed from the metrics,
             strictly: a task missing a metric counts as missing).
         convention: ``"paper"`` or ``"glue"`` (:mod:`analysis.scores`).
         by: one GLUE score per group.
@@ -342,17 +343,17 @@ def ablation_slices(scores: pd.DataFrame, best: pd.DataFrame,
                     forced: Sequence[str] = ()) -> dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]]:
     """The one-factor sweeps of Tables 4-5 found in ``scores`` (:func:`trial_scores` rows with ``param.*``).
 
-    Per (model, method, param): the trials that differ from each task's best configuration (``best``)
+    Per (model, arm, param): the trials that differ from each task's best configuration (``best``)
     only in ``param`` (and the parameters that always vary with it, and seed); run settings (``run.*``)
-    must match too. Found without asking when a (model, method) varies one factor only; ``forced`` names
+    must match too. Found without asking when a (model, arm) varies one factor only; ``forced`` names
     parameters to ablate in any case.
 
     Returns:
-        ``{(model, method, param): (rows of the sweep, the factor's parameters)}`` for sweeps with at
+        ``{(model, arm, param): (rows of the sweep, the factor's parameters)}`` for sweeps with at
         least two settings.
     """
     out: dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]] = {}
-    for (model, method), g in scores.groupby(["model", "method"], sort=True):
+    for (model, arm), g in scores.groupby(["model", "arm"], sort=True):
         trials = g.drop_duplicates(["experiment", "trial"])
         factors = factor_groups(trials, searched_params(trials))
         chosen = [f for f in factors if any(p in forced for p in f)] or (factors if len(factors) == 1 else [])
@@ -362,12 +363,12 @@ def ablation_slices(scores: pd.DataFrame, best: pd.DataFrame,
             others = [c for c in g.columns if c.startswith(("param.", "run.")) and c not in skip]
             parts = []
             for task, gt in g.groupby("task"):
-                b = best[(best["model"] == model) & (best["method"] == method) & (best["task"] == task)]
+                b = best[(best["model"] == model) & (best["arm"] == arm) & (best["task"] == task)]
                 if not b.empty:
                     parts.append(gt[_same_as(gt, gt[gt["config"] == b["config"].iloc[0]].iloc[0], others)])
             sl = pd.concat(parts) if parts else g.iloc[0:0]
             if sl[f"param.{p}"].nunique() > 1:
-                out[(str(model), str(method), p)] = (sl, factor)
+                out[(str(model), str(arm), p)] = (sl, factor)
     return out
 
 

@@ -1,9 +1,10 @@
 """The component ladder in numbers: per task, every rung's seeds, paired differences and compute.
 
 Trials of the ladder carry ``params.rung`` (:mod:`mat.ladder`: ``vanilla`` -> ``inner_steps`` -> ``sampling``
--> ``dropout_consistency`` -> ``mat`` -> ``mat_visible_delta``, and ``r3f`` beside it). Their rows are split off
-the other trials (:func:`split_rungs`: the rung becomes the ``method`` label, since several rungs train with
-``--method mat``) and summarised per (model, task, rung) by :func:`ladder_rows`:
+-> ``dropout_consistency`` -> ``mat`` -> ``mat_visible_delta``, and ``r3f`` beside it): each rung is an arm
+(:mod:`analysis.identity`; its ``arm`` is the rung, though several rungs train with ``--method mat``). Their
+rows are split off the other trials (:func:`split_rungs`) and summarised per (model, task, rung) by
+:func:`ladder_rows`:
 
 * ``n, mean, std, ci_low, ci_high``: the dev task score over seeds (t-interval or bootstrap of the mean);
 * ``vs_vanilla_*`` and ``vs_previous_*``: the paired difference (this rung − the reference, per seed, over the
@@ -25,6 +26,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from analysis.comparison import paired_stats
+from analysis.identity import arm_order
 from analysis.intervals import holm, mean_interval
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_interval, fmt_signed, p_clause
 from analysis.tidy import DEV, SCORE
@@ -41,19 +43,16 @@ ROW_COLUMNS = (["model", "task", "rung", "previous", "n", "seeds", "mean", "std"
 
 
 def split_rungs(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(rows without a rung, rows with one)``; in the second the ``method`` column holds the rung."""
+    """``(rows without a rung, rows with one)``; in the second the ``arm`` column is the rung."""
     if PARAM not in scores.columns:
         return scores, scores.iloc[0:0].copy()
     has = scores[PARAM].notna()
-    rungs = scores[has].copy()
-    rungs["method"] = rungs[PARAM].astype(str)
-    return scores[~has].reset_index(drop=True), rungs.reset_index(drop=True)
+    return scores[~has].reset_index(drop=True), scores[has].reset_index(drop=True)
 
 
 def rung_order(names: Iterable[str]) -> list[str]:
-    """The rungs among ``names`` in ladder order (unknown names last, alphabetically)."""
-    rank = {n: i for i, n in enumerate(RUNG_NAMES)}
-    return sorted(dict.fromkeys(str(n) for n in names), key=lambda n: (rank.get(n, len(rank)), n))
+    """The rungs among ``names`` in ladder order (unknown names last, alphabetically): :func:`arm_order`."""
+    return arm_order(names)
 
 
 def _per_step(g: pd.DataFrame, column: str) -> float:
@@ -77,7 +76,7 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
     """One row per (model, task, rung) in ladder order (module docstring for the columns).
 
     Args:
-        per_seed: per-trial score rows of one configuration per rung (``method`` = the rung, e.g. the
+        per_seed: per-trial score rows of one configuration per rung (``arm`` = the rung, e.g. the
             ``per_seed`` of :func:`analysis.aggregate.choose_configs` over :func:`split_rungs`' second part),
             with ``seed``, ``split``, ``metric``, ``value`` and the ``cost.*`` columns where the records had them.
         interval, n_boot, seed: the interval of means and differences (``"t"`` or ``"bootstrap"``).
@@ -85,9 +84,9 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
     s = per_seed[(per_seed["split"] == DEV) & (per_seed["metric"] == SCORE)]
     rows = []
     for (model, task), g in s.groupby(["model", "task"], sort=True):
-        by_seed = {r: gr.groupby("seed")["value"].mean() for r, gr in g.groupby("method")}
+        by_seed = {r: gr.groupby("seed")["value"].mean() for r, gr in g.groupby("arm")}
         for rung in rung_order(by_seed):
-            gr = g[g["method"] == rung]
+            gr = g[g["arm"] == rung]
             v = gr["value"].to_numpy(dtype=float)
             lo, hi = mean_interval(v, interval, n_boot=n_boot, seed=seed) if len(v) > 1 else (math.nan, math.nan)
             prev = previous_rung(rung) if rung in RUNG_NAMES else None

@@ -134,7 +134,7 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
             w.table(kl_table(kl, f"δ's own ℓ_s against the dropout-only ℓ_s, {model}", f"ladder_kl_{_slug(model)}"))
         box = plots.seed_box_info(per_seed)
         if len(box.data):
-            box = dataclasses.replace(box, methods=rung_order(box.methods))
+            box = dataclasses.replace(box, arms=rung_order(box.arms))
             w.figure(plots.seed_box_plot(box, f"{model}: dev task score per seed and rung"),
                      f"ladder_box_{_slug(model)}", "Per-seed dev task scores by task and rung (Figure 3 layout)")
         if mrows["passes_per_step"].notna().any():

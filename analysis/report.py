@@ -4,7 +4,7 @@ Layout of ``out_dir``::
 
     report.md                 everything below, embedded or linked
     tables/*.md|tex|csv       GLUE (Tables 1-2), ANLI (Table 3), AdvGLUE, ablations (Tables 4-5, the paper's
-                              beside ours), methods against the baseline, summaries
+                              beside ours), arms against the baseline, summaries
     figures/*.png|pdf         per-seed box plots (Figure 3), learning curves, hyperparameters, ablations
 
 Only finished (SUCCEEDED) trials enter tables and figures; running, failed and interrupted trials are
@@ -96,7 +96,7 @@ def _status_section(df: pd.DataFrame, counts: dict[str, int]) -> list[str]:
     open_trials = agg.trial_table(df)
     open_trials = open_trials[open_trials["status"] != "SUCCEEDED"]
     if len(open_trials):
-        shown = open_trials.head(MAX_LISTED)[["experiment", "trial", "task", "method", "status", "error"]].fillna("")
+        shown = open_trials.head(MAX_LISTED)[["experiment", "trial", "task", "arm", "status", "error"]].fillna("")
         shown["error"] = shown["error"].astype(str).str.slice(0, 160)
         more = f" (first {MAX_LISTED} of {len(open_trials)})" if len(open_trials) > MAX_LISTED else ""
         lines += [f"### Unfinished trials{more}", "", tables.plain_markdown(shown)]
@@ -149,7 +149,7 @@ def _reference_rows(ref: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice_note: str) -> None:
-    ours = tables.method_rows(ms)
+    ours = tables.arm_rows(ms)
     sel_note = f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per task. " \
         + choice_note
     dev = ours[ours["split"] == DEV]
@@ -165,7 +165,7 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice
         both = pd.concat([agg.glue_scores(ms, c) for c in CONVENTIONS], ignore_index=True)
         both["glue_score"] = both["glue_score"].map(lambda v: tables.fmt(v, 2))
         w.lines += ["GLUE scores under both conventions (`-`: tasks missing):", "",
-                    tables.plain_markdown(both[["method", "convention", "glue_score", "n_tasks", "missing"]])]
+                    tables.plain_markdown(both[["arm", "convention", "glue_score", "n_tasks", "missing"]])]
     if ours["task"].isin(ANLI_TASKS).any():
         ref = published.anli_reference(model)
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(ANLI_TASKS)]], ignore_index=True)
@@ -179,15 +179,15 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice
 
 
 def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> None:
-    methods = sorted(set(sel["method"]))
-    if "mat" not in methods or len(methods) < 2:
+    arms = sorted(set(sel["arm"]))
+    if "mat" not in arms or len(arms) < 2:
         return
     frames = [comparison.paired_comparison(sel, "mat", m, interval=opt.interval, n_boot=opt.n_boot, seed=opt.seed)
-              for m in methods if m != "mat"]
-    comp = pd.concat(frames, ignore_index=True).sort_values(["task", "method_b"], kind="stable")
+              for m in arms if m != "mat"]
+    comp = pd.concat(frames, ignore_index=True).sort_values(["task", "arm_b"], kind="stable")
     w.csv(comp, f"comparison_{slug(model)}")
     shown = pd.DataFrame({
-        "task": comp["task"], "vs": comp["method_b"],
+        "task": comp["task"], "vs": comp["arm_b"],
         "pairs (mat/other seeds)": [f"{p} ({a}/{b})" for p, a, b in zip(comp["n_pairs"], comp["n_a"], comp["n_b"])],
         "mean diff": comp["mean_diff"].map(lambda v: tables.fmt(v, 2)),
         "95% CI": [tables.fmt_interval(a, b) for a, b in zip(comp["ci_low"], comp["ci_high"])],
@@ -197,18 +197,18 @@ def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> Non
                 f"Mean of the per-seed differences MAT - other over the seeds both ran; {INTERVAL_NOTES[opt.interval]} "
                 "of it; paired t-test (`scipy.stats.ttest_rel`) and exact Wilcoxon signed-rank p-values (with 5 "
                 "seeds the Wilcoxon p is at least 0.0625).", "", tables.plain_markdown(shown)]
-    warned = zip(comp["task"], comp["method_b"], comp["warning"])
+    warned = zip(comp["task"], comp["arm_b"], comp["warning"])
     w.lines += [f"- warning: {t}, mat vs {b}: {x}" for t, b, x in warned if x]
     w.lines.append("")
 
 
 def _baseline_section(w: _Writer, model: str, sel: pd.DataFrame, best: pd.DataFrame, opt: Options) -> None:
-    if opt.baseline not in set(sel["method"]) or sel["method"].nunique() < 2:
+    if opt.baseline not in set(sel["arm"]) or sel["arm"].nunique() < 2:
         return
     comp = comparison.compare_to_baseline(sel, opt.baseline, best, interval=opt.interval, n_boot=opt.n_boot,
                                           seed=opt.seed)
     w.csv(comp, f"compare_{slug(model)}")
-    w.lines += [f"### Methods against {opt.baseline}", ""]
+    w.lines += [f"### Arms against {opt.baseline}", ""]
     w.table(comparison.comparison_table(comp, opt.baseline, f"Dev task score against {opt.baseline}, {model}",
                                         f"compare_table_{slug(model)}", comparison.table_notes(opt.interval)))
 
@@ -220,19 +220,19 @@ def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Seq
     w.lines += ["## Ablations", "",
                 "Trials that differ from each task's best configuration only in the swept hyperparameter; "
                 "mean ± std over seeds.", ""]
-    for (model, method, p), (sl, factor) in slices.items():
+    for (model, arm, p), (sl, factor) in slices.items():
         info = plots.ablation_info(sl, p)
-        name = f"ablation_{slug(p)}_{slug(method)}_{slug(model)}"
+        name = f"ablation_{slug(p)}_{slug(arm)}_{slug(model)}"
         swept = " = ".join(factor)
-        w.table(tables.ablation_table(info, p, f"{method}: ablation over {swept}, {model}", name))
-        _paper_ablation(w, info, factor, method, model, name)
+        w.table(tables.ablation_table(info, p, f"{arm}: ablation over {swept}, {model}", name))
+        _paper_ablation(w, info, factor, arm, model, name)
         w.figure(plots.ablation_plot(info, p), name,
-                 f"{method}, {model}: dev score against {p} (mean ± std over seeds)")
+                 f"{arm}, {model}: dev score against {p} (mean ± std over seeds)")
 
 
-def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], method: str, model: str, name: str) -> None:
+def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], arm: str, model: str, name: str) -> None:
     """The paper's Table 4 or 5, on the tasks we ran, beside our ablation of ``factor`` (MAT, BERT-base)."""
-    ref = published.ablation_reference(factor, method, model)
+    ref = published.ablation_reference(factor, arm, model)
     if ref is None or not ref[1]["task"].isin(set(info["task"])).any():
         return
     hp, rows = ref
@@ -246,14 +246,14 @@ def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], method: s
 def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
     w.csv(best, "best_configs")
     shown = pd.DataFrame({
-        "model": best["model"], "task": best["task"], "method": best["method"], "n": best["n"],
+        "model": best["model"], "task": best["task"], "arm": best["arm"], "n": best["n"],
         "configs searched": best["n_configs"], "chosen on": best["selected_on"],
         "dev score": [tables.fmt(m, 2) + ("" if pd.isna(s) else f" ± {tables.fmt(s, 2)}")
                       for m, s in zip(best["mean"], best["std"])],
         "95% CI": [tables.fmt_interval(a, b) for a, b in zip(best["ci_low"], best["ci_high"])],
         "config": best["config"].map(lambda c: f"`{c}`"),
     })
-    w.lines += ["## Best configuration per task and method", "",
+    w.lines += ["## Best configuration per task and arm", "",
                 f"Chosen on the mean dev task score over the seeds in 'chosen on'; {INTERVAL_NOTES[opt.interval]}. "
                 "A score chosen as the best of several configurations on the same seeds reads optimistic.",
                 "", tables.plain_markdown(shown)]
@@ -283,7 +283,8 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         n_boot, seed: bootstrap resamples and seed.
         interval: ``"t"`` (default) or ``"bootstrap"`` for every interval of a mean.
         select_seeds, report_seeds: choose configurations on some seeds and report the others.
-        baseline: the method of the "methods against the baseline" table.
+        baseline: the arm of the "arms against the baseline" table (an arm: a method or its named variant,
+            :mod:`analysis.identity`).
         strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
         page: the file name of the page written into ``out_dir``.
         title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
@@ -333,7 +334,7 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
     w.lines += _listed("Skipped inputs", [f"- `{p}`: {r}" for p, r in skips])
     w.lines += _repeats_section(loaded.repeats)
     w.lines += _listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
-                       "Every method ran the same seeds, each once.")
+                       "Every arm ran the same seeds, each once.")
     if not rung_scores.empty:
         ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds)
     if choice is not None:
@@ -352,17 +353,17 @@ def _results(w: _Writer, df: pd.DataFrame, scores: pd.DataFrame, choice: agg.Cho
     summary = agg.seed_summary(scores, agg.CONFIG_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
     w.csv(summary, "config_summary")
     sel = choice.per_seed
-    method_summary = agg.seed_summary(sel, agg.METHOD_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
-    w.csv(method_summary, "method_summary")
+    arm_summary = agg.seed_summary(sel, agg.ARM_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
+    w.csv(arm_summary, "arm_summary")
     for model in sorted(set(sel["model"])):
-        _model_section(w, df, model, sel, scores, method_summary, choice, opt)
+        _model_section(w, df, model, sel, scores, arm_summary, choice, opt)
     _ablations(w, scores, choice.best, opt.ablations)
     _best_section(w, choice.best, opt)
 
 
 def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, scores: pd.DataFrame,
-                   method_summary: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
-    ms = method_summary[method_summary["model"] == model]
+                   arm_summary: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
+    ms = arm_summary[arm_summary["model"] == model]
     msel = sel[sel["model"] == model]
     w.lines += [f"## {model}", ""]
     _model_tables(w, model, ms, opt, choice.note)
@@ -371,7 +372,7 @@ def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, 
         w.lines += ["### Per-seed scores (Figure 3 layout)", ""]
         w.figure(plots.seed_box_plot(info, f"{model}: dev task score per seed, chosen configuration"),
                  f"seed_box_{slug(model)}",
-                 "Per-seed dev task scores by task and method (multi-metric tasks averaged)")
+                 "Per-seed dev task scores by task and arm (multi-metric tasks averaged)")
     _baseline_section(w, model, msel, choice.best[choice.best["model"] == model], opt)
     _comparisons(w, model, msel, opt)
     evals = df[df["kind"] == "eval"]

@@ -2,8 +2,12 @@
 
 One row per (trial, evaluation kind, step, split, metric)::
 
-    experiment, trial, method, task, model, seed, status, error, config, source,
+    experiment, trial, method, arm, task, model, seed, status, error, config, source,
     kind, step, epoch, split, metric, value, param.<name>..., run.<name>...
+
+* ``method`` is the method the trial trained with; ``arm`` the arm it belongs to
+  (:func:`analysis.identity.arm_name`: the method's named variant, ``params.arm`` or ``params.rung``, where
+  the record names one, else the method). Tables, plots and comparisons have a row per arm.
 
 * ``kind`` is ``"eval"`` (every evaluation in ``evals``), ``"best"`` (the record's best dev evaluation,
   the one the authors report) or ``"final"`` (the last one), so best and final are a filter away.
@@ -51,10 +55,13 @@ TELEMETRY = "telemetry"  # the kind of the rows holding an evaluation's mean tra
 TRAIN = "train"  # their split
 SCORE = "score"  # the metric name of a split's score row (analysis.aggregate.trial_scores)
 COLUMNS = (
-    "experiment", "trial", "method", "task", "model", "seed", "status", "error", "config", "source",
+    "experiment", "trial", "method", "arm", "task", "model", "seed", "status", "error", "config", "source",
     "kind", "step", "epoch", "split", "metric", "value",
 )
-TRIAL_COLUMNS = COLUMNS[:10]
+TRIAL_COLUMNS = COLUMNS[:11]
+# What a loader gives per trial (:meth:`Builder.add_trial`): the trial columns but ``arm``, which the builder
+# derives from the method and the parameters.
+INFO_COLUMNS = tuple(c for c in TRIAL_COLUMNS if c != "arm")
 LOCAL_EXPERIMENT = identity.LOCAL_EXPERIMENT
 UNKNOWN = "unknown"
 SEED_KEYS = ("seed",)
@@ -166,7 +173,7 @@ def check_record(record: TrialRecord) -> str | None:
 class Builder:
     """Collects trials and evaluation rows as plain lists; :meth:`frame` makes one DataFrame.
 
-    Each added trial carries, besides its :data:`TRIAL_COLUMNS`, its parameters, run settings, the time
+    Each added trial carries, besides its :data:`INFO_COLUMNS`, its parameters, run settings, the time
     its source was written (seconds since the epoch: ``newest`` wins among copies) and its folder (to
     tell local trials apart).
     """
@@ -189,7 +196,7 @@ class Builder:
     def add_trial(self, info: Sequence[Any], params: Mapping[str, Any], run: Mapping[str, Any] | None = None,
                   written: float = math.nan, folder: str = "", cost: Mapping[str, Any] | None = None,
                   code: Mapping[str, Any] | None = None) -> int:
-        """Add one trial (``info`` = the :data:`TRIAL_COLUMNS` values; ``code``: its commit and package
+        """Add one trial (``info`` = the :data:`INFO_COLUMNS` values; ``code``: its commit and package
         versions, ``{"git_sha": ..., "torch": ...}``); return its index."""
         self.trials.append(tuple(info))
         self.params.append(params)
@@ -260,7 +267,8 @@ class Builder:
         return rec, dict(run) if isinstance(run, Mapping) else {}, written
 
     def _trial_frame(self) -> pd.DataFrame:
-        trials = pd.DataFrame(self.trials, columns=list(TRIAL_COLUMNS))
+        trials = pd.DataFrame(self.trials, columns=list(INFO_COLUMNS))
+        trials.insert(3, "arm", [identity.arm_name(str(m), p) for m, p in zip(trials["method"], self.params)])
         params = pd.DataFrame.from_records(list(self.params), index=range(len(self.params)))
         params.columns = [f"param.{c}" for c in params.columns]
         runs = pd.DataFrame.from_records(list(self.runs), index=range(len(self.runs)))

@@ -65,7 +65,7 @@ def test_report_lists_skipped_files(report: tuple[Path, int, str], records: Path
 
 def test_partial_trial_never_counted_as_complete(report: tuple[Path, int, str]) -> None:
     out = report[0]
-    summary = pd.read_csv(out / "tables" / "method_summary.csv")
+    summary = pd.read_csv(out / "tables" / "arm_summary.csv")
     assert summary["max"].max() < 99.5
     glue = pd.read_csv(out / "tables" / "glue_bert-base-uncased.csv").set_index("row")
     assert glue.loc["mat (ours)", "rte.dev.accuracy"] < 99.5

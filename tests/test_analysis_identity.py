@@ -130,7 +130,7 @@ def test_a_record_missing_a_metric_or_with_nan_is_refused(tmp_path: Path) -> Non
 
 def test_trial_scores_refuses_a_trial_without_all_its_metrics() -> None:
     values = (("a", "accuracy", 80.0), ("a", "f1", 90.0), ("b", "accuracy", 99.0))  # b has no F1
-    rows = [dict(experiment="e", trial=t, method="mat", task="mrpc", model="m", seed=1, status="SUCCEEDED",
+    rows = [dict(experiment="e", trial=t, method="mat", arm="mat", task="mrpc", model="m", seed=1, status="SUCCEEDED",
                  error=None, config="c", source=f"{t}.json", kind="best", step=1.0, epoch=0.0, split="dev",
                  metric=m, value=v) for t, m, v in values]
     with pytest.warns(AnalysisWarning, match=r"b\.json: not scored: mrpc: cannot score without f1"):
@@ -146,7 +146,7 @@ def test_compare_command_markdown_and_csv(layout: Path, tmp_path: Path, capsys: 
     out = capsys.readouterr().out
     assert out == md.read_text() and "| mat − vanilla | +1.00 [+1.00, +1.00]; p=- (t), 0.25 (W) |" in out
     assert "| vanilla | 71.00 ± 1.00 (3) |" in out and "paired t-test" in out
-    long = pd.read_csv(csv).set_index("method")
+    long = pd.read_csv(csv).set_index("arm")
     assert long.loc["mat", "mean_diff"] == pytest.approx(1.0) and long.loc["mat", "n_pairs"] == 3
     assert main(["compare", "--records", str(layout), "--baseline", "smart"]) == 1
     assert "baseline 'smart' has no results" in capsys.readouterr().err
@@ -164,7 +164,7 @@ def test_strict_refuses_mismatched_seeds(layout: Path, tmp_path: Path, capsys: p
     assert main(["report", "--records", str(layout), "--out", str(tmp_path / "r")]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## Seed checks (1)" in md and "seed sets differ: mat 1,2,3,4; vanilla 1,2,3" in md
-    assert "### Methods against vanilla" in md and "Intervals: `t`" in md
+    assert "### Arms against vanilla" in md and "Intervals: `t`" in md
 
 
 def test_report_selects_on_some_seeds_and_reports_others(layout: Path, tmp_path: Path) -> None:
@@ -172,8 +172,8 @@ def test_report_selects_on_some_seeds_and_reports_others(layout: Path, tmp_path:
                  "--report_seeds", "2,3", "--interval", "bootstrap", "--bootstrap", "50"]) == 0
     best = pd.read_csv(tmp_path / "tables" / "best_configs.csv")
     assert (best["selected_on"] == "seeds 1").all() and (best["n"] == 1).all()
-    method = pd.read_csv(tmp_path / "tables" / "method_summary.csv")
-    assert (method["n"] == 2).all() and (method["interval"] == "bootstrap").all()
+    arms = pd.read_csv(tmp_path / "tables" / "arm_summary.csv")
+    assert (arms["n"] == 2).all() and (arms["interval"] == "bootstrap").all()
     md = (tmp_path / "report.md").read_text()
     assert "chosen on the mean dev score over seeds 1 and reported on seeds 2,3" in md
     with pytest.raises(SystemExit):

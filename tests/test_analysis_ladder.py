@@ -54,7 +54,8 @@ def test_tidy_frame_holds_telemetry_and_cost(frame: pd.DataFrame) -> None:
 
 def test_split_rungs_labels_rows_by_rung(frame: pd.DataFrame) -> None:
     plain, rungs = ladder.split_rungs(aggregate.trial_scores(frame))
-    assert set(rungs["method"]) == set(RUNG_NAMES) and set(plain["method"]) == {"vanilla", "mat"}
+    assert set(rungs["arm"]) == set(RUNG_NAMES) and set(plain["arm"]) == {"vanilla", "mat"}
+    assert set(rungs.loc[rungs["arm"] == "sampling", "method"]) == {"mat"}, "the arm is the rung, not the method"
     assert plain["param.rung"].isna().all()
 
 
@@ -163,9 +164,9 @@ def test_report_writes_the_ladder_page_and_regenerates_it_identically(records: P
 def test_mixed_records_get_both_sections(records: Path, tmp_path: Path) -> None:
     assert main(["report", "--records", str(records), "--out", str(tmp_path)]) == 0
     md = (tmp_path / "report.md").read_text()
-    assert "## Component ladder" in md and "## Best configuration per task and method" in md
+    assert "## Component ladder" in md and "## Best configuration per task and arm" in md
     best = pd.read_csv(tmp_path / "tables" / "best_configs.csv")
-    assert set(best["method"]) == {"vanilla", "mat"} and (best["n"] == 2).all(), "rung trials stay out of these"
+    assert set(best["arm"]) == {"vanilla", "mat"} and (best["n"] == 2).all(), "rung trials stay out of these"
 
 
 def test_code_note_names_each_commit_and_version_with_its_trial_count(frame: pd.DataFrame, tmp_path: Path) -> None:
