@@ -25,7 +25,7 @@ from mat.checkpoint import CheckpointManager, Resumed
 from mat.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import load_combined_nli, load_raw, require_split
-from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, write_test_predictions
+from mat.evaluation import EvalSet, build_eval_sets, dev_labels, eval_steps, evaluate, write_test_predictions
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
 from mat.optim import build_optimizer, optimizer_name
@@ -112,6 +112,7 @@ def fit(
     run: Run | None = None
     try:
         run = setup(cfg, out_dir, meter)
+        record.dev_labels = dev_labels(run.eval_sets, run.task)  # once; each evaluation keeps its predictions
         train_loop(run, record, state, on_eval, show_progress)
         finish(run, record, state, startup_seconds)
         record.status = "SUCCEEDED"
