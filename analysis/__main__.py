@@ -19,7 +19,8 @@ from analysis.tidy import AnalysisWarning
 
 EPILOG = """examples:
   python -m analysis report --records runs/ --out report/
-  python -m analysis report --experiment a1b2c3d4 e5f6g7h8 --out report/ --selection final
+  python -m analysis report --experiment a1b2c3d4 e5f6g7h8 --out report/ --selection last
+  python -m analysis compare --records runs/ --baseline vanilla --selection split
   python -m analysis report --experiment a1b2c3d4 --nni_dir /data/nni-experiments --convention glue --out report/
   python -m analysis compare --records runs/ --baseline vanilla --markdown compare.md --csv compare.csv
   python -m analysis compare --records runs/ --baseline vanilla --select_seeds 1,2 --report_seeds 3,4,5
@@ -48,9 +49,11 @@ def _common() -> argparse.ArgumentParser:
                      help="folder(s) searched recursively for trial.json files (or record files). Repeatable.")
     p.add_argument("--nni_dir", default=None, metavar="DIR",
                    help=f"folder holding NNI experiment folders (default: {default_nni_dir()})")
-    p.add_argument("--selection", choices=("best", "final"), default="best",
-                   help="evaluation each trial contributes: its best dev evaluation (the MAT authors' rule, "
-                   "default) or its final one")
+    p.add_argument("--selection", choices=("best", "last", "split", "final"), default="best",
+                   help="evaluation each trial contributes: 'best', its best dev evaluation (the MAT authors' rule, "
+                   "default; chosen on the data it is scored on, so it reads high); 'last' (or 'final'), its last "
+                   "one; 'split', the one best on a fixed selection half of the dev set, scored on the other half "
+                   "(needs the dev predictions records keep; configurations are chosen on that half too)")
     p.add_argument("--interval", choices=INTERVALS, default="t",
                    help="95%% interval of a mean and of a paired difference: 't' (t-interval, n-1 degrees of "
                    "freedom; default, right at 3-30 seeds) or 'bootstrap' (percentile bootstrap)")

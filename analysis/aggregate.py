@@ -27,6 +27,8 @@ import pandas as pd
 from analysis.comparison import compare_to_baseline, paired_comparison, unpaired_comparison
 from analysis.intervals import bootstrap_ci, check_interval, group_bootstrap, t_intervals
 from analysis.scores import convention_tasks, glue_score
+from analysis.selection import SELECTIONS, check_selection, selected_rows
+from analysis.halves import SELECTION
 from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
 from mat.tasks import task_score
 
@@ -36,31 +38,14 @@ __all__ = [
     "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table", "unpaired_comparison",
 ]
 
-SELECTIONS = ("best", "final")
 # An arm (analysis.identity) is a method or its named variant; configurations are chosen within an arm.
 CONFIG_BY = ("task", "arm", "model", "config", "split", "metric")
 ARM_BY = ("model", "arm", "task", "split", "metric")
 _TRIAL = ["experiment", "trial"]
 
 
-def _check_selection(selection: str) -> None:
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
-
-
-def _fallback_rows(evals: pd.DataFrame, selection: str) -> pd.DataFrame:
-    """For trials without a ``best``/``final`` entry: the eval step with the highest dev score
-    (earliest on ties) or the last eval step."""
-    dev = evals[(evals["split"] == DEV) & (evals["metric"] != "default")]
-    if dev.empty:
-        return evals.iloc[0:0]
-    per_step = dev.groupby(_TRIAL + ["step"], sort=True)["value"].mean().reset_index()
-    if selection == "best":
-        per_step = per_step.sort_values(_TRIAL + ["value", "step"], ascending=[True, True, False, True])
-        chosen = per_step.groupby(_TRIAL, sort=False).head(1)
-    else:
-        chosen = per_step.sort_values(_TRIAL + ["step"]).groupby(_TRIAL, sort=False).tail(1)
-    return evals.merge(chosen[_TRIAL + ["step"]], on=_TRIAL + ["step"], how="inner")
+def _check_selection(selection: str) -> str:
+    return check_selection(selection)
 
 
 def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, object], tuple[str, str]]]:
@@ -107,10 +92,12 @@ def scored_trials(df: pd.DataFrame, selection: str = "best",
                   statuses: Sequence[str] | None = ("SUCCEEDED",)) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Per trial, the selected evaluation as long rows, plus a ``score`` row per split.
 
-    Selection rule: ``"best"`` takes the record's ``best`` entry (the evaluation with the highest dev
-    score, the one the MAT authors report); ``"final"`` its ``final`` entry (the last evaluation). A
-    trial without that entry falls back to its ``eval`` rows: the step with the highest mean dev metric
-    (earliest on ties) for ``"best"``, the last step for ``"final"``.
+    Selection rule (:mod:`analysis.selection`): ``"best"`` takes the record's ``best`` entry (the evaluation
+    with the highest dev score, the one the MAT authors report); ``"last"`` (or ``"final"``) its ``final``
+    entry (the last evaluation); a trial without that entry falls back to its ``eval`` rows (the step with the
+    highest mean dev metric, earliest on ties, or the last step). ``"split"`` chooses the evaluation on the
+    selection half of the dev set and reports the report half: its ``dev`` rows are the report half's metrics,
+    its ``dev.selection`` rows the selection half's (configurations are chosen on them).
 
     The dev ``score`` is ``mat.tasks.task_score`` of the trial's dev metrics, strictly: a trial missing
     one of its task's metrics (or holding a NaN) is left out with an :class:`AnalysisWarning` naming its
@@ -119,7 +106,7 @@ def scored_trials(df: pd.DataFrame, selection: str = "best",
 
     Args:
         df: the tidy frame of :mod:`analysis.load`.
-        selection: ``"best"`` or ``"final"``.
+        selection: ``"best"``, ``"last"`` (``"final"``) or ``"split"``.
         statuses: trial statuses to keep (default: finished trials only; None keeps all).
 
     Returns:
@@ -128,16 +115,11 @@ def scored_trials(df: pd.DataFrame, selection: str = "best",
         the ``(source, reason)`` of each trial left out (kept beside the frame: pandas deep-copies ``attrs``).
 
     Raises:
-        ValueError: unknown selection.
+        ValueError: unknown selection; ``"split"`` and a trial without dev predictions (named).
     """
-    _check_selection(selection)
     d = df if statuses is None else df[df["status"].isin(list(statuses))]
     d = d[d["metric"].notna()]
-    picked = d[d["kind"] == selection]
-    have = pd.MultiIndex.from_frame(picked[_TRIAL].drop_duplicates())
-    rest = d[(d["kind"] == "eval") & ~pd.MultiIndex.from_frame(d[_TRIAL]).isin(have)]
-    if not rest.empty:
-        picked = pd.concat([picked, _fallback_rows(rest, selection)], ignore_index=True)
+    picked = selected_rows(d, selection)
     dev, refused = _dev_scores(picked)
     for src, reason in refused.values():
         warnings.warn(f"skipped {src}: {reason}", AnalysisWarning, stacklevel=2)
@@ -237,6 +219,17 @@ def _seed_list(seeds: Sequence[int]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
+def _best_of(summary: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """:func:`best_configs` chosen on the selection half where ``summary`` has it (``--selection split``), its
+    rows then the chosen configurations' report-half (``dev``) summary; and whether it was so chosen."""
+    if not (summary["split"] == SELECTION).any():
+        return best_configs(summary), False
+    keys = ["task", "arm", "model", "config"]
+    chosen = best_configs(summary, split=SELECTION)[keys + ["n_configs"]]
+    report = summary[(summary["split"] == DEV) & (summary["metric"] == SCORE)]
+    return report.merge(chosen, on=keys, how="inner").sort_values(["task", "arm", "model"]).reset_index(drop=True), True
+
+
 def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = None,
                    report_seeds: Sequence[int] | None = None, interval: str = "t", n_boot: int = 2000,
                    confidence: float = 0.95, seed: int = 0) -> Choice:
@@ -245,18 +238,24 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
     Without seed lists the configuration is chosen on the mean dev score over all seeds and the same
     scores are reported: best of ``n_configs`` on the same data, optimistic whenever ``n_configs > 1``.
     With ``select_seeds`` (and/or ``report_seeds``) it is chosen on the selection seeds only and reported
-    on the others, so the reported numbers are free of that selection bias.
+    on the others, so the reported numbers are free of that selection bias. Scores of ``--selection split``
+    (rows on the ``dev.selection`` split) choose on the selection half's mean and report the report half's
+    (``dev``): free of it too, on every seed.
 
     Raises:
         ValueError: the two seed lists overlap.
     """
     if select_seeds is None and report_seeds is None:
         summary = seed_summary(scores, CONFIG_BY, n_boot, confidence, seed, interval)
-        best = best_configs(summary).assign(selected_on=SAME_DATA)
+        best, halves = _best_of(summary)
+        if halves:
+            note = ("Each configuration is chosen on the mean over seeds of the selection half's dev score and "
+                    "reported on the report half, which the choice never saw.")
+            return Choice(best.assign(selected_on="selection half"), select_configs(scores, best), note)
         note = ("Each configuration is chosen on the mean dev score over the same seeds it is reported on: "
                 "where an arm searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "
                 "and read optimistic.")
-        return Choice(best, select_configs(scores, best), note)
+        return Choice(best.assign(selected_on=SAME_DATA), select_configs(scores, best), note)
     seeds = sorted(int(s) for s in scores["seed"].dropna().unique())
     sel = sorted(select_seeds) if select_seeds is not None else [s for s in seeds if s not in set(report_seeds or ())]
     rep = sorted(report_seeds) if report_seeds is not None else [s for s in seeds if s not in set(sel)]
@@ -264,7 +263,7 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
         raise ValueError(f"--select_seeds and --report_seeds overlap on {sorted(set(sel) & set(rep))}: "
                          "a configuration chosen on a seed cannot be reported on it without selection bias")
     summary = seed_summary(scores[scores["seed"].isin(sel)], CONFIG_BY, n_boot, confidence, seed, interval)
-    best = best_configs(summary).assign(selected_on=f"seeds {_seed_list(sel)}")
+    best = _best_of(summary)[0].assign(selected_on=f"seeds {_seed_list(sel)}")
     note = (f"Each configuration is chosen on the mean dev score over seeds {_seed_list(sel)} and reported on "
             f"seeds {_seed_list(rep)} (held out from the choice).")
     return Choice(best, select_configs(scores[scores["seed"].isin(rep)], best), note)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from analysis import aggregate as agg
 from analysis import comparison, plots, published, tables
+from analysis.bookkeeping import STATUS_LABELS, code_section, listed, repeat_lines, repeats_section, status_section
 from analysis.identity import REPEAT_FIELDS
 from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
@@ -31,17 +32,15 @@ from analysis.ladder_report import ladder_section
 from analysis.load import status_counts
 from analysis.scores import CONVENTIONS
 from analysis.tidy import DEV, Loaded
-from mat.records import STATUSES
 from mat.tasks import ANLI_TASKS, GLUE_TASKS
 
 SELECTION_NOTES = {
-    "best": "Each trial contributes its best dev evaluation (the MAT authors' rule).",
-    "final": "Each trial contributes its final (last) evaluation.",
+    "best": "Each trial contributes its best dev evaluation (the MAT authors' rule; chosen on the dev set it is "
+            "scored on, so it reads high).",
+    "last": "Each trial contributes its last evaluation (no choice, no selection bias).",
+    "split": "Each trial contributes the evaluation with the best score on the selection half of the dev set, "
+             "scored on the report half (docs/analysis.md, \"Selection rules\").",
 }
-# Display names of mat.records.STATUSES, in the order the report lists them.
-STATUS_LABELS = {"SUCCEEDED": "finished", "RUNNING": "running", "FAILED": "failed", "INTERRUPTED": "interrupted"}
-assert set(STATUS_LABELS) == set(STATUSES), "a record status without a display name"
-MAX_LISTED = 50
 
 
 @dataclass(frozen=True)
@@ -84,36 +83,6 @@ class ReportResult:
 def slug(text: str) -> str:
     """A file-name-safe version of a model name or path."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "model"
-
-
-def _status_section(df: pd.DataFrame, counts: dict[str, int]) -> list[str]:
-    rows = [(f"{label} ({s})", counts.get(s, 0)) for s, label in STATUS_LABELS.items()]
-    rows += [(s, n) for s, n in counts.items() if s not in STATUS_LABELS]
-    rows.append(("total", sum(counts.values())))
-    lines = ["## Trials", "", tables.plain_markdown(pd.DataFrame(rows, columns=["status", "trials"])),
-             "Only finished (SUCCEEDED) trials enter the tables and figures; running, failed and interrupted "
-             "trials are counted here and never as complete.", ""]
-    open_trials = agg.trial_table(df)
-    open_trials = open_trials[open_trials["status"] != "SUCCEEDED"]
-    if len(open_trials):
-        shown = open_trials.head(MAX_LISTED)[["experiment", "trial", "task", "arm", "status", "error"]].fillna("")
-        shown["error"] = shown["error"].astype(str).str.slice(0, 160)
-        more = f" (first {MAX_LISTED} of {len(open_trials)})" if len(open_trials) > MAX_LISTED else ""
-        lines += [f"### Unfinished trials{more}", "", tables.plain_markdown(shown)]
-    return lines
-
-
-def _listed(title: str, items: list[str], none: str = "None.", about: str = "") -> list[str]:
-    lines = [f"## {title} ({len(items)})", ""] + ([about, ""] if about else [])
-    more = [f"- ... and {len(items) - MAX_LISTED} more"] if len(items) > MAX_LISTED else []
-    return lines + (items[:MAX_LISTED] or [none]) + more + [""]
-
-
-def _repeats_section(repeats: pd.DataFrame) -> list[str]:
-    items = [f"- {r.method}, {r.task}, seed {r.seed}: kept `{r.kept_source}` ({r.kept_status}); set aside "
-             f"`{r.repeat_source}` ({r.repeat_status})" for r in repeats.itertuples()]
-    return _listed("Repeated trials", items, about="Two finished trials of one method, task, model, configuration "
-                   "(run settings included) and seed count once: the newest.")
 
 
 class _Writer:
@@ -259,11 +228,6 @@ def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
                 "", tables.plain_markdown(shown)]
 
 
-def _repeat_lines(repeats: pd.DataFrame) -> list[str]:
-    return [f"{r.method}, {r.task}, seed {r.seed}: run twice ({r.kept_source}, {r.repeat_source})"
-            for r in repeats.itertuples()]
-
-
 def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: str = "best", convention: str = "paper",
                  sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
                  seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
@@ -276,7 +240,7 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         data: what :func:`analysis.load.load_with_notes` returns (the tidy frame with the skipped inputs and
             repeats it set aside, which the page lists), or the tidy frame alone.
         out_dir: output folder (created).
-        selection: ``"best"`` or ``"final"`` evaluation per trial.
+        selection: ``"best"``, ``"last"`` (``"final"``) or ``"split"`` (:mod:`analysis.selection`).
         convention: GLUE score convention named under the GLUE tables.
         sources: text naming where ``df`` came from (printed in the report).
         ablations: hyperparameters to tabulate as ablations even when others vary too.
@@ -300,10 +264,10 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         ValueError: unknown selection, convention or interval; overlapping seed lists.
         SeedMismatch: ``strict`` and seed sets differ or a seed repeats (nothing is written).
     """
-    opt = Options(selection, convention, tuple(ablations), interval, n_boot, seed,
+    opt = Options(agg._check_selection(selection), convention, tuple(ablations), interval, n_boot, seed,
                   None if select_seeds is None else tuple(select_seeds),
                   None if report_seeds is None else tuple(report_seeds), baseline, strict)
-    agg._check_selection(selection)
+    selection = agg._check_selection(selection)
     check_interval(interval)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}")
@@ -315,8 +279,8 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         if not scores.empty else None
     seed_issues = comparison.seed_problems(choice.per_seed) if choice is not None else []
     seed_issues += comparison.seed_problems(rung_scores) if not rung_scores.empty else []
-    if strict and (seed_issues or _repeat_lines(loaded.repeats)):
-        raise comparison.SeedMismatch("--strict: " + "; ".join(_repeat_lines(loaded.repeats) + seed_issues))
+    if strict and (seed_issues or repeat_lines(loaded.repeats)):
+        raise comparison.SeedMismatch("--strict: " + "; ".join(repeat_lines(loaded.repeats) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = _Writer(out)
@@ -330,13 +294,14 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         + (f", {n_boot} resamples, seed {seed}." if interval == "bootstrap" else "."),
         "- Comparisons: paired by seed (paired t-test and exact Wilcoxon signed-rank test).",
         f"- Configuration choice: {choice.note if choice is not None else '-'}", ""]
-    w.lines += _status_section(df, counts)
-    w.lines += _listed("Skipped inputs", [f"- `{p}`: {r}" for p, r in skips])
-    w.lines += _repeats_section(loaded.repeats)
-    w.lines += _listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
-                       "Every arm ran the same seeds, each once.")
+    w.lines += status_section(df, counts)
+    w.lines += listed("Skipped inputs", [f"- `{p}`: {r}" for p, r in skips])
+    w.lines += repeats_section(loaded.repeats)
+    w.lines += listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
+                      "Every arm ran the same seeds, each once.")
+    w.lines += code_section(df)
     if not rung_scores.empty:
-        ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds)
+        ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds, selection)
     if choice is not None:
         _results(w, df, scores, choice, opt)
     elif rung_scores.empty:

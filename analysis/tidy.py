@@ -18,10 +18,16 @@ One row per (trial, evaluation kind, step, split, metric)::
   the run settings that change results (the record's ``run`` object, under ``"run"``) where the record
   has them, so seeds of one configuration share it and a smoke run never pools with a full run.
 * ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters; ``cost.<name>`` the
-  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``);
-  ``code.git_sha`` and ``code.<package>`` the commit and package versions (``code.torch``...) the record names.
+  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``,
+  ``cost.optimizer_updates``, ``cost.diagnostic_passes.forward``), with what an older record lacks derived from
+  its parameters (:func:`mat.cost.derive_cost`) and named in ``cost.derived`` (comma-separated);
+  ``code.git_sha`` and ``code.<package>`` the commit and package versions (``code.torch``...) the record names,
+  ``code.git_dirty`` and ``code.git_diff_sha`` whether its tracked files had uncommitted changes, and their hash.
 * ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
   statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
+* A record that kept its dev predictions (:mod:`mat.records`) has, per evaluation, ``kind == "eval"`` rows on the
+  splits ``"dev.selection"`` and ``"dev.report"``: the task's metrics on the two fixed halves of the dev set
+  (:mod:`analysis.halves`), which ``--selection split`` chooses and reports on.
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
   evaluation is one row whose ``kind``, ``metric`` and ``value`` are missing.
 
@@ -47,6 +53,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import identity
+from analysis.halves import check_predictions, half_metrics, has_predictions
+from mat.cost import derive_cost
 from mat.records import EvalResult, RecordError, TrialRecord, record_from_dict
 from mat.tasks import get_task, task_score
 
@@ -108,15 +116,17 @@ def config_key(params: Mapping[str, Any], run: Mapping[str, Any] | None = None) 
     return json.dumps(items, sort_keys=True, default=str)
 
 
-def flat_cost(cost: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+def flat_cost(cost: Mapping[str, Any], prefix: str = "") -> dict[str, float | str]:
     """The record's ``cost`` block flattened to ``{"passes.forward": 7.0, "wall_seconds.train": 12.3, ...}``
-    (numbers only)."""
-    out: dict[str, float] = {}
+    (numbers only, and ``derived``, the keys :func:`mat.cost.derive_cost` filled in, comma-separated)."""
+    out: dict[str, float | str] = {}
     for k, v in cost.items():
         if isinstance(v, Mapping):
             out.update(flat_cost(v, f"{prefix}{k}."))
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[f"{prefix}{k}"] = float(v)
+        elif k == "derived" and isinstance(v, (list, tuple)):
+            out[f"{prefix}{k}"] = ",".join(str(x) for x in v)
     return out
 
 
@@ -140,7 +150,8 @@ def check_record(record: TrialRecord) -> str | None:
     """Why a parsed record cannot be used, or None.
 
     Refused: an unknown task; a metric (dev or extra split) the task does not have (``mat.metrics`` names
-    every split's metrics with the task's keys); a dev evaluation missing one of the task's metrics or
+    every split's metrics with the task's keys); dev predictions that do not match the dev labels
+    (:func:`analysis.halves.check_predictions`); a dev evaluation missing one of the task's metrics or
     holding a NaN (``mat.tasks.task_score`` refuses to score it; the reason names the metric); a NaN in
     an extra split.
     """
@@ -155,6 +166,9 @@ def check_record(record: TrialRecord) -> str | None:
     extra = sorted(names - set(spec.metrics))
     if extra:
         return f"metric(s) {extra} are not metrics of task {spec.name!r} {list(spec.metrics)}"
+    bad = check_predictions(record)
+    if bad:
+        return bad
     wanted = set(spec.metrics)
     for where, ev in named:
         if set(ev.metrics) != wanted or not all(math.isfinite(v) for v in ev.metrics.values()):
@@ -232,11 +246,16 @@ class Builder:
             config_key(rec.params, run), source,
         )
         n = len(self.rows)
-        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), rec.cost,
-                           {"git_sha": rec.git_sha, **rec.versions})
+        cost = derive_cost(rec.cost, rec.method, rec.params, {k for ev in rec.evals for k in ev.telemetry})
+        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), cost,
+                           {"git_sha": rec.git_sha, "git_dirty": rec.git_dirty, "git_diff_sha": rec.git_diff_sha,
+                            **rec.versions})
         for ev in rec.evals:
             self.add_eval(t, "eval", ev)
             self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])
+        if has_predictions(rec):
+            for step, epoch, half, metrics in half_metrics(rec):
+                self.rows.extend([(t, "eval", step, epoch, half, m, v) for m, v in metrics.items()])
         for kind, chosen in (("best", rec.best), ("final", rec.final)):
             if chosen is not None:
                 self.add_eval(t, kind, chosen)

@@ -67,8 +67,11 @@ def test_final_selection(tidy: pd.DataFrame) -> None:
     assert "t4" not in set(s["trial"])  # no final entry and no evals to fall back on
     everything = agg.trial_scores(tidy, "final", statuses=None)
     assert pick(everything, "t3", "dev", "score")["value"] == pytest.approx(99.0)
+    last = agg.trial_scores(tidy, "last")
+    assert last.drop(columns="kind", errors="ignore").equals(s.drop(columns="kind", errors="ignore")), \
+        "'final' is another name for 'last'"
     with pytest.raises(ValueError, match="best"):
-        agg.trial_scores(tidy, "last")
+        agg.trial_scores(tidy, "latest")
 
 
 def per_seed(values_by_config: dict[str, list[float]], task: str = "rte", method: str = "mat") -> pd.DataFrame:

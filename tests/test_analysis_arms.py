@@ -7,14 +7,17 @@ best rung's numbers (``sampling``'s).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis import aggregate, load_records
 from analysis.__main__ import main
 from analysis.identity import arm_name, arm_order
+from analysis.seed_pairs import paired_points_info, paired_points_plot
 from mat.records import EvalResult, TrialRecord, write_record
 
 # CoLA MCC of each rung and seed (by hand): sampling is above mat on every seed
@@ -86,9 +89,34 @@ def test_params_arm_names_a_study_arm(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_report_has_a_ladder_row_per_rung_with_its_own_numbers(tmp_path: Path) -> None:
     records = ladder_layout(tmp_path / "results")
     assert main(["report", "--records", str(records), "--out", str(tmp_path / "out")]) == 0
-    rows = pd.read_csv(tmp_path / "out" / "tables" / "ladder.csv").set_index("rung")
+    both = pd.read_csv(tmp_path / "out" / "tables" / "ladder.csv")
+    assert set(both["selection"]) == {"best", "last"}
+    rows = both[both["selection"] == "best"].set_index("rung")
     assert list(rows.index) == ["vanilla", "sampling", "mat"]
     assert rows.loc["sampling", "mean"] == pytest.approx(35.0) and rows.loc["mat", "mean"] == pytest.approx(98.5 / 3)
     assert rows.loc["mat", "vs_vanilla_mean_diff"] == pytest.approx(98.5 / 3 - 31.0)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| sampling |" in md and "| mat |" in md
+
+
+def test_paired_points_info_and_plot_by_hand(tmp_path: Path) -> None:
+    df = load_records(ladder_layout(tmp_path))
+    info = paired_points_info(aggregate.choose_configs(aggregate.trial_scores(df)).per_seed, "vanilla")
+    assert info.arms == ["vanilla", "sampling", "mat"]
+    means = info.means.set_index("arm")
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # sampling: 34, 35, 36 (sd 1)
+    assert (means.loc["sampling", "mean"], means.loc["sampling", "ci_low"]) == pytest.approx((35.0, 35.0 - half))
+    diffs = info.diffs[info.diffs["arm"] == "mat"].set_index("seed")["diff"]
+    assert diffs.to_dict() == {1: 2.0, 2: 2.0, 3: 1.5}  # mat − vanilla per seed
+    mat = info.paired.set_index("arm").loc["mat"]
+    assert mat["mean_diff"] == pytest.approx(5.5 / 3) and mat["n_pairs"] == 3
+    assert mat["p_value"] == pytest.approx(stats.ttest_rel([32.0, 33.0, 33.5], [30.0, 31.0, 32.0]).pvalue)
+    fig = paired_points_plot(info)
+    left, right = fig.axes
+    seed_lines = [ln for ln in left.get_lines() if len(ln.get_xdata()) == 3]
+    assert len(seed_lines) == 3, "one line per seed joining its three arms"
+    assert sorted(list(ln.get_ydata()) for ln in seed_lines) == [[30.0, 34.0, 32.0], [31.0, 35.0, 33.0],
+                                                                  [32.0, 36.0, 33.5]]
+    assert [t.get_text() for t in right.get_xticklabels()] == ["sampling", "mat"]
+    with pytest.raises(ValueError, match="baseline 'bert'"):
+        paired_points_info(aggregate.trial_scores(df), "bert")

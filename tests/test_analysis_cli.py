@@ -96,7 +96,7 @@ def test_final_selection_and_glue_convention(records: Path, tmp_path: Path,
     md = (tmp_path / "report.md").read_text()
     assert rc == 0
     assert f"warning: skipped {records / 'corrupt' / 'trial.json'}" in capsys.readouterr().err
-    assert "Selection: `final`" in md and "WNLI included" in md and "WNLI (Acc)" in md
+    assert "Selection: `last`" in md and "WNLI included" in md and "WNLI (Acc)" in md
 
 
 def test_nothing_usable_exits_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
