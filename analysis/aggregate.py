@@ -117,9 +117,10 @@ def scored_trials(df: pd.DataFrame, selection: str = "best",
     Raises:
         ValueError: unknown selection; ``"split"`` and a trial without dev predictions (named).
     """
-    d = df if statuses is None else df[df["status"].isin(list(statuses))]
-    d = d[d["metric"].notna()]
-    picked = selected_rows(d, selection)
+    keep = df["metric"].notna().to_numpy()
+    if statuses is not None:
+        keep = keep & df["status"].isin(list(statuses)).to_numpy()
+    picked = selected_rows(df, selection, keep)
     dev, refused = _dev_scores(picked)
     for src, reason in refused.values():
         warnings.warn(f"skipped {src}: {reason}", AnalysisWarning, stacklevel=2)

@@ -123,7 +123,8 @@ PAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b",
 def _arm_groups(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str], split: str,
                 metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     """(group key as a tuple, the group's rows of the two arms) for one split and metric, groups sorted."""
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric) & scores["arm"].isin([arm_a, arm_b])]
+    s = scores[list(dict.fromkeys([*by, "arm", "seed", "split", "metric", "value"]))]  # a few columns, not all
+    s = s[(s["split"] == split) & (s["metric"] == metric) & s["arm"].isin([arm_a, arm_b])]
     for key, g in s.groupby(list(by), sort=True):
         yield (key if isinstance(key, tuple) else (key,)), g
 
@@ -245,7 +246,8 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
         SeedMismatch: ``strict`` and seeds differ or repeat.
         ValueError: ``baseline`` has no rows.
     """
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric)]
+    s = scores[list(dict.fromkeys([*by, "arm", "seed", "split", "metric", "value"]))]
+    s = s[(s["split"] == split) & (s["metric"] == metric)]
     if not (s["arm"] == baseline).any():
         raise ValueError(f"baseline {baseline!r} has no results; arms found: {sorted(set(s['arm']))} (an arm is a "
                          "method, or its named variant: params.arm or params.rung)")

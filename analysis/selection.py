@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from analysis.halves import HALVES, REPORT, SELECTION
@@ -125,8 +126,9 @@ def split_rows(d: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(kind="split").reset_index(drop=True)
 
 
-def selected_rows(d: pd.DataFrame, selection: str) -> pd.DataFrame:
-    """The rows of each trial's selected evaluation (``d``: tidy-frame rows with a metric).
+def selected_rows(d: pd.DataFrame, selection: str, keep: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows of each trial's selected evaluation (``d``: tidy-frame rows with a metric, or those where
+    ``keep`` is true: one filter of the large frame instead of several).
 
     ``best``/``last``: the record's ``best``/``final`` entry, else :func:`fallback_rows`; ``split``:
     :func:`split_rows`.
@@ -135,11 +137,15 @@ def selected_rows(d: pd.DataFrame, selection: str) -> pd.DataFrame:
         ValueError: unknown selection; ``split`` and a trial without dev predictions.
     """
     selection = check_selection(selection)
+    keep = np.ones(len(d), dtype=bool) if keep is None else keep
+    kind = d["kind"].to_numpy(dtype=object)
     if selection == "split":
-        return split_rows(d)
-    picked = d[d["kind"] == KIND[selection]]
+        return split_rows(d[keep & (kind == "eval")])
+    chosen = keep & (kind == KIND[selection])
+    picked = d[chosen]
     have = pd.MultiIndex.from_frame(picked[_TRIAL].drop_duplicates())
-    rest = d[(d["kind"] == "eval") & ~pd.MultiIndex.from_frame(d[_TRIAL]).isin(have)]
+    evals = keep & (kind == "eval")
+    rest = d[evals][~pd.MultiIndex.from_frame(d.loc[evals, _TRIAL]).isin(have)] if evals.any() else d.iloc[0:0]
     if not rest.empty:
         picked = pd.concat([picked, fallback_rows(rest, selection)], ignore_index=True)
     return picked
