@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.identity import arm_order
 from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_p
 from analysis.tidy import DEV, SCORE
@@ -334,8 +335,9 @@ def _mean_cell(r: pd.Series) -> str:
 
 def comparison_table(comp: pd.DataFrame, baseline: str, title: str = "Arms against the baseline",
                      name: str = "compare", notes: Sequence[str] = ()) -> Table:
-    """Arm x task: a row ``mean ± std (n)`` per arm, then a row ``<arm> − <baseline>`` per other arm: the
-    mean paired difference, its interval, the paired t-test and Wilcoxon p-values.
+    """Arm x task: a row ``mean ± std (n)`` per arm (the baseline first, then :func:`analysis.identity.arm_order`),
+    then a row ``<arm> − <baseline>`` per other arm: the mean paired difference, its interval, the paired t-test
+    and Wilcoxon p-values.
 
     Args:
         comp: :func:`analysis.comparison.compare_to_baseline` rows of one model.
@@ -345,7 +347,7 @@ def comparison_table(comp: pd.DataFrame, baseline: str, title: str = "Arms again
     difference marked ‡ has seeds that differ or repeat (the ``warning`` column of the CSV says which).
     """
     tasks = sort_tasks(comp["task"])
-    arms = [baseline] + sorted(set(comp["arm"]) - {baseline})
+    arms = [baseline] + [a for a in arm_order(comp["arm"]) if a != baseline]
     by = {(r["arm"], r["task"]): r for _i, r in comp.iterrows()}
     labels, cells, numbers = [], [], []
     for m in arms:
