@@ -28,13 +28,14 @@ from analysis.aggregate import (
 )
 from analysis.comparison import SeedMismatch, compare_to_baseline, paired_comparison, paired_stats, unpaired_comparison
 from analysis.intervals import t_interval
-from analysis.load import AnalysisWarning, Loaded, load, load_nni_experiment, load_records, load_with_notes, status_counts
+from analysis.load import (AnalysisWarning, Loaded, load, load_nni_experiment, load_records, load_with_notes,
+                           status_counts)
 from analysis.scores import PAPER_TASKS, glue_score
 from mat.tasks import task_score
 
 __all__ = [
-    "AnalysisWarning", "Loaded", "PAPER_TASKS", "SeedMismatch", "best_configs", "bootstrap_ci", "choose_configs",
-    "compare_to_baseline", "glue_score", "glue_scores", "load", "load_nni_experiment", "load_records",
-    "load_with_notes", "paired_comparison", "paired_stats", "scored_trials", "seed_summary", "select_configs",
-    "status_counts", "t_interval", "task_score", "trial_scores", "unpaired_comparison",
+    "AnalysisWarning", "Loaded", "PAPER_TASKS", "SeedMismatch", "best_configs", "bootstrap_ci",
+    "choose_configs", "compare_to_baseline", "glue_score", "glue_scores", "load", "load_nni_experiment",
+    "load_records", "load_with_notes", "paired_comparison", "paired_stats", "scored_trials", "seed_summary",
+    "select_configs", "status_counts", "t_interval", "task_score", "trial_scores", "unpaired_comparison",
 ]

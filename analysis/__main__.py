@@ -50,10 +50,11 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--nni_dir", default=None, metavar="DIR",
                    help=f"folder holding NNI experiment folders (default: {default_nni_dir()})")
     p.add_argument("--selection", choices=("best", "last", "split", "final"), default="best",
-                   help="evaluation each trial contributes: 'best', its best dev evaluation (the MAT authors' rule, "
-                   "default; chosen on the data it is scored on, so it reads high); 'last' (or 'final'), its last "
-                   "one; 'split', the one best on a fixed selection half of the dev set, scored on the other half "
-                   "(needs the dev predictions records keep; configurations are chosen on that half too)")
+                   help="evaluation each trial contributes: 'best', its best dev evaluation (the MAT "
+                   "authors' rule, default; chosen on the data it is scored on, so it reads high); 'last' "
+                   "(or 'final'), its last one; 'split', the one best on a fixed selection half of the dev "
+                   "set, scored on the other half (needs the dev predictions records keep; configurations "
+                   "are chosen on that half too)")
     p.add_argument("--interval", choices=INTERVALS, default="t",
                    help="95%% interval of a mean and of a paired difference: 't' (t-interval, n-1 degrees of "
                    "freedom; default, right at 3-30 seeds) or 'bootstrap' (percentile bootstrap)")
@@ -78,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m analysis",
         description="Analyse mat-harness trial records (trial.json files or NNI experiments): the MAT "
         "paper's tables (GLUE, ANLI, AdvGLUE, ablations), its figures, a report.md, and a paired "
-        "comparison of arms against a baseline. An arm is a method, or its named variant where the record names "
-        "one (params.arm, else params.rung: each rung of the component ladder is an arm); each arm is its own "
-        "row, and its configurations are its trials' other parameters.",
+        "comparison of arms against a baseline. An arm is a method, or its named variant where the "
+        "record names one (params.arm, else params.rung: each rung of the component ladder is an arm); "
+        "each arm is its own row, and its configurations are its trials' other parameters.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -191,8 +192,8 @@ def report(args: argparse.Namespace) -> int:
 
 
 def compare_tables(loaded: Any, args: argparse.Namespace) -> tuple[str, Any]:
-    """The ``compare`` output for ``loaded`` (:class:`analysis.tidy.Loaded`): Markdown (one table per model) and
-    the long frame.
+    """The ``compare`` output for ``loaded`` (:class:`analysis.tidy.Loaded`): Markdown (one table per model)
+    and the long frame.
 
     Raises:
         ValueError: no finished trial, a baseline without results, or (``--strict``) a repeated

@@ -34,8 +34,9 @@ from mat.tasks import task_score
 
 __all__ = [
     "ARM_BY", "CONFIG_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
-    "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison", "scored_trials",
-    "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table", "unpaired_comparison",
+    "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison",
+    "scored_trials", "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table",
+    "unpaired_comparison",
 ]
 
 # An arm (analysis.identity) is a method or its named variant; configurations are chosen within an arm.
@@ -88,8 +89,8 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
     return scored_trials(df, selection, statuses)[0]
 
 
-def scored_trials(df: pd.DataFrame, selection: str = "best",
-                  statuses: Sequence[str] | None = ("SUCCEEDED",)) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def scored_trials(df: pd.DataFrame, selection: str = "best", statuses: Sequence[str] | None = ("SUCCEEDED",)
+                  ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Per trial, the selected evaluation as long rows, plus a ``score`` row per split.
 
     Selection rule (:mod:`analysis.selection`): ``"best"`` takes the record's ``best`` entry (the evaluation
@@ -228,7 +229,8 @@ def _best_of(summary: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     keys = ["task", "arm", "model", "config"]
     chosen = best_configs(summary, split=SELECTION)[keys + ["n_configs"]]
     report = summary[(summary["split"] == DEV) & (summary["metric"] == SCORE)]
-    return report.merge(chosen, on=keys, how="inner").sort_values(["task", "arm", "model"]).reset_index(drop=True), True
+    best = report.merge(chosen, on=keys, how="inner").sort_values(["task", "arm", "model"])
+    return best.reset_index(drop=True), True
 
 
 def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = None,
@@ -250,8 +252,8 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
         summary = seed_summary(scores, CONFIG_BY, n_boot, confidence, seed, interval)
         best, halves = _best_of(summary)
         if halves:
-            note = ("Each configuration is chosen on the mean over seeds of the selection half's dev score and "
-                    "reported on the report half, which the choice never saw.")
+            note = ("Each configuration is chosen on the mean over seeds of the selection half's dev score "
+                    "and reported on the report half, which the choice never saw.")
             return Choice(best.assign(selected_on="selection half"), select_configs(scores, best), note)
         note = ("Each configuration is chosen on the mean dev score over the same seeds it is reported on: "
                 "where an arm searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "

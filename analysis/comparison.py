@@ -124,7 +124,7 @@ PAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b",
 def _arm_groups(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str], split: str,
                 metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     """(group key as a tuple, the group's rows of the two arms) for one split and metric, groups sorted."""
-    s = scores[list(dict.fromkeys([*by, "arm", "seed", "split", "metric", "value"]))]  # a few columns, not all
+    s = scores[list(dict.fromkeys([*by, "arm", "seed", "split", "metric", "value"]))]  # the columns used
     s = s[(s["split"] == split) & (s["metric"] == metric) & s["arm"].isin([arm_a, arm_b])]
     for key, g in s.groupby(list(by), sort=True):
         yield (key if isinstance(key, tuple) else (key,)), g
@@ -250,8 +250,8 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
     s = scores[list(dict.fromkeys([*by, "arm", "seed", "split", "metric", "value"]))]
     s = s[(s["split"] == split) & (s["metric"] == metric)]
     if not (s["arm"] == baseline).any():
-        raise ValueError(f"baseline {baseline!r} has no results; arms found: {sorted(set(s['arm']))} (an arm is a "
-                         "method, or its named variant: params.arm or params.rung)")
+        raise ValueError(f"baseline {baseline!r} has no results; arms found: {sorted(set(s['arm']))} (an arm "
+                         "is a method, or its named variant: params.arm or params.rung)")
     keys = list(by) + ["arm"]
     out = s.groupby(keys, sort=True)["value"].agg(["count", "mean", "std"]).rename(columns={"count": "n"}).reset_index()
     if chosen is not None and "n_configs" in chosen.columns:
@@ -307,11 +307,12 @@ def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), s
 def table_notes(interval: str) -> list[str]:
     """The notes under an arm x task comparison table (:func:`comparison_table`)."""
     return ["Rows: one per arm (a method, or its named variant: params.arm or params.rung), mean ± std over "
-            "seeds (n); † the best of several configurations of the arm chosen on these same seeds (optimistic).",
+            "seeds (n); † the best of several configurations of the arm chosen on these same seeds "
+            "(optimistic).",
             f"Difference rows: mean of the per-seed differences over the seeds both arms ran, "
-            f"{INTERVAL_NOTES[interval]}, paired t-test p (t) and exact Wilcoxon signed-rank p (W; with n pairs "
-            "it cannot go below 2/2^n, 0.0625 at n = 5); Welch's unpaired test only where the arms share no "
-            "seed; ‡ seed sets differ or repeat (the CSV's warning column says how)."]
+            f"{INTERVAL_NOTES[interval]}, paired t-test p (t) and exact Wilcoxon signed-rank p (W; with n "
+            "pairs it cannot go below 2/2^n, 0.0625 at n = 5); Welch's unpaired test only where the arms "
+            "share no seed; ‡ seed sets differ or repeat (the CSV's warning column says how)."]
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -335,9 +336,9 @@ def _mean_cell(r: pd.Series) -> str:
 
 def comparison_table(comp: pd.DataFrame, baseline: str, title: str = "Arms against the baseline",
                      name: str = "compare", notes: Sequence[str] = ()) -> Table:
-    """Arm x task: a row ``mean ± std (n)`` per arm (the baseline first, then :func:`analysis.identity.arm_order`),
-    then a row ``<arm> − <baseline>`` per other arm: the mean paired difference, its interval, the paired t-test
-    and Wilcoxon p-values.
+    """Arm x task: a row ``mean ± std (n)`` per arm (the baseline first, then
+    :func:`analysis.identity.arm_order`), then a row ``<arm> − <baseline>`` per other arm: the mean paired
+    difference, its interval, the paired t-test and Wilcoxon p-values.
 
     Args:
         comp: :func:`analysis.comparison.compare_to_baseline` rows of one model.

@@ -1,8 +1,9 @@
 """The dev set in two fixed halves, and each evaluation rescored on them from the record's predictions.
 
-A record keeps every evaluation's predictions on the dev set and the gold labels once (``evals[i].predictions``
-and ``dev_labels``, :mod:`mat.records`). That lets the analysis choose an evaluation (and a configuration) on
-one part of the dev set and report its score on another part the choice never saw (``--selection split``).
+A record keeps every evaluation's predictions on the dev set and the gold labels once
+(``evals[i].predictions`` and ``dev_labels``, :mod:`mat.records`). That lets the analysis choose an evaluation
+(and a configuration) on one part of the dev set and report its score on another part the choice never saw
+(``--selection split``).
 
 **The halves.** Dev example ``i`` (0-based, in the dev set's order; for MNLI within each of its two dev sets)
 is in the *selection* half when the lowest bit of ``splitmix64(i)`` is 0, else in the *report* half.
@@ -45,7 +46,7 @@ def splitmix64(index: np.ndarray) -> np.ndarray:
 
 
 def selection_half(n: int) -> np.ndarray:
-    """(n,) bool: True where dev example ``i`` is in the selection half (the lowest bit of splitmix64(i) is 0)."""
+    """(n,) bool: True where dev example ``i`` is in the selection half (splitmix64(i)'s lowest bit is 0)."""
     return (splitmix64(np.arange(n)) & np.uint64(1)) == 0
 
 

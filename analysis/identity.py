@@ -147,7 +147,7 @@ def _suffix_labels(trial_id: str, folders: list[str]) -> list[str]:
 def _labels(trials: pd.DataFrame, keep: np.ndarray) -> list[str]:
     labels = trials["trial"].astype(str).tolist()  # trials has a 0..n-1 index (resolve resets it)
     kept = trials[keep & (trials["experiment"] == LOCAL_EXPERIMENT).to_numpy()]
-    shared = kept[kept["trial"].duplicated(keep=False)]  # only ids that several kept trials share need a label
+    shared = kept[kept["trial"].duplicated(keep=False)]  # only ids several kept trials share need a label
     for trial_id, g in shared.groupby("trial", sort=False):
         for pos, label in zip(g.index, _suffix_labels(str(trial_id), g["folder"].astype(str).tolist())):
             labels[int(pos)] = label

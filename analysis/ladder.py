@@ -43,10 +43,11 @@ PARAM = f"param.{RUNG_KEY}"
 ADDS = {r.name: r.adds for r in RUNGS}
 REFERENCES = ("vanilla", "previous")
 STAT_COLUMNS = ["n_pairs", "mean_diff", "ci_low", "ci_high", "p_value", "wilcoxon_p"]
-ROW_COLUMNS = (["model", "task", "selection", "rung", "previous", "n", "seeds", "mean", "std", "ci_low", "ci_high"]
+ROW_COLUMNS = (["model", "task", "selection", "rung", "previous", "n", "seeds", "mean", "std", "ci_low",
+                "ci_high"]
                + [f"vs_{ref}_{c}" for ref in REFERENCES for c in STAT_COLUMNS]
-               + ["forward_per_step", "backward_per_step", "passes_per_step", "diagnostic_per_step", "updates_per_step",
-                  "cost_derived", "train_seconds"])
+               + ["forward_per_step", "backward_per_step", "passes_per_step", "diagnostic_per_step",
+                  "updates_per_step", "cost_derived", "train_seconds"])
 WORDS = {"best": "the best evaluation", "last": "the last evaluation",
          "split": "the evaluation chosen on the selection half, scored on the report half"}
 
@@ -82,7 +83,9 @@ def _paired(a: pd.Series, b: pd.Series, interval: str, n_boot: int, seed: int) -
 
 
 def _derived(g: pd.DataFrame) -> bool:
-    return "cost.derived" in g.columns and bool(g["cost.derived"].fillna("").astype(str).str.len().gt(0).any())
+    if "cost.derived" not in g.columns:
+        return False
+    return bool(g["cost.derived"].fillna("").astype(str).str.len().gt(0).any())
 
 
 def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000, seed: int = 0,
@@ -111,10 +114,12 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
                 stats += _paired(by_seed[rung], by_seed[ref], interval, n_boot, seed) if usable else [0] + [math.nan] * 5
             fwd, bwd = _per_step(gr, "cost.passes.forward"), _per_step(gr, "cost.passes.backward")
             seeds = ",".join(str(x) for x in sorted(int(x) for x in gr["seed"].dropna().unique()))
-            rows.append([model, task, selection, rung, prev or "", len(v), seeds,
-                         float(v.mean()) if len(v) else math.nan, float(v.std(ddof=1)) if len(v) > 1 else math.nan,
-                         lo, hi, *stats, fwd, bwd, fwd + bwd, _per_step(gr, "cost.diagnostic_passes.forward"),
-                         _per_step(gr, "cost.optimizer_updates"), _derived(gr), _mean_col(gr, "cost.wall_seconds.train")])
+            mean = float(v.mean()) if len(v) else math.nan
+            std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+            rows.append([model, task, selection, rung, prev or "", len(v), seeds, mean, std, lo, hi, *stats,
+                         fwd, bwd, fwd + bwd, _per_step(gr, "cost.diagnostic_passes.forward"),
+                         _per_step(gr, "cost.optimizer_updates"), _derived(gr),
+                         _mean_col(gr, "cost.wall_seconds.train")])
     out = pd.DataFrame(rows, columns=ROW_COLUMNS)
     for ref in REFERENCES:
         out[f"vs_{ref}_n_pairs"] = out[f"vs_{ref}_n_pairs"].astype(int)
@@ -126,8 +131,9 @@ def selection_gap(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     score under another (``first`` − ``second``, the same trials), with the standard deviation and n.
 
     Args:
-        first, second: per-trial score rows (``experiment, trial, model, task, arm, split, metric, value``) of the
-            two selections, e.g. the ``per_seed`` of :func:`analysis.aggregate.choose_configs` under each.
+        first, second: per-trial score rows (``experiment, trial, model, task, arm, split, metric, value``)
+            of the two selections, e.g. the ``per_seed`` of :func:`analysis.aggregate.choose_configs` under
+            each.
 
     Returns:
         ``model, task, rung, gap, gap_std, gap_n``.
@@ -173,15 +179,17 @@ def ladder_table(rows: pd.DataFrame, title: str, name: str, notes: Sequence[str]
     by = {sel: rows[rows["selection"] == sel].set_index("rung").reindex(rungs) for sel in sels}
     cols: dict[str, list[str]] = {}
     for sel in sels:
-        cols[f"dev score, {sel}"] = [_score_cell(r["mean"], r["std"], int(r["n"])) if not pd.isna(r["n"]) else MISSING
+        cols[f"dev score, {sel}"] = [MISSING if pd.isna(r["n"]) else
+                                     _score_cell(r["mean"], r["std"], int(r["n"]))
                                      for _k, r in by[sel].iterrows()]
     if gap is not None and len(sels) > 1:
         g = gap.set_index("rung").reindex(rungs)
         cols[f"{sels[0]} − {sels[1]}"] = [fmt_signed(v) for v in g["gap"]]
     for ref, label in (("vanilla", "− vanilla"), ("previous", "− previous rung")):
         for sel in sels:
-            cols[f"{label}, {sel}"] = [(f"vs {r['previous']}: " if ref == "previous" and r["previous"] else "")
-                                       + diff_cell(r, ref) for _k, r in by[sel].fillna({"previous": ""}).iterrows()]
+            rows_of = by[sel].fillna({"previous": ""}).iterrows()
+            cols[f"{label}, {sel}"] = [(f"vs {r['previous']}: " if ref == "previous" and r["previous"] else
+                                        "") + diff_cell(r, ref) for _k, r in rows_of]
     star = ["*" if bool(d) else "" for d in first["cost_derived"]]
     cols["passes/step"] = [fmt(v, 1) + s for v, s in zip(first["passes_per_step"], star)]
     cols["updates/step"] = [fmt(v, 1) + s for v, s in zip(first["updates_per_step"], star)]
@@ -220,7 +228,8 @@ def _other_clause(o: pd.Series | None, ref: str, verdict: str | None) -> str:
     theirs = _verdict(d, lo, hi, int(n))
     if theirs is None:
         return ""
-    said = f" With {WORDS.get(o['selection'], o['selection'])}: {fmt_signed(d)} [{fmt_signed(lo)}, {fmt_signed(hi)}]"
+    words = WORDS.get(o["selection"], o["selection"])
+    said = f" With {words}: {fmt_signed(d)} [{fmt_signed(lo)}, {fmt_signed(hi)}]"
     if theirs == verdict:
         return said + ", the same conclusion."
     return said + f", which {theirs} 0: this conclusion depends on which evaluation is scored."
@@ -266,8 +275,8 @@ def findings(rows: pd.DataFrame, alpha: float = 0.05, other: pd.DataFrame | None
         else:
             m, a = family[keys[j]], adjusted[j]
             held = "holds" if a < alpha else "does not hold"
+            t_p, w_p = p_clause(r[f"vs_{ref}_p_value"]), p_clause(r[f"vs_{ref}_wilcoxon_p"])
             out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] excludes 0 "
-                       f"(paired t {p_clause(r[f'vs_{ref}_p_value'])}, Wilcoxon {p_clause(r[f'vs_{ref}_wilcoxon_p'])}, "
-                       f"{int(n)} seeds); Holm over the table's {m} comparisons: {p_clause(a)}, {held} at "
-                       f"{alpha:.0%}.{tail}")
+                       f"(paired t {t_p}, Wilcoxon {w_p}, {int(n)} seeds); Holm over the table's {m} "
+                       f"comparisons: {p_clause(a)}, {held} at {alpha:.0%}.{tail}")
     return out

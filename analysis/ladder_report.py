@@ -31,18 +31,18 @@ INTRO = (
     "beside the ladder, compared with vanilla. Every rung ran the same seeds with the same shared "
     "hyperparameters except its own; differences are paired by seed.")
 SELECTIONS_TEXT = (
-    "**Best and last, side by side.** Each comparison is shown twice: with every trial scored on its best dev "
-    "evaluation and on its last. The best is chosen on the same dev set it is scored on, so it is the highest "
-    "of several noisy numbers and reads high, by more the noisier the evaluations (the `best − last` column: "
-    "what the choice adds to a rung's mean). The last involves no choice, so no such bias, but it is the "
-    "score of wherever the schedule stopped. A difference that both show rests on the training; one that only "
-    "the best shows rests on which evaluation was picked, and is not a finding. (`--selection split` chooses "
-    "on one half of the dev set and scores the other: docs/analysis.md.)")
+    "**Best and last, side by side.** Each comparison is shown twice: with every trial scored on its best "
+    "dev evaluation and on its last. The best is chosen on the same dev set it is scored on, so it is the "
+    "highest of several noisy numbers and reads high, by more the noisier the evaluations (the `best − last` "
+    "column: what the choice adds to a rung's mean). The last involves no choice, so no such bias, but it is "
+    "the score of wherever the schedule stopped. A difference that both show rests on the training; one that "
+    "only the best shows rests on which evaluation was picked, and is not a finding. (`--selection split` "
+    "chooses on one half of the dev set and scores the other: docs/analysis.md.)")
 WILCOXON_TEXT = (
-    "**Tests.** Beside every paired t-test p stands the exact Wilcoxon signed-rank p (W), which does not assume "
-    "normal differences. With n pairs it cannot go below 2/2^n: with 5 seeds its smallest two-sided p is "
-    "0.0625, so at n = 5 no difference can reach 5% on it, and every interval excluding 0 here rests on the "
-    "t-test alone.")
+    "**Tests.** Beside every paired t-test p stands the exact Wilcoxon signed-rank p (W), which does not "
+    "assume normal differences. With n pairs it cannot go below 2/2^n: with 5 seeds its smallest two-sided "
+    "p is 0.0625, so at n = 5 no difference can reach 5% on it, and every interval excluding 0 here rests on "
+    "the t-test alone.")
 
 
 def _slug(text: object) -> str:
@@ -54,14 +54,15 @@ def table_notes(interval: str, derived: bool = False) -> list[str]:
     return [f"dev score, <selection>: mean ± std over seeds (n) with each trial scored on that evaluation; "
             "best − last: the mean over trials of a trial's best score minus its last.",
             f"− vanilla / − previous rung: mean over the seeds both ran of the per-seed difference, "
-            f"{INTERVAL_NOTES[interval]}, paired t-test p (t), exact Wilcoxon signed-rank p (W) and the number "
-            "of pairs.",
-            "passes/step: training's forward + backward passes per training step in units of one batch pass (a "
-            "2B forward counts 2; MAT's δ-phase input gradients count as backward passes; the --diagnostics "
-            "measurement forward is not counted); updates/step: optimizer updates per training step (K_θ for "
-            "the MAT-method rungs); train s: mean training wall seconds (hardware-dependent)."
+            f"{INTERVAL_NOTES[interval]}, paired t-test p (t), exact Wilcoxon signed-rank p (W) and the "
+            "number of pairs.",
+            "passes/step: training's forward + backward passes per training step in units of one batch pass "
+            "(a 2B forward counts 2; MAT's δ-phase input gradients count as backward passes; the "
+            "--diagnostics measurement forward is not counted); updates/step: optimizer updates per training "
+            "step (K_θ for the MAT-method rungs); train s: mean training wall seconds (hardware-dependent)."
             + (" *: derived from the records' parameters and telemetry (written before these were counted: "
-               "updates = steps × K_θ, one diagnostic forward per step taken out of the passes)." if derived else "")]
+               "updates = steps × K_θ, one diagnostic forward per step taken out of the passes)."
+               if derived else "")]
 
 
 def code_note(trials: pd.DataFrame) -> str:
@@ -82,7 +83,8 @@ def code_note(trials: pd.DataFrame) -> str:
         if col == "code.git_dirty":
             values = values.replace({"True": "yes", "False": "no"})
         counts = values.value_counts().sort_index()
-        name = {"code.git_sha": "commit", "code.git_dirty": "uncommitted changes"}.get(col, col.removeprefix("code."))
+        names = {"code.git_sha": "commit", "code.git_dirty": "uncommitted changes"}
+        name = names.get(col, col.removeprefix("code."))
         parts.append(name + " " + ", ".join(f"{v} ({n})" for v, n in counts.items()))
     if not parts:
         return f"Code: the {len(one)} trials' records name no commit or package versions."
@@ -127,8 +129,10 @@ def _other(selection: str) -> str:
 
 
 def _rows(df: pd.DataFrame, selection: str, interval: str, n_boot: int, seed: int,
-          select_seeds: Sequence[int] | None, report_seeds: Sequence[int] | None) -> tuple[agg.Choice, pd.DataFrame]:
-    """The chosen configurations of the rungs and their :func:`analysis.ladder.ladder_rows` under ``selection``."""
+          select_seeds: Sequence[int] | None, report_seeds: Sequence[int] | None
+          ) -> tuple[agg.Choice, pd.DataFrame]:
+    """The chosen configurations of the rungs and their :func:`analysis.ladder.ladder_rows` under
+    ``selection``."""
     scores = split_rungs(agg.trial_scores(df, selection))[1]
     choice = agg.choose_configs(scores, select_seeds, report_seeds, interval, n_boot, seed=seed)
     return choice, ladder_rows(choice.per_seed, interval, n_boot, seed, selection)
@@ -173,7 +177,8 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
             w.lines += [f"#### {task_label(task)}", ""]
             w.table(ladder_table(pd.concat([t, o], ignore_index=True),
                                  f"Component ladder, {task_label(task)}, {model} (dev task score)",
-                                 f"ladder_{_slug(task)}_{_slug(model)}", table_notes(interval, bool(t["cost_derived"].any())),
+                                 f"ladder_{_slug(task)}_{_slug(model)}",
+                                 table_notes(interval, bool(t["cost_derived"].any())),
                                  gap=g))
             w.lines += [f"- {x}" for x in findings(t, other=o)] + [""]
         kl = kl_rows(reported)
@@ -188,7 +193,8 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
                      f"ladder_box_{_slug(model)}", "Per-seed dev task scores by task and rung (Figure 3 layout)")
         if mrows["passes_per_step"].notna().any():
             w.figure(compute_plot(mrows), f"ladder_compute_{_slug(model)}",
-                     "Dev score against training's forward + backward passes per training step, per rung (mean ± std)")
+                     "Dev score against training's forward + backward passes per training step, per rung "
+                     "(mean ± std)")
         tinfo = telemetry_info(reported)
         if len(tinfo):
             w.figure(telemetry_plot(tinfo), f"ladder_telemetry_{_slug(model)}",

@@ -50,10 +50,10 @@ from analysis.tidy import (
 from mat.records import RECORD_FILE, STATUSES
 
 __all__ = [
-    "COLUMNS", "DEV", "LOCAL_EXPERIMENT", "NNI_STATUS", "RUN_KEYS", "TRIAL_COLUMNS", "AnalysisWarning", "Loaded",
-    "NniStore", "check_record", "config_key", "default_nni_dir", "find_record_files", "load", "load_nni_experiment",
-    "load_records", "load_with_notes", "nni_experiment_dir", "parameter_history", "read_nni_store", "status_counts",
-    "trials",
+    "COLUMNS", "DEV", "LOCAL_EXPERIMENT", "NNI_STATUS", "RUN_KEYS", "TRIAL_COLUMNS", "AnalysisWarning",
+    "Loaded", "NniStore", "check_record", "config_key", "default_nni_dir", "find_record_files", "load",
+    "load_nni_experiment", "load_records", "load_with_notes", "nni_experiment_dir", "parameter_history",
+    "read_nni_store", "status_counts", "trials",
 ]
 
 

@@ -102,10 +102,12 @@ def seed_box_info(scores: pd.DataFrame, split: str = DEV, n_panels: int = 2) -> 
     """
     d = scores[(scores["metric"] == "score") & (scores["split"] == split)]
     data = d[["task", "arm", "seed", "value"]].dropna(subset=["value"]).reset_index(drop=True)
-    rows = [(t, m, *_box_stats(g["value"].to_numpy(dtype=float))) for (t, m), g in data.groupby(["task", "arm"])]
+    groups = data.groupby(["task", "arm"])
+    rows = [(t, m, *_box_stats(g["value"].to_numpy(dtype=float))) for (t, m), g in groups]
     stats = pd.DataFrame(rows, columns=["task", "arm", "n", "median", "q1", "q3", "whislo", "whishi"])
     medians = data.groupby("task")["value"].median()
-    return BoxInfo(data, stats, split_panels(medians, n_panels) if len(medians) else [], arm_order(data["arm"]))
+    panels = split_panels(medians, n_panels) if len(medians) else []
+    return BoxInfo(data, stats, panels, arm_order(data["arm"]))
 
 
 def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:

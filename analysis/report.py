@@ -24,7 +24,8 @@ import pandas as pd
 
 from analysis import aggregate as agg
 from analysis import comparison, plots, published, tables
-from analysis.bookkeeping import STATUS_LABELS, code_section, listed, repeat_lines, repeats_section, status_section
+from analysis.bookkeeping import (STATUS_LABELS, code_section, listed, repeat_lines, repeats_section,
+                                  status_section)
 from analysis.identity import REPEAT_FIELDS
 from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
@@ -35,11 +36,11 @@ from analysis.tidy import DEV, Loaded
 from mat.tasks import ANLI_TASKS, GLUE_TASKS
 
 SELECTION_NOTES = {
-    "best": "Each trial contributes its best dev evaluation (the MAT authors' rule; chosen on the dev set it is "
-            "scored on, so it reads high).",
+    "best": "Each trial contributes its best dev evaluation (the MAT authors' rule; chosen on the dev set it "
+            "is scored on, so it reads high).",
     "last": "Each trial contributes its last evaluation (no choice, no selection bias).",
-    "split": "Each trial contributes the evaluation with the best score on the selection half of the dev set, "
-             "scored on the report half (docs/analysis.md, \"Selection rules\").",
+    "split": "Each trial contributes the evaluation with the best score on the selection half of the dev "
+             "set, scored on the report half (docs/analysis.md, \"Selection rules\").",
 }
 
 
@@ -199,7 +200,8 @@ def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Seq
                  f"{arm}, {model}: dev score against {p} (mean ± std over seeds)")
 
 
-def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], arm: str, model: str, name: str) -> None:
+def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], arm: str, model: str,
+                    name: str) -> None:
     """The paper's Table 4 or 5, on the tasks we ran, beside our ablation of ``factor`` (MAT, BERT-base)."""
     ref = published.ablation_reference(factor, arm, model)
     if ref is None or not ref[1]["task"].isin(set(info["task"])).any():
@@ -228,7 +230,8 @@ def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
                 "", tables.plain_markdown(shown)]
 
 
-def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: str = "best", convention: str = "paper",
+def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: str = "best",
+                 convention: str = "paper",
                  sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
                  seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
                  report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
@@ -301,7 +304,8 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
                       "Every arm ran the same seeds, each once.")
     w.lines += code_section(df)
     if not rung_scores.empty:
-        ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds, selection)
+        ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds,
+                       selection)
     if choice is not None:
         _results(w, df, scores, choice, opt)
     elif rung_scores.empty:

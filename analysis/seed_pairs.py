@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -29,7 +30,8 @@ class PairedInfo:
     """What :func:`paired_points_plot` draws.
 
     Attributes:
-        points: ``task, arm, seed, value``: each trial's score (a seed's scores of one arm averaged if it repeats).
+        points: ``task, arm, seed, value``: each trial's score (a seed's scores of one arm averaged if it
+            repeats).
         means: ``task, arm, n, mean, ci_low, ci_high``: per arm, the mean over seeds and its 95% t-interval.
         diffs: ``task, arm, seed, diff``: per arm and seed, the score minus the baseline's on that seed.
         paired: ``task, arm, n_pairs, mean_diff, ci_low, ci_high, p_value, wilcoxon_p``: the paired statistics
@@ -74,7 +76,8 @@ def paired_points_info(per_seed: pd.DataFrame, baseline: str, split: str = DEV) 
             pair = ga.set_index("seed")["value"].to_frame("a").join(base.to_frame("b"), how="inner")
             diffs += [(task, arm, int(seed), float(r.a - r.b)) for seed, r in pair.iterrows()]
             st = paired_stats(pair["a"].to_numpy(), pair["b"].to_numpy())
-            paired.append((task, arm, st.n_pairs, st.mean_diff, st.ci_low, st.ci_high, st.p_value, st.wilcoxon_p))
+            paired.append((task, arm, st.n_pairs, st.mean_diff, st.ci_low, st.ci_high, st.p_value,
+                           st.wilcoxon_p))
     return PairedInfo(
         points, pd.DataFrame(means, columns=["task", "arm", "n", "mean", "ci_low", "ci_high"]),
         pd.DataFrame(diffs, columns=["task", "arm", "seed", "diff"]),
@@ -83,10 +86,10 @@ def paired_points_info(per_seed: pd.DataFrame, baseline: str, split: str = DEV) 
         baseline, arm_order(points["arm"]))
 
 
-def _interval_bar(ax: object, x: float, mean: float, lo: float, hi: float) -> None:
+def _interval_bar(ax: Any, x: float, mean: float, lo: float, hi: float) -> None:
     """The mean as a black marker with its t-interval (none drawn for a single seed)."""
     err = None if math.isnan(lo) else [[mean - lo], [hi - mean]]
-    ax.errorbar([x], [mean], yerr=err, fmt="D", color="black", capsize=4, markersize=5, zorder=3)  # type: ignore[attr-defined]
+    ax.errorbar([x], [mean], yerr=err, fmt="D", color="black", capsize=4, markersize=5, zorder=3)
 
 
 def paired_points_plot(info: PairedInfo, title: str = "") -> Figure:
@@ -101,7 +104,8 @@ def paired_points_plot(info: PairedInfo, title: str = "") -> Figure:
         pts = info.points[info.points["task"] == task]
         for _seed, g in pts.groupby("seed"):
             g = g.sort_values("arm", key=lambda c: c.map(pos))
-            left.plot(g["arm"].map(pos), g["value"], color="0.6", linewidth=0.8, marker="o", markersize=4, zorder=2)
+            left.plot(g["arm"].map(pos), g["value"], color="0.6", linewidth=0.8, marker="o", markersize=4,
+                      zorder=2)
         for r in info.means[info.means["task"] == task].itertuples():
             _interval_bar(left, pos[r.arm] + 0.15, r.mean, r.ci_low, r.ci_high)
         left.set_xticks(range(len(info.arms)), info.arms, rotation=30, ha="right")
@@ -114,7 +118,8 @@ def paired_points_plot(info: PairedInfo, title: str = "") -> Figure:
             _interval_bar(right, where[r.arm] + 0.15, r.mean_diff, r.ci_low, r.ci_high)
         right.axhline(0.0, color="black", linestyle="--", linewidth=0.8)
         right.set_xticks(range(len(others)), others, rotation=30, ha="right")
-        right.set_title(f"{task_label(task)}: arm − {info.baseline}, per seed and mean ± 95% t-interval", fontsize=9)
+        right.set_title(f"{task_label(task)}: arm − {info.baseline}, per seed and mean ± 95% t-interval",
+                        fontsize=9)
         right.set_ylabel("paired difference")
     if title:
         fig.suptitle(title, fontsize=10)

@@ -16,8 +16,8 @@ A trial evaluates on the dev set several times (12 in the component study). Its 
 
 Across a search, the configuration of an arm is chosen the same way: under ``split`` on the mean over seeds of
 the selection-half scores, reported on the report half (:func:`analysis.aggregate.choose_configs`);
-:func:`choose_arm_configs` does this for a study runner's tune phase. Pure DataFrame functions on the tidy frame
-(:mod:`analysis.tidy`); no torch.
+:func:`choose_arm_configs` does this for a study runner's tune phase. Pure DataFrame functions on the tidy
+frame (:mod:`analysis.tidy`); no torch.
 """
 
 from __future__ import annotations
@@ -108,16 +108,16 @@ def split_rows(d: pd.DataFrame) -> pd.DataFrame:
     configurations on) and its extra splits (AdvGLUE, ANLI test) at that step.
 
     Raises:
-        ValueError: a trial has no dev predictions (records written before they were kept, NNI trials without a
-            record); the message names them and the rules that work without predictions.
+        ValueError: a trial has no dev predictions (records written before they were kept, NNI trials without
+            a record); the message names them and the rules that work without predictions.
     """
     lacking = without_predictions(d)
     if lacking:
-        named = ", ".join(lacking[:MAX_NAMED]) + (f" and {len(lacking) - MAX_NAMED} more" if len(lacking) > MAX_NAMED
-                                                  else "")
-        raise ValueError(f"--selection split needs each trial's dev predictions, which {len(lacking)} record(s) do "
-                         f"not keep (written before records kept them, or NNI trials without a record): {named}; "
-                         "score them with --selection best or --selection last")
+        more = len(lacking) - MAX_NAMED
+        named = ", ".join(lacking[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
+        raise ValueError(f"--selection split needs each trial's dev predictions, which {len(lacking)} "
+                         "record(s) do not keep (written before records kept them, or NNI trials without a "
+                         f"record): {named}; score them with --selection best or --selection last")
     ev = d[d["kind"] == "eval"]
     chosen = split_choice(ev)[_TRIAL + ["step"]]
     rows = ev.merge(chosen, on=_TRIAL + ["step"], how="inner")
@@ -145,7 +145,9 @@ def selected_rows(d: pd.DataFrame, selection: str, keep: np.ndarray | None = Non
     picked = d[chosen]
     have = pd.MultiIndex.from_frame(picked[_TRIAL].drop_duplicates())
     evals = keep & (kind == "eval")
-    rest = d[evals][~pd.MultiIndex.from_frame(d.loc[evals, _TRIAL]).isin(have)] if evals.any() else d.iloc[0:0]
+    rest = d.iloc[0:0]
+    if evals.any():
+        rest = d[evals][~pd.MultiIndex.from_frame(d.loc[evals, _TRIAL]).isin(have)]
     if not rest.empty:
         picked = pd.concat([picked, fallback_rows(rest, selection)], ignore_index=True)
     return picked
@@ -182,7 +184,8 @@ def choose_arm_configs(df: pd.DataFrame, phase: str | None = "tune",
     keys = list(by) + ["config"]
     g = per_trial.groupby(keys, sort=True)["selection_score"].agg(["count", "mean"]).reset_index()
     g = g.rename(columns={"count": "n", "mean": "selection_mean"})
-    g = g.sort_values(list(by) + ["selection_mean", "n", "config"], ascending=[True] * len(by) + [False, False, True])
+    g = g.sort_values(list(by) + ["selection_mean", "n", "config"],
+                      ascending=[True] * len(by) + [False, False, True])
     best = g.groupby(list(by), sort=True).head(1).reset_index(drop=True)
     best = best.merge(g.groupby(list(by))["config"].nunique().rename("n_configs").reset_index(), on=list(by))
     params = per_trial.drop_duplicates(keys).set_index(keys)

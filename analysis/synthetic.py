@@ -105,9 +105,10 @@ def synthetic_records(methods: Sequence[str] = METHODS, tasks: Sequence[str] = G
         yield make_record(method, task, seed, config, n_evals, model, status)
 
 
-# Synthetic ladder: per-rung offsets (points), δ's own KL, and training's (forward, backward) passes per step the
-# real trials count at K_δ = K_θ = 2 (tests/test_ladder.py checks those); with --diagnostics the MAT-method rungs
-# add one diagnostic forward per step, counted apart, and make K_θ = 2 optimizer updates per step.
+# Synthetic ladder: per-rung offsets (points), δ's own KL, and training's (forward, backward) passes per step
+# the real trials count at K_δ = K_θ = 2 (tests/test_ladder.py checks those); with --diagnostics the
+# MAT-method rungs add one diagnostic forward per step, counted apart, and make K_θ = 2 optimizer updates per
+# step.
 RUNG_OFFSET = {"vanilla": 0.0, "inner_steps": 0.4, "sampling": 0.6, "dropout_consistency": 1.2, "mat": 1.2,
                "mat_visible_delta": 0.9, "r3f": 0.7}
 RUNG_PASSES = {"vanilla": (1, 1), "inner_steps": (2, 2), "sampling": (2, 2), "dropout_consistency": (5, 4),

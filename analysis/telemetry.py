@@ -4,8 +4,9 @@ Each evaluation of a record carries ``telemetry``: the mean of every training st
 the previous evaluation (:mod:`mat.telemetry`). The tidy frame holds them as ``kind == "telemetry"`` rows
 (:mod:`analysis.tidy`). :func:`telemetry_info` averages them over the trials of a (task, group) per step, the
 group being the trial's arm (its rung, :mod:`mat.ladder`, or other named variant, else its method);
-:func:`telemetry_plot` draws a statistic per row of panels and a task per column, a line per group. :func:`kl_rows` and
-:func:`kl_table` set δ's own ℓ_s against the dropout-only ℓ_s (both from ``--diagnostics``) over training.
+:func:`telemetry_plot` draws a statistic per row of panels and a task per column, a line per group.
+:func:`kl_rows` and :func:`kl_table` set δ's own ℓ_s against the dropout-only ℓ_s (both from
+``--diagnostics``) over training.
 """
 
 from __future__ import annotations

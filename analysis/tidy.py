@@ -18,25 +18,26 @@ One row per (trial, evaluation kind, step, split, metric)::
   the run settings that change results (the record's ``run`` object, under ``"run"``) where the record
   has them, so seeds of one configuration share it and a smoke run never pools with a full run.
 * ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters; ``cost.<name>`` the
-  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``,
-  ``cost.optimizer_updates``, ``cost.diagnostic_passes.forward``), with what an older record lacks derived from
-  its parameters (:func:`mat.cost.derive_cost`) and named in ``cost.derived`` (comma-separated);
-  ``code.git_sha`` and ``code.<package>`` the commit and package versions (``code.torch``...) the record names,
-  ``code.git_dirty`` and ``code.git_diff_sha`` whether its tracked files had uncommitted changes, and their hash.
+  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``,
+  ``cost.optimizer_steps``, ``cost.optimizer_updates``, ``cost.diagnostic_passes.forward``), with what an
+  older record lacks derived from its parameters (:func:`mat.cost.derive_cost`) and named in
+  ``cost.derived`` (comma-separated); ``code.git_sha`` and ``code.<package>`` the commit and package versions
+  (``code.torch``...) the record names, ``code.git_dirty`` and ``code.git_diff_sha`` whether its tracked
+  files had uncommitted changes, and their hash.
 * ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
   statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
-* A record that kept its dev predictions (:mod:`mat.records`) has, per evaluation, ``kind == "eval"`` rows on the
-  splits ``"dev.selection"`` and ``"dev.report"``: the task's metrics on the two fixed halves of the dev set
-  (:mod:`analysis.halves`), which ``--selection split`` chooses and reports on.
+* A record that kept its dev predictions (:mod:`mat.records`) has, per evaluation, ``kind == "eval"`` rows on
+  the splits ``"dev.selection"`` and ``"dev.report"``: the task's metrics on the two fixed halves of the dev
+  set (:mod:`analysis.halves`), which ``--selection split`` chooses and reports on.
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
   evaluation is one row whose ``kind``, ``metric`` and ``value`` are missing.
 
 ``(experiment, trial)`` names one trial (:mod:`analysis.identity` makes it so: copies of one trial are
 kept once, repeats of one configuration and seed are counted once, and local trials that share a trial
-id, as in ``runs/<method>/seed<k>/``, are told apart by their folder). The inputs skipped as ``(path, reason)``
-and the repeats set aside come beside the frame (:class:`Loaded`), never in ``df.attrs``: pandas deep-copies
-``attrs`` into every frame derived from one (each column access, each filter), which made a 10,000-record
-report spend most of its time copying those lists.
+id, as in ``runs/<method>/seed<k>/``, are told apart by their folder). The inputs skipped as
+``(path, reason)`` and the repeats set aside come beside the frame (:class:`Loaded`), never in
+``df.attrs``: pandas deep-copies ``attrs`` into every frame derived from one (each column access, each
+filter), which made a 10,000-record report spend most of its time copying those lists.
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ class Builder:
         n = len(self.rows)
         cost = derive_cost(rec.cost, rec.method, rec.params, {k for ev in rec.evals for k in ev.telemetry})
         t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), cost,
-                           {"git_sha": rec.git_sha, "git_dirty": rec.git_dirty, "git_diff_sha": rec.git_diff_sha,
-                            **rec.versions})
+                           {"git_sha": rec.git_sha, "git_dirty": rec.git_dirty,
+                            "git_diff_sha": rec.git_diff_sha, **rec.versions})
         for ev in rec.evals:
             self.add_eval(t, "eval", ev)
             self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])

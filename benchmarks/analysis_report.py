@@ -52,11 +52,11 @@ def generate(out: Path, n: int, n_evals: int) -> int:
 
 
 def run_report(records: list[Path], out: Path) -> tuple[float, float, float, int]:
-    """Run the CLI in a child on ``records``; return (wall s, child CPU s, child peak RSS in MB, exit status)."""
+    """Run the CLI in a child on ``records``; return (wall s, child CPU s, child peak RSS MB, exit status)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "analysis", "report", "--records", *map(str, records), "--out",
-                           str(out)], cwd=REPO, capture_output=True, text=True)
+    command = [sys.executable, "-m", "analysis", "report", "--records", *map(str, records), "--out", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
@@ -70,7 +70,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="number of trial records (default 10000)")
     parser.add_argument("--evals", type=int, default=10, help="intermediate evaluations per trial (default 10)")
-    parser.add_argument("--repeat", type=int, default=3, help="report runs; the median wall time is the figure")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="report runs; the median wall time is the figure")
     parser.add_argument("--twice", action="store_true",
                         help="give the records folder twice: every record is also a duplicate to set aside")
     parser.add_argument("--keep", default=None, help="write records and report here instead of a temp folder")

@@ -130,8 +130,8 @@ def derive_cost(cost: Mapping[str, Any], method: str, params: Mapping[str, Any],
 
     A block that has ``diagnostic_passes`` (this version's) is returned as it is. An older one gets:
 
-    * ``optimizer_updates`` = ``optimizer_steps`` x K_θ (``params.sampling_times_theta``) for MAT, x 1 for every
-      other method (one optimizer step per batch);
+    * ``optimizer_updates`` = ``optimizer_steps`` x K_θ (``params.sampling_times_theta``) for MAT, x 1 for
+      every other method (one optimizer step per batch);
     * ``diagnostic_passes``: where the trial measured (``telemetry`` holds ``dropout_kl`` or ``delta_own_kl``,
       which only ``--diagnostics`` records), one forward per training step for MAT, the extra forward its
       step ran; none otherwise. ``passes.forward`` loses that many, so ``passes`` is training's alone.

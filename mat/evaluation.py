@@ -111,7 +111,8 @@ def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.devi
             kept[es.split] = encode_values(preds.tolist(), task.is_regression)
         else:
             extra[es.split] = m
-    return EvalResult(step=step, epoch=epoch, metrics=dev, score=task_score(task, dev), splits=extra, predictions=kept)
+    return EvalResult(step=step, epoch=epoch, metrics=dev, score=task_score(task, dev), splits=extra,
+                      predictions=kept)
 
 
 def dev_labels(sets: list[EvalSet], task: TaskSpec) -> dict[str, str]:

@@ -96,8 +96,8 @@ def default_output_dir(cfg: TrialConfig) -> Path:
 
 
 def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str | None = None) -> TrialRecord:
-    """A RUNNING record for ``cfg`` with its parameters, run settings, versions and code state (commit, whether
-    tracked files were edited, the hash of the edit) filled in."""
+    """A RUNNING record for ``cfg`` with its parameters, run settings, versions and code state (commit,
+    whether tracked files were edited, the hash of the edit) filled in."""
     out = default_output_dir(cfg)
     code = git_state()
     return TrialRecord(

@@ -26,10 +26,10 @@ Format (docs/design.md, "The trial record")::
 ``telemetry`` (optional, additive; in ``evals`` only) holds the mean of each training-step statistic
 (:mod:`mat.telemetry`: loss, adv_loss, lr, grad_norm, update_norm, MAT's delta/noise statistics) over the
 steps since the previous evaluation.
-``predictions`` (optional, additive; in ``evals`` only) holds the evaluation's predictions on each dev split and
-``dev_labels`` the gold labels once, in the dev set's order (example 0 first), as :func:`encode_values` writes
-them: comma-separated class ids, or regression scores rounded to :data:`REGRESSION_DECIMALS` decimals. With
-them the analysis rescores any subset of the dev set without the data or torch (``--selection split``). A
+``predictions`` (optional, additive; in ``evals`` only) holds the evaluation's predictions on each dev split
+and ``dev_labels`` the gold labels once, in the dev set's order (example 0 first), as :func:`encode_values`
+writes them: comma-separated class ids, or regression scores rounded to :data:`REGRESSION_DECIMALS` decimals.
+With them the analysis rescores any subset of the dev set without the data or torch (``--selection split``). A
 12-evaluation STS-B record (1,500 dev pairs) is about 0.13 MB (``tests/test_predictions.py`` measures it).
 ``git_dirty`` says whether tracked files differed from ``git_sha`` when the trial started (null: unknown, e.g.
 an installed copy), ``git_diff_sha`` the SHA-256 of that diff (``git diff HEAD``), so two runs from the same
@@ -58,8 +58,8 @@ REGRESSION_DECIMALS = 4  # stored regression predictions: 1e-4 on STS-B's 0-5 sc
 
 
 def encode_values(values: Iterable[float], regression: bool) -> str:
-    """Predictions or labels as the record keeps them: ``"0,1,1"`` (class ids) or ``"3.1416,0.25"`` (regression
-    scores rounded to :data:`REGRESSION_DECIMALS` decimals); one string, one line in the JSON file."""
+    """Predictions or labels as the record keeps them: ``"0,1,1"`` (class ids) or ``"3.1416,0.25"``
+    (regression scores rounded to :data:`REGRESSION_DECIMALS` decimals); one string, one line in the JSON."""
     if regression:
         return ",".join(f"{round(float(v), REGRESSION_DECIMALS):g}" for v in values)
     return ",".join(str(int(v)) for v in values)
@@ -89,7 +89,7 @@ class EvalResult:
     score: float
     splits: dict[str, dict[str, float]] = field(default_factory=dict)
     telemetry: dict[str, float] = field(default_factory=dict)
-    predictions: dict[str, str] = field(default_factory=dict)  # dev split -> encode_values(...) of its predictions
+    predictions: dict[str, str] = field(default_factory=dict)  # dev split -> its predictions (encode_values)
 
 
 @dataclass
@@ -118,7 +118,7 @@ class TrialRecord:
     cost: dict[str, Any] = field(default_factory=dict)
     git_dirty: bool | None = None
     git_diff_sha: str | None = None
-    dev_labels: dict[str, str] = field(default_factory=dict)  # dev split -> encode_values(...) of its gold labels
+    dev_labels: dict[str, str] = field(default_factory=dict)  # dev split -> its gold labels (encode_values)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,7 +127,8 @@ class TrialRecord:
         for key in ("best", "final"):
             if d[key] is not None:
                 d[key] = {k: d[key][k] for k in ("step", "epoch", "metrics", "score", "splits")}
-        d["evals"] = [{k: v for k, v in e.items() if k not in ("telemetry", "predictions") or v} for e in d["evals"]]
+        optional = ("telemetry", "predictions")
+        d["evals"] = [{k: v for k, v in e.items() if k not in optional or v} for e in d["evals"]]
         if not d["dev_labels"]:
             del d["dev_labels"]
         schema, run = d.pop("schema"), d.pop("run")

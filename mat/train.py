@@ -249,7 +249,8 @@ def finish(run: Run, record: TrialRecord, state: _State, startup_seconds: float 
     """Close the record (``final``, ``cost``), save the model and write test predictions (best weights) if asked."""
     record.final = record.evals[-1]
     counts = run.method.counts  # training's passes, the --diagnostics passes and every optimizer update
-    record.cost = run.meter.to_dict(state.step, counts.passes, startup_seconds, counts.updates, counts.diagnostic_passes)
+    record.cost = run.meter.to_dict(state.step, counts.passes, startup_seconds, counts.updates,
+                                    counts.diagnostic_passes)
     log.info("%s", run.meter.summary(state.step, counts.passes, startup_seconds))
     if run.cfg.run.save_model:
         run.model.save_pretrained(run.out_dir / "model")

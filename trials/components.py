@@ -238,16 +238,16 @@ def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequenc
 
 
 def refuse_dirty(allow_dirty: bool) -> str | None:
-    """Why a study must not start from this checkout (tracked files differ from the commit, so its records would
-    not name the code they ran), or None; ``allow_dirty`` lets it start, and the records then carry
+    """Why a study must not start from this checkout (tracked files differ from the commit, so its records
+    would not name the code they ran), or None; ``allow_dirty`` lets it start, and the records then carry
     ``git_dirty`` and the diff's hash (:func:`mat.provenance.git_state`)."""
     code = git_state()
     if not code.dirty or allow_dirty:
         return None
-    return (f"the checkout has uncommitted changes to tracked files (git diff HEAD is not empty; diff sha256 "
-            f"{(code.diff_sha or '')[:12]}): the study's records would name commit {(code.sha or '')[:7]} but ran "
-            "other code. Commit (or stash) the changes and run again, or pass --allow_dirty to run anyway (the "
-            "records then say git_dirty and carry the diff's hash)")
+    return (f"the checkout has uncommitted changes to tracked files (git diff HEAD is not empty; diff "
+            f"sha256 {(code.diff_sha or '')[:12]}): the study's records would name commit "
+            f"{(code.sha or '')[:7]} but ran other code. Commit (or stash) the changes and run again, or "
+            "pass --allow_dirty to run anyway (the records then say git_dirty and carry the diff's hash)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -328,9 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder (default ~/nni-experiments)")
     r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep the web UI up)")
     r.add_argument("--allow_dirty", action="store_true",
-                   help="run even though tracked files have uncommitted changes (refused by default: the records would "
-                        "name a commit that is not the code they ran; with this they say git_dirty and carry the "
-                        "diff's hash)")
+                   help="run even though tracked files have uncommitted changes (refused by default: the "
+                        "records would name a commit that is not the code they ran; with this they say "
+                        "git_dirty and carry the diff's hash)")
     args = p.parse_args(argv)
     try:
         if args.cmd == "status":

@@ -234,7 +234,7 @@ class Method:
             raise ValueError("the optimizer holds no parameters")
         self.device = self.params[0].device
         self.scaler = torch.amp.GradScaler(self.device.type) if autocast_dtype == torch.float16 else None
-        self.counts = Counts()  # passes (training's, --diagnostics' apart) and optimizer updates: the cost block
+        self.counts = Counts()  # passes (training's, --diagnostics' apart), optimizer updates: the cost block
         self._rows = 1  # B of the current batch
         self._pending = 0.0  # forward passes with gradients since the last backward
         self.stats = StepStats(self.params)  # grad_norm, update_norm (mat.methods.stats) until the step ends
@@ -255,7 +255,8 @@ class Method:
 
     def state_dict(self) -> dict[str, Any]:
         """The method's own state across batches (not the model, optimizer or scheduler), and its counts."""
-        return {"counts": self.counts.state_dict(), **({"scaler": self.scaler.state_dict()} if self.scaler else {})}
+        scaler = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+        return {"counts": self.counts.state_dict(), **scaler}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""

@@ -231,8 +231,8 @@ class MAT(Method):
             e = self.embeddings(inp.input_ids)  # e  (B, T, H), no graph: ∂/∂δ needs none through e
             masks = rng_state(self.device) if self.diagnostics else None  # the clean forward's dropout masks
             if a.lambda_s == 0:  # diagnostics only: a clean forward on masks of its own, the stream untouched
-                with independent_rng(_DIAGNOSTIC_SEED + int(getattr(self.scheduler, "last_epoch", 0)), self.device), \
-                        self.counts.diagnostic():
+                seed = _DIAGNOSTIC_SEED + int(getattr(self.scheduler, "last_epoch", 0))
+                with independent_rng(seed, self.device), self.counts.diagnostic():
                     clean = self.logits(e, inp.kwargs)
             else:
                 clean = self.logits(e, inp.kwargs)  # f(θ_t, e), once per batch

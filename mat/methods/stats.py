@@ -61,16 +61,17 @@ class Counts:
             self.measuring = before
 
     def forward(self, n: float) -> bool:
-        """Count ``n`` forward passes (diagnostic ones inside :meth:`diagnostic`); True when they are training's."""
+        """Count ``n`` forward passes (diagnostic ones inside :meth:`diagnostic`); True for training's."""
         (self.diagnostic_passes if self.measuring else self.passes)["forward"] += n
         return not self.measuring
 
     def state_dict(self) -> dict[str, Any]:
         """The counts so far, for a checkpoint (a resumed trial's record counts the whole run)."""
-        return {"passes": dict(self.passes), "diagnostic_passes": dict(self.diagnostic_passes), "updates": self.updates}
+        return {"passes": dict(self.passes), "diagnostic_passes": dict(self.diagnostic_passes),
+                "updates": self.updates}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (an empty state, from an older checkpoint, changes nothing)."""
+        """Restore what :meth:`state_dict` returned (an older checkpoint's empty state changes nothing)."""
         self.passes.update(state.get("passes") or {})
         self.diagnostic_passes.update(state.get("diagnostic_passes") or {})
         self.updates = int(state.get("updates", self.updates))
