@@ -21,7 +21,8 @@ from analysis.tidy import AnalysisWarning
 
 EPILOG = """examples:
   python -m analysis report --records runs/ --out report/
-  python -m analysis report --experiment a1b2c3d4 e5f6g7h8 --out report/ --selection final
+  python -m analysis report --experiment a1b2c3d4 e5f6g7h8 --out report/ --selection last
+  python -m analysis compare --records runs/ --baseline vanilla --selection split
   python -m analysis report --experiment a1b2c3d4 --nni_dir /data/nni-experiments --convention glue --out report/
   python -m analysis compare --records runs/ --baseline vanilla --markdown compare.md --csv compare.csv
   python -m analysis compare --records runs/ --baseline vanilla --select_seeds 1,2 --report_seeds 3,4,5
@@ -71,9 +72,12 @@ def _common() -> argparse.ArgumentParser:
                      help="folder(s) searched recursively for trial.json files (or record files). Repeatable.")
     p.add_argument("--nni_dir", default=None, metavar="DIR",
                    help=f"folder holding NNI experiment folders (default: {default_nni_dir()})")
-    p.add_argument("--selection", choices=("best", "final"), default="best",
-                   help="evaluation each trial contributes: its best dev evaluation (the MAT authors' rule, "
-                   "default) or its final one")
+    p.add_argument("--selection", choices=("best", "last", "split", "final"), default="best",
+                   help="evaluation each trial contributes: 'best', its best dev evaluation (the MAT "
+                   "authors' rule, default; chosen on the data it is scored on, so it reads high); 'last' "
+                   "(or 'final'), its last one; 'split', the one best on a fixed selection half of the dev "
+                   "set, scored on the other half (needs the dev predictions records keep; configurations "
+                   "are chosen on that half too)")
     p.add_argument("--interval", choices=INTERVALS, default="t",
                    help="95%% interval of a mean and of a paired difference: 't' (t-interval, n-1 degrees of "
                    "freedom; default, right at 3-30 seeds) or 'bootstrap' (percentile bootstrap)")
@@ -87,7 +91,7 @@ def _common() -> argparse.ArgumentParser:
                    help="report the chosen configurations on these seeds (default: the seeds not in "
                    "--select_seeds); must not overlap --select_seeds")
     p.add_argument("--strict", action="store_true",
-                   help="refuse (exit 1) when two methods ran different seeds or a configuration and seed "
+                   help="refuse (exit 1) when two arms ran different seeds or a configuration and seed "
                    "ran twice, instead of warning")
     return p
 
@@ -98,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m analysis",
         description="Analyse mat-harness trial records (trial.json files or NNI experiments): the MAT "
         "paper's tables (GLUE, ANLI, AdvGLUE, ablations), its figures, a report.md, and a paired "
-        "comparison of methods against a baseline.",
+        "comparison of arms against a baseline. An arm is a method, or its named variant where the "
+        "record names one (params.arm, else params.rung: each rung of the component ladder is an arm); "
+        "each arm is its own row, and its configurations are its trials' other parameters.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -124,19 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--ablation", nargs="+", action="extend", default=[], metavar="PARAM",
                      help="hyperparameter(s) to tabulate and plot as ablations (Tables 4-5 layout) even when "
                      "other hyperparameters vary too; one-factor sweeps are found without it")
-    rep.add_argument("--baseline", default="vanilla", metavar="METHOD",
-                     help="method of the 'methods against the baseline' table (default vanilla; left out when "
+    rep.add_argument("--baseline", default="vanilla", metavar="ARM",
+                     help="arm of the 'arms against the baseline' table (default vanilla; left out when "
                      "it has no results)")
     cmp_ = sub.add_parser(
         "compare", parents=[common],
-        help="print method x task: mean ± std (n) and the paired difference to a baseline",
-        description="Load trial records and/or NNI experiments, choose each method's configuration per task, "
-        "and print a method x task table: mean ± std (n) per method and, per other method, the mean of the "
+        help="print arm x task: mean ± std (n) and the paired difference to a baseline",
+        description="Load trial records and/or NNI experiments, choose each arm's configuration per task (an "
+        "arm: a method, or its named variant, params.arm or params.rung), and print an arm x task table: "
+        "mean ± std (n) per arm and, per other arm, the mean of the "
         "per-seed differences to --baseline with its interval, the paired t-test and the exact Wilcoxon "
         "p-value (Markdown on stdout; --markdown and --csv write files).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmp_.add_argument("--baseline", required=True, metavar="METHOD", help="the method every other one is compared with")
+    cmp_.add_argument("--baseline", required=True, metavar="ARM",
+                      help="the arm every other one is compared with (e.g. vanilla)")
     cmp_.add_argument("--markdown", default=None, metavar="FILE", help="also write the Markdown table here")
     cmp_.add_argument("--csv", default=None, metavar="FILE",
                       help="write the long table (every number: n, mean, std, configurations searched, n_pairs, "
@@ -146,33 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    from analysis.load import load
+    from analysis.load import load_with_notes
 
     sources = [f"NNI experiment `{e}`" for e in args.experiment] + [f"records `{r}`" for r in args.records]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnalysisWarning)
-        df = load(args.records, args.experiment, args.nni_dir)
+        loaded = load_with_notes(args.records, args.experiment, args.nni_dir)
     notes = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
     for msg in notes[:5]:
         print(f"warning: {msg}", file=sys.stderr)
     if len(notes) > 5:
         print(f"warning: ... and {len(notes) - 5} more (skipped inputs and repeats; report.md lists them all)",
               file=sys.stderr)
-    return df, sources
+    return loaded, sources
 
 
 def _load_or_explain(args: argparse.Namespace) -> tuple[Any, list[str]] | None:
     try:
-        df, sources = _load(args)
+        loaded, sources = _load(args)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return None
-    if len(df) == 0:
-        skipped = len(df.attrs.get("skipped", []))
+    if len(loaded.frame) == 0:
+        skipped = len(loaded.skipped)
         print(f"error: nothing usable found in {', '.join(sources)}: no trial records"
               + (f" ({skipped} file(s) skipped as unreadable or invalid)" if skipped else ""), file=sys.stderr)
         return None
-    return df, sources
+    return loaded, sources
 
 
 def report(args: argparse.Namespace) -> int:
@@ -180,7 +188,7 @@ def report(args: argparse.Namespace) -> int:
     loaded = _load_or_explain(args)
     if loaded is None:
         return 1
-    df, sources = loaded
+    data, sources = loaded
     from analysis.report import build_report
 
     try:
@@ -191,7 +199,7 @@ def report(args: argparse.Namespace) -> int:
         return 1
 
     try:
-        result = build_report(df, args.out, args.selection, args.convention, sources, args.ablation,
+        result = build_report(data, args.out, args.selection, args.convention, sources, args.ablation,
                               n_boot=args.bootstrap, seed=args.seed, interval=args.interval,
                               select_seeds=args.select_seeds, report_seeds=args.report_seeds,
                               baseline=args.baseline, strict=args.strict, page=args.page, title=args.title,
@@ -207,21 +215,20 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_tables(df: Any, args: argparse.Namespace) -> tuple[str, Any]:
-    """The ``compare`` output for the tidy frame ``df``: Markdown (one table per model) and the long frame.
+def compare_tables(loaded: Any, args: argparse.Namespace) -> tuple[str, Any]:
+    """The ``compare`` output for ``loaded`` (:class:`analysis.tidy.Loaded`): Markdown (one table per model)
+    and the long frame.
 
     Raises:
         ValueError: no finished trial, a baseline without results, or (``--strict``) a repeated
-            configuration and seed or seeds that differ between a method and the baseline (SeedMismatch).
+            configuration and seed or seeds that differ between an arm and the baseline (SeedMismatch).
     """
     from analysis import aggregate, tables
     from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, seed_problems, table_notes
-    from analysis.load import repeats
-
-    scores = aggregate.trial_scores(df, args.selection)
+    scores = aggregate.trial_scores(loaded.frame, args.selection)
     if scores.empty:
         raise ValueError("nothing usable found: no finished trial with an evaluation")
-    rep = repeats(df)
+    rep = loaded.repeats
     if args.strict and len(rep):
         raise SeedMismatch("--strict: configuration and seed run twice: " + "; ".join(
             f"{r.method}, {r.task}, seed {r.seed} ({r.kept_source}, {r.repeat_source})" for r in rep.itertuples()))

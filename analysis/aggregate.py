@@ -7,9 +7,9 @@
 2. :func:`seed_summary`: per configuration over seeds: n, mean, std, median, min, max and a 95% interval
    of the mean (t-interval by default, percentile bootstrap on request; :mod:`analysis.intervals`).
 3. :func:`best_configs` / :func:`select_configs` / :func:`choose_configs`: the configuration with the
-   highest mean dev score over seeds per (task, method, model), how many were searched (``n_configs``),
+   highest mean dev score over seeds per (task, arm, model), how many were searched (``n_configs``),
    and the per-seed rows of the chosen ones; optionally chosen on some seeds and reported on others.
-4. :func:`glue_scores`: the GLUE score of each (model, method) under a named convention.
+4. :func:`glue_scores`: the GLUE score of each (model, arm) under a named convention.
 5. :func:`paired_comparison` (paired by seed), :func:`unpaired_comparison` (Welch) and
    :func:`compare_to_baseline`: :mod:`analysis.comparison`.
 6. :func:`ablation_slices`: the one-factor sweeps around each best configuration (Tables 4-5).
@@ -27,39 +27,26 @@ import pandas as pd
 from analysis.comparison import compare_to_baseline, paired_comparison, unpaired_comparison
 from analysis.intervals import bootstrap_ci, check_interval, group_bootstrap, t_intervals
 from analysis.scores import convention_tasks, glue_score
+from analysis.selection import SELECTIONS, check_selection, selected_rows
+from analysis.halves import SELECTION
 from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
 from mat.spec.tasks import task_score
 
 __all__ = [
-    "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
+    "ARM_BY", "CONFIG_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
     "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison",
-    "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table", "unpaired_comparison",
+    "scored_trials", "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table",
+    "unpaired_comparison",
 ]
 
-SELECTIONS = ("best", "final")
-CONFIG_BY = ("task", "method", "model", "config", "split", "metric")
-METHOD_BY = ("model", "method", "task", "split", "metric")
+# An arm (analysis.identity) is a method or its named variant; configurations are chosen within an arm.
+CONFIG_BY = ("task", "arm", "model", "config", "split", "metric")
+ARM_BY = ("model", "arm", "task", "split", "metric")
 _TRIAL = ["experiment", "trial"]
 
 
-def _check_selection(selection: str) -> None:
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
-
-
-def _fallback_rows(evals: pd.DataFrame, selection: str) -> pd.DataFrame:
-    """For trials without a ``best``/``final`` entry: the eval step with the highest dev score
-    (earliest on ties) or the last eval step."""
-    dev = evals[(evals["split"] == DEV) & (evals["metric"] != "default")]
-    if dev.empty:
-        return evals.iloc[0:0]
-    per_step = dev.groupby(_TRIAL + ["step"], sort=True)["value"].mean().reset_index()
-    if selection == "best":
-        per_step = per_step.sort_values(_TRIAL + ["value", "step"], ascending=[True, True, False, True])
-        chosen = per_step.groupby(_TRIAL, sort=False).head(1)
-    else:
-        chosen = per_step.sort_values(_TRIAL + ["step"]).groupby(_TRIAL, sort=False).tail(1)
-    return evals.merge(chosen[_TRIAL + ["step"]], on=_TRIAL + ["step"], how="inner")
+def _check_selection(selection: str) -> str:
+    return check_selection(selection)
 
 
 def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, object], tuple[str, str]]]:
@@ -98,38 +85,43 @@ def _score_rows(picked: pd.DataFrame, dev: pd.Series) -> pd.DataFrame:
 
 def trial_scores(df: pd.DataFrame, selection: str = "best",
                  statuses: Sequence[str] | None = ("SUCCEEDED",)) -> pd.DataFrame:
+    """:func:`scored_trials` without the list of unscored trials (each is named in a warning)."""
+    return scored_trials(df, selection, statuses)[0]
+
+
+def scored_trials(df: pd.DataFrame, selection: str = "best", statuses: Sequence[str] | None = ("SUCCEEDED",)
+                  ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Per trial, the selected evaluation as long rows, plus a ``score`` row per split.
 
-    Selection rule: ``"best"`` takes the record's ``best`` entry (the evaluation with the highest dev
-    score, the one the MAT authors report); ``"final"`` its ``final`` entry (the last evaluation). A
-    trial without that entry falls back to its ``eval`` rows: the step with the highest mean dev metric
-    (earliest on ties) for ``"best"``, the last step for ``"final"``.
+    Selection rule (:mod:`analysis.selection`): ``"best"`` takes the record's ``best`` entry (the evaluation
+    with the highest dev score, the one the MAT authors report); ``"last"`` (or ``"final"``) its ``final``
+    entry (the last evaluation); a trial without that entry falls back to its ``eval`` rows (the step with the
+    highest mean dev metric, earliest on ties, or the last step). ``"split"`` chooses the evaluation on the
+    selection half of the dev set and reports the report half: its ``dev`` rows are the report half's metrics,
+    its ``dev.selection`` rows the selection half's (configurations are chosen on them).
 
     The dev ``score`` is ``mat.spec.tasks.task_score`` of the trial's dev metrics, strictly: a trial missing
     one of its task's metrics (or holding a NaN) is left out with an :class:`AnalysisWarning` naming its
-    source and the metric, and listed in ``attrs["unscored"]`` as ``(source, reason)``. A trial that
+    source and the metric, and listed in the second value returned as ``(source, reason)``. A trial that
     reported only NNI's ``default`` number (its own task score) is scored by it.
 
     Args:
         df: the tidy frame of :mod:`analysis.load`.
-        selection: ``"best"`` or ``"final"``.
+        selection: ``"best"``, ``"last"`` (``"final"``) or ``"split"``.
         statuses: trial statuses to keep (default: finished trials only; None keeps all).
 
     Returns:
-        Columns of ``df`` without ``kind``/``epoch``/``source``/``error``: one row per (trial, split,
-        metric), ``metric == "score"`` holding the split's score (the task score on dev).
+        ``(rows, unscored)``: columns of ``df`` without ``kind``/``epoch``/``source``/``error``, one row per
+        (trial, split, metric), ``metric == "score"`` holding the split's score (the task score on dev); and
+        the ``(source, reason)`` of each trial left out (kept beside the frame: pandas deep-copies ``attrs``).
 
     Raises:
-        ValueError: unknown selection.
+        ValueError: unknown selection; ``"split"`` and a trial without dev predictions (named).
     """
-    _check_selection(selection)
-    d = df if statuses is None else df[df["status"].isin(list(statuses))]
-    d = d[d["metric"].notna()]
-    picked = d[d["kind"] == selection]
-    have = pd.MultiIndex.from_frame(picked[_TRIAL].drop_duplicates())
-    rest = d[(d["kind"] == "eval") & ~pd.MultiIndex.from_frame(d[_TRIAL]).isin(have)]
-    if not rest.empty:
-        picked = pd.concat([picked, _fallback_rows(rest, selection)], ignore_index=True)
+    keep = df["metric"].notna().to_numpy()
+    if statuses is not None:
+        keep = keep & df["status"].isin(list(statuses)).to_numpy()
+    picked = selected_rows(df, selection, keep)
     dev, refused = _dev_scores(picked)
     for src, reason in refused.values():
         warnings.warn(f"skipped {src}: {reason}", AnalysisWarning, stacklevel=2)
@@ -138,8 +130,7 @@ def trial_scores(df: pd.DataFrame, selection: str = "best",
     picked = picked.drop(columns=["kind", "epoch", "source", "error"]).reset_index(drop=True)
     out = picked if picked.empty else pd.concat([picked, _score_rows(picked, dev)], ignore_index=True)
     out = out.sort_values(_TRIAL + ["split", "metric"], kind="stable").reset_index(drop=True)
-    out.attrs["unscored"] = list(refused.values())
-    return out
+    return out, list(refused.values())
 
 
 def seed_summary(scores: pd.DataFrame, by: Sequence[str] = CONFIG_BY, n_boot: int = 2000,
@@ -180,7 +171,7 @@ def seed_summary(scores: pd.DataFrame, by: Sequence[str] = CONFIG_BY, n_boot: in
 # ------------------------------------------------------------------------------------------- configs
 
 
-def best_configs(summary: pd.DataFrame, by: Sequence[str] = ("task", "method", "model"), split: str = DEV,
+def best_configs(summary: pd.DataFrame, by: Sequence[str] = ("task", "arm", "model"), split: str = DEV,
                  metric: str = SCORE) -> pd.DataFrame:
     """The configuration with the highest mean over seeds per group (ties: more seeds, then config text).
 
@@ -201,8 +192,8 @@ def best_configs(summary: pd.DataFrame, by: Sequence[str] = ("task", "method", "
 
 
 def select_configs(scores: pd.DataFrame, chosen: pd.DataFrame,
-                   on: Sequence[str] = ("task", "method", "model", "config")) -> pd.DataFrame:
-    """The rows of ``scores`` whose (task, method, model, config) is one of ``chosen``'s."""
+                   on: Sequence[str] = ("task", "arm", "model", "config")) -> pd.DataFrame:
+    """The rows of ``scores`` whose (task, arm, model, config) is one of ``chosen``'s."""
     keys = pd.MultiIndex.from_frame(chosen[list(on)].drop_duplicates())
     return scores[pd.MultiIndex.from_frame(scores[list(on)]).isin(keys)].reset_index(drop=True)
 
@@ -212,7 +203,7 @@ SAME_DATA = "same seeds"
 
 @dataclass(frozen=True)
 class Choice:
-    """The configurations chosen per (task, method, model) and the per-seed rows reported for them.
+    """The configurations chosen per (task, arm, model) and the per-seed rows reported for them.
 
     Attributes:
         best: :func:`best_configs` rows (summary over the selection seeds) with ``n_configs`` and
@@ -230,26 +221,44 @@ def _seed_list(seeds: Sequence[int]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
+def _best_of(summary: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """:func:`best_configs` chosen on the selection half where ``summary`` has it (``--selection split``), its
+    rows then the chosen configurations' report-half (``dev``) summary; and whether it was so chosen."""
+    if not (summary["split"] == SELECTION).any():
+        return best_configs(summary), False
+    keys = ["task", "arm", "model", "config"]
+    chosen = best_configs(summary, split=SELECTION)[keys + ["n_configs"]]
+    report = summary[(summary["split"] == DEV) & (summary["metric"] == SCORE)]
+    best = report.merge(chosen, on=keys, how="inner").sort_values(["task", "arm", "model"])
+    return best.reset_index(drop=True), True
+
+
 def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = None,
                    report_seeds: Sequence[int] | None = None, interval: str = "t", n_boot: int = 2000,
                    confidence: float = 0.95, seed: int = 0) -> Choice:
-    """Choose each (task, method, model)'s configuration and return the rows to report for it.
+    """Choose each (task, arm, model)'s configuration and return the rows to report for it.
 
     Without seed lists the configuration is chosen on the mean dev score over all seeds and the same
     scores are reported: best of ``n_configs`` on the same data, optimistic whenever ``n_configs > 1``.
     With ``select_seeds`` (and/or ``report_seeds``) it is chosen on the selection seeds only and reported
-    on the others, so the reported numbers are free of that selection bias.
+    on the others, so the reported numbers are free of that selection bias. Scores of ``--selection split``
+    (rows on the ``dev.selection`` split) choose on the selection half's mean and report the report half's
+    (``dev``): free of it too, on every seed.
 
     Raises:
         ValueError: the two seed lists overlap.
     """
     if select_seeds is None and report_seeds is None:
         summary = seed_summary(scores, CONFIG_BY, n_boot, confidence, seed, interval)
-        best = best_configs(summary).assign(selected_on=SAME_DATA)
+        best, halves = _best_of(summary)
+        if halves:
+            note = ("Each configuration is chosen on the mean over seeds of the selection half's dev score "
+                    "and reported on the report half, which the choice never saw.")
+            return Choice(best.assign(selected_on="selection half"), select_configs(scores, best), note)
         note = ("Each configuration is chosen on the mean dev score over the same seeds it is reported on: "
-                "where a method searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "
+                "where an arm searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "
                 "and read optimistic.")
-        return Choice(best, select_configs(scores, best), note)
+        return Choice(best.assign(selected_on=SAME_DATA), select_configs(scores, best), note)
     seeds = sorted(int(s) for s in scores["seed"].dropna().unique())
     sel = sorted(select_seeds) if select_seeds is not None else [s for s in seeds if s not in set(report_seeds or ())]
     rep = sorted(report_seeds) if report_seeds is not None else [s for s in seeds if s not in set(sel)]
@@ -257,7 +266,7 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
         raise ValueError(f"--select_seeds and --report_seeds overlap on {sorted(set(sel) & set(rep))}: "
                          "a configuration chosen on a seed cannot be reported on it without selection bias")
     summary = seed_summary(scores[scores["seed"].isin(sel)], CONFIG_BY, n_boot, confidence, seed, interval)
-    best = best_configs(summary).assign(selected_on=f"seeds {_seed_list(sel)}")
+    best = _best_of(summary)[0].assign(selected_on=f"seeds {_seed_list(sel)}")
     note = (f"Each configuration is chosen on the mean dev score over seeds {_seed_list(sel)} and reported on "
             f"seeds {_seed_list(rep)} (held out from the choice).")
     return Choice(best, select_configs(scores[scores["seed"].isin(rep)], best), note)
@@ -266,13 +275,13 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
 # ---------------------------------------------------------------------------------------------- GLUE
 
 
-def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[str] = ("model", "method"),
+def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[str] = ("model", "arm"),
                 allow_missing: bool = False) -> pd.DataFrame:
     """The GLUE score of each group from the mean dev metrics per task.
 
     Args:
         summary: rows with ``by`` + ``task, split, metric, mean`` (e.g. :func:`seed_summary` by
-            ``METHOD_BY``); ``score`` rows are ignored (task scores are recomputed from the metrics,
+            ``ARM_BY``); ``score`` rows are ignored (task scores are recomputed from the metrics,
             strictly: a task missing a metric counts as missing).
         convention: ``"paper"`` or ``"glue"`` (:mod:`analysis.scores`).
         by: one GLUE score per group.
@@ -336,17 +345,17 @@ def ablation_slices(scores: pd.DataFrame, best: pd.DataFrame,
                     forced: Sequence[str] = ()) -> dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]]:
     """The one-factor sweeps of Tables 4-5 found in ``scores`` (:func:`trial_scores` rows with ``param.*``).
 
-    Per (model, method, param): the trials that differ from each task's best configuration (``best``)
+    Per (model, arm, param): the trials that differ from each task's best configuration (``best``)
     only in ``param`` (and the parameters that always vary with it, and seed); run settings (``run.*``)
-    must match too. Found without asking when a (model, method) varies one factor only; ``forced`` names
+    must match too. Found without asking when a (model, arm) varies one factor only; ``forced`` names
     parameters to ablate in any case.
 
     Returns:
-        ``{(model, method, param): (rows of the sweep, the factor's parameters)}`` for sweeps with at
+        ``{(model, arm, param): (rows of the sweep, the factor's parameters)}`` for sweeps with at
         least two settings.
     """
     out: dict[tuple[str, str, str], tuple[pd.DataFrame, list[str]]] = {}
-    for (model, method), g in scores.groupby(["model", "method"], sort=True):
+    for (model, arm), g in scores.groupby(["model", "arm"], sort=True):
         trials = g.drop_duplicates(["experiment", "trial"])
         factors = factor_groups(trials, searched_params(trials))
         chosen = [f for f in factors if any(p in forced for p in f)] or (factors if len(factors) == 1 else [])
@@ -356,12 +365,12 @@ def ablation_slices(scores: pd.DataFrame, best: pd.DataFrame,
             others = [c for c in g.columns if c.startswith(("param.", "run.")) and c not in skip]
             parts = []
             for task, gt in g.groupby("task"):
-                b = best[(best["model"] == model) & (best["method"] == method) & (best["task"] == task)]
+                b = best[(best["model"] == model) & (best["arm"] == arm) & (best["task"] == task)]
                 if not b.empty:
                     parts.append(gt[_same_as(gt, gt[gt["config"] == b["config"].iloc[0]].iloc[0], others)])
             sl = pd.concat(parts) if parts else g.iloc[0:0]
             if sl[f"param.{p}"].nunique() > 1:
-                out[(str(model), str(method), p)] = (sl, factor)
+                out[(str(model), str(arm), p)] = (sl, factor)
     return out
 
 

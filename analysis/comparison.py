@@ -1,22 +1,25 @@
-"""Comparing methods over seeds: paired by seed value, Welch's test only for unpaired data.
+"""Comparing arms over seeds: paired by seed value, Welch's test only for unpaired data.
 
-Two methods run with the same seed share the classification head's initialisation and the data order,
+An arm is a method or its named variant (:mod:`analysis.identity`); the frames here carry it in ``arm``.
+Two arms run with the same seed share the classification head's initialisation and the data order,
 so the comparison is paired by design: each seed gives one difference ``a - b`` and the statistics are
 those of the differences (:func:`paired_stats`):
 
-* ``n_pairs``: seeds both methods ran; ``mean_diff``: the mean of the per-seed differences;
+* ``n_pairs``: seeds both arms ran; ``mean_diff``: the mean of the per-seed differences;
 * ``ci_low, ci_high``: the t-interval of that mean (n_pairs - 1 degrees of freedom) or, on request, the
   percentile bootstrap of it (pairs resampled together);
 * ``t, dof, p_value``: the paired t-test (``scipy.stats.ttest_rel``);
 * ``wilcoxon_p``: the exact Wilcoxon signed-rank test (``scipy.stats.wilcoxon(method="exact")``), which
-  does not assume normal differences; zero differences are dropped (``zero_method="wilcox"``).
+  does not assume normal differences; zero differences are dropped (``zero_method="wilcox"``). Its p has a
+  floor set by n alone: with n pairs the smallest two-sided exact p is 2 / 2^n (0.0625 at n = 5, so five
+  seeds can never reach 5% on it; :func:`wilcoxon_floor`).
 
-Seeds that only one method ran are left out of the pairs and named in ``warning``; so is a seed that
-appears twice for one method (its values are averaged before pairing). ``strict=True`` refuses instead
+Seeds that only one arm ran are left out of the pairs and named in ``warning``; so is a seed that
+appears twice for one arm (its values are averaged before pairing). ``strict=True`` refuses instead
 (:class:`SeedMismatch`). Arms whose trials ran at different precisions (``param.precision``: bf16 against
 fp32) are named in ``warning`` too, and compared all the same. Welch's unequal-variance t-test (:func:`unpaired_comparison`) is for data with no
 shared seeds, and is labelled so wherever it is shown. :func:`comparison_table` lays the comparison with
-a baseline out as a method x task table.
+a baseline out as an arm x task table.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.identity import arm_order
 from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_p
 from analysis.tidy import DEV, SCORE
@@ -88,21 +92,27 @@ def _seed_text(seeds: Sequence[object]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
-def _pairs(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: str) -> tuple[pd.DataFrame, dict[str, str]]:
+def wilcoxon_floor(n_pairs: int) -> float:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test can give with ``n_pairs`` non-zero
+    differences: 2 / 2^n (every difference of one sign), 0.0625 at n = 5."""
+    return 2.0 / 2.0 ** n_pairs if n_pairs > 0 else math.nan
+
+
+def _pairs(a: pd.DataFrame, b: pd.DataFrame, arm_a: str, arm_b: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Per-seed means joined on seed, and the seed problems (only-a, only-b, repeated) as text."""
     ca, cb = a.groupby("seed")["value"].count(), b.groupby("seed")["value"].count()
     pairs = a.groupby("seed")["value"].mean().to_frame("a").join(
         b.groupby("seed")["value"].mean().to_frame("b"), how="inner").sort_index()
     only_a = sorted(set(ca.index) - set(cb.index))
     only_b = sorted(set(cb.index) - set(ca.index))
-    rep = [f"{s} ({method_a})" for s in ca.index[ca > 1]] + [f"{s} ({method_b})" for s in cb.index[cb > 1]]
+    rep = [f"{s} ({arm_a})" for s in ca.index[ca > 1]] + [f"{s} ({arm_b})" for s in cb.index[cb > 1]]
     notes = []
     if only_a or only_b:
-        notes.append(f"seed sets differ: only {method_a} ran {_seed_text(only_a) or '-'}, only {method_b} ran "
+        notes.append(f"seed sets differ: only {arm_a} ran {_seed_text(only_a) or '-'}, only {arm_b} ran "
                      f"{_seed_text(only_b) or '-'}; compared on the {len(pairs)} shared seeds")
     if rep:
         notes.append(f"seed(s) repeat: {', '.join(rep)}; their values are averaged before pairing")
-    notes += [n for n in [_precision_note(a, b, method_a, method_b)] if n]
+    notes += [n for n in [_precision_note(a, b, arm_a, arm_b)] if n]
     text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b), "repeated_seeds": ", ".join(rep),
             "warning": "; ".join(notes)}
     return pairs, text
@@ -123,28 +133,30 @@ def _precision_note(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: s
             "part of the difference may be the number format; run every arm with one --precision")
 
 
-PAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff",
+PAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff",
                   "ci_low", "ci_high", "interval", "t", "dof", "p_value", "wilcoxon_p", "test", "seeds_only_a",
                   "seeds_only_b", "repeated_seeds", "warning"]
 
 
-def _method_groups(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str], split: str,
-                   metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
-    """(group key as a tuple, the group's rows of the two methods) for one split and metric, groups sorted."""
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric) & scores["method"].isin([method_a, method_b])]
+def _arm_groups(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str], split: str,
+                metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """(group key as a tuple, the group's rows of the two arms) for one split and metric, groups sorted."""
+    used = [*by, "arm", "seed", "split", "metric", "value"] + ([PRECISION] if PRECISION in scores.columns else [])
+    s = scores[list(dict.fromkeys(used))]  # the columns used
+    s = s[(s["split"] == split) & (s["metric"] == metric) & s["arm"].isin([arm_a, arm_b])]
     for key, g in s.groupby(list(by), sort=True):
         yield (key if isinstance(key, tuple) else (key,)), g
 
 
-def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
+def paired_comparison(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str] = ("model", "task"),
                       split: str = DEV, metric: str = SCORE, interval: str = "t", n_boot: int = 2000,
                       confidence: float = 0.95, seed: int = 0, strict: bool = False) -> pd.DataFrame:
-    """Compare two methods per group, paired by seed value (module docstring).
+    """Compare two arms per group, paired by seed value (module docstring).
 
     Args:
-        scores: per-seed rows (e.g. :func:`analysis.aggregate.trial_scores` restricted to each method's
-            chosen configuration) with ``by`` + ``method, seed, split, metric, value``.
-        method_a, method_b: the two methods; differences are a - b.
+        scores: per-seed rows (e.g. :func:`analysis.aggregate.trial_scores` restricted to each arm's
+            chosen configuration) with ``by`` + ``arm, seed, split, metric, value``.
+        arm_a, arm_b: the two arms; differences are a - b.
         by: one comparison per group.
         split, metric: the value compared (default: the dev task score).
         interval: ``"t"`` (default) or ``"bootstrap"`` for the interval of the mean difference.
@@ -153,7 +165,7 @@ def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Se
 
     Returns:
         ``by`` + :data:`PAIRED_COLUMNS`; ``mean_a``/``mean_b`` are over the shared seeds (so
-        ``mean_a - mean_b == mean_diff``), ``n_a``/``n_b`` count every seed row of each method.
+        ``mean_a - mean_b == mean_diff``), ``n_a``/``n_b`` count every seed row of each arm.
 
     Raises:
         SeedMismatch: ``strict`` and a group's seed sets differ or a seed repeats (the message names them).
@@ -161,15 +173,15 @@ def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Se
     """
     check_interval(interval)
     rows = []
-    for key, g in _method_groups(scores, method_a, method_b, by, split, metric):
-        a, b = g[g["method"] == method_a], g[g["method"] == method_b]
-        pairs, text = _pairs(a, b, method_a, method_b)
+    for key, g in _arm_groups(scores, arm_a, arm_b, by, split, metric):
+        a, b = g[g["arm"] == arm_a], g[g["arm"] == arm_b]
+        pairs, text = _pairs(a, b, arm_a, arm_b)
         if strict and text["warning"]:
-            raise SeedMismatch(f"{dict(zip(by, key))}, {method_a} vs {method_b}: {text['warning']}")
+            raise SeedMismatch(f"{dict(zip(by, key))}, {arm_a} vs {arm_b}: {text['warning']}")
         st = paired_stats(pairs["a"].to_numpy(), pairs["b"].to_numpy(), interval, confidence, n_boot, seed)
         mean_a = float(pairs["a"].mean()) if len(pairs) else math.nan
         mean_b = float(pairs["b"].mean()) if len(pairs) else math.nan
-        rows.append((*key, method_a, method_b, len(a), len(b), st.n_pairs, mean_a, mean_b, st.mean_diff, st.sd_diff,
+        rows.append((*key, arm_a, arm_b, len(a), len(b), st.n_pairs, mean_a, mean_b, st.mean_diff, st.sd_diff,
                      st.ci_low, st.ci_high, interval, st.t, st.dof, st.p_value, st.wilcoxon_p, PAIRED_TEST,
                      text["seeds_only_a"], text["seeds_only_b"], text["repeated_seeds"], text["warning"]))
     return pd.DataFrame(rows, columns=list(by) + PAIRED_COLUMNS)
@@ -200,32 +212,32 @@ def _welch(a: np.ndarray, b: np.ndarray, interval: str, confidence: float, n_boo
     return float(res.statistic), float(res.pvalue), float(dof), lo, hi
 
 
-UNPAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+UNPAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
                     "interval", "t", "dof", "p_value", "test"]
 
 
-def unpaired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
+def unpaired_comparison(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str] = ("model", "task"),
                         split: str = DEV, metric: str = SCORE, interval: str = "t", n_boot: int = 2000,
                         confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Welch's unequal-variance comparison of two methods per group, for data that share no seeds.
+    """Welch's unequal-variance comparison of two arms per group, for data that share no seeds.
 
     ``mean_diff`` is mean(a) - mean(b) over every seed of each; ``t, dof, p_value`` are Welch's test
     (``scipy.stats.ttest_ind(equal_var=False)``); the interval is Welch's t-interval (Welch-Satterthwaite
-    degrees of freedom) or a percentile bootstrap resampling each method's seeds independently. Where
-    the methods share seeds, :func:`paired_comparison` is the right test.
+    degrees of freedom) or a percentile bootstrap resampling each arm's seeds independently. Where
+    the arms share seeds, :func:`paired_comparison` is the right test.
 
     Returns:
         ``by`` + :data:`UNPAIRED_COLUMNS` (``test`` = "Welch t-test (unpaired)").
     """
     check_interval(interval)
     rows = []
-    for key, g in _method_groups(scores, method_a, method_b, by, split, metric):
-        va = g.loc[g["method"] == method_a, "value"].to_numpy(dtype=float)
-        vb = g.loc[g["method"] == method_b, "value"].to_numpy(dtype=float)
+    for key, g in _arm_groups(scores, arm_a, arm_b, by, split, metric):
+        va = g.loc[g["arm"] == arm_a, "value"].to_numpy(dtype=float)
+        vb = g.loc[g["arm"] == arm_b, "value"].to_numpy(dtype=float)
         t, p, dof, lo, hi = _welch(va, vb, interval, confidence, n_boot, seed)
         ma = float(va.mean()) if len(va) else math.nan
         mb = float(vb.mean()) if len(vb) else math.nan
-        rows.append((*key, method_a, method_b, len(va), len(vb), ma, mb, ma - mb, lo, hi, interval, t, dof, p,
+        rows.append((*key, arm_a, arm_b, len(va), len(vb), ma, mb, ma - mb, lo, hi, interval, t, dof, p,
                      WELCH_TEST))
     return pd.DataFrame(rows, columns=list(by) + UNPAIRED_COLUMNS)
 
@@ -234,18 +246,18 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
                         by: Sequence[str] = ("model", "task"), split: str = DEV, metric: str = SCORE,
                         interval: str = "t", n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
                         strict: bool = False) -> pd.DataFrame:
-    """The method x task table: each method's mean ± std (n) and its paired difference to ``baseline``.
+    """The arm x task table: each arm's mean ± std (n) and its paired difference to ``baseline``.
 
     Args:
         scores: per-seed rows of the chosen configurations (:func:`analysis.aggregate.choose_configs`).
-        baseline: the method every other one is compared with (paired by seed; Welch only where a method
+        baseline: the arm every other one is compared with (paired by seed; Welch only where an arm
             shares no seed with the baseline, labelled in ``test``).
         chosen: the chosen configurations (``best_configs`` rows with ``n_configs`` and ``selected_on``),
-            to report how many configurations each method searched and how its configuration was chosen.
+            to report how many configurations each arm searched and how its configuration was chosen.
         interval, strict, n_boot, confidence, seed: as in :func:`paired_comparison`.
 
     Returns:
-        One row per ``by`` + method: ``n, mean, std, n_configs, selected_on, baseline, n_pairs, mean_diff,
+        One row per ``by`` + arm: ``n, mean, std, n_configs, selected_on, baseline, n_pairs, mean_diff,
         ci_low, ci_high, interval, t, dof, p_value, wilcoxon_p, test, warning`` (difference columns NaN or
         empty on the baseline's own rows).
 
@@ -253,10 +265,13 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
         SeedMismatch: ``strict`` and seeds differ or repeat.
         ValueError: ``baseline`` has no rows.
     """
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric)]
-    if not (s["method"] == baseline).any():
-        raise ValueError(f"baseline {baseline!r} has no results; methods found: {sorted(set(s['method']))}")
-    keys = list(by) + ["method"]
+    used = [*by, "arm", "seed", "split", "metric", "value"] + ([PRECISION] if PRECISION in scores.columns else [])
+    s = scores[list(dict.fromkeys(used))]
+    s = s[(s["split"] == split) & (s["metric"] == metric)]
+    if not (s["arm"] == baseline).any():
+        raise ValueError(f"baseline {baseline!r} has no results; arms found: {sorted(set(s['arm']))} (an arm "
+                         "is a method, or its named variant: params.arm or params.rung)")
+    keys = list(by) + ["arm"]
     out = s.groupby(keys, sort=True)["value"].agg(["count", "mean", "std"]).rename(columns={"count": "n"}).reset_index()
     if chosen is not None and "n_configs" in chosen.columns:
         extra = chosen[[c for c in keys if c in chosen.columns] + ["n_configs", "selected_on"]]
@@ -264,7 +279,7 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
     else:
         out["n_configs"], out["selected_on"] = np.nan, ""
     frames = []
-    for m in sorted(set(s["method"]) - {baseline}):
+    for m in sorted(set(s["arm"]) - {baseline}):
         kw = dict(by=by, split=split, metric=metric, interval=interval, n_boot=n_boot, confidence=confidence,
                   seed=seed)
         paired = paired_comparison(s, m, baseline, strict=strict, **kw)  # type: ignore[arg-type]
@@ -273,7 +288,7 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
         cols = ["mean_diff", "ci_low", "ci_high", "t", "dof", "p_value", "test"]
         paired.loc[use_welch, cols] = welch.loc[use_welch, cols].to_numpy()
         paired.loc[use_welch, "wilcoxon_p"] = np.nan
-        frames.append(paired.rename(columns={"method_a": "method", "method_b": "baseline"}))
+        frames.append(paired.rename(columns={"arm_a": "arm", "arm_b": "baseline"}))
     diff_cols = ["baseline", "n_pairs", "mean_diff", "ci_low", "ci_high", "interval", "t", "dof", "p_value",
                  "wilcoxon_p", "test", "warning"]
     if frames:
@@ -281,7 +296,7 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
         out = out.merge(diffs, on=keys, how="left")
     else:
         out = out.reindex(columns=list(out.columns) + diff_cols)
-    base = out["method"] == baseline
+    base = out["arm"] == baseline
     out.loc[base, "baseline"] = baseline
     out["n_pairs"] = out["n_pairs"].astype("Int64")
     out[["test", "warning", "selected_on"]] = out[["test", "warning", "selected_on"]].fillna("")
@@ -290,14 +305,14 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
 
 def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), split: str = DEV,
                   metric: str = SCORE) -> list[str]:
-    """What makes a paired comparison of ``scores`` doubtful: per group, methods that ran different seed
-    sets, and seeds that repeat within a method. Empty when every method ran the same seeds once each."""
+    """What makes a paired comparison of ``scores`` doubtful: per group, arms that ran different seed
+    sets, and seeds that repeat within an arm. Empty when every arm ran the same seeds once each."""
     s = scores[(scores["split"] == split) & (scores["metric"] == metric)]
     out = []
     for key, g in s.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
         where = ", ".join(f"{k} {v}" for k, v in zip(by, key))
-        seeds = {str(m): gm["seed"] for m, gm in g.groupby("method", sort=True)}
+        seeds = {str(m): gm["seed"] for m, gm in g.groupby("arm", sort=True)}
         sets = {m: sorted(int(x) for x in v.dropna().unique()) for m, v in seeds.items()}
         if len({tuple(v) for v in sets.values()}) > 1:
             out.append(f"{where}: seed sets differ: " + "; ".join(f"{m} {_seed_text(v)}" for m, v in sets.items()))
@@ -309,13 +324,14 @@ def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), s
 
 
 def table_notes(interval: str) -> list[str]:
-    """The notes under a method x task comparison table (:func:`comparison_table`)."""
-    return ["Rows: mean ± std over seeds (n); † the best of several configurations chosen on these same seeds "
+    """The notes under an arm x task comparison table (:func:`comparison_table`)."""
+    return ["Rows: one per arm (a method, or its named variant: params.arm or params.rung), mean ± std over "
+            "seeds (n); † the best of several configurations of the arm chosen on these same seeds "
             "(optimistic).",
-            f"Difference rows: mean of the per-seed differences over the seeds both methods ran, "
-            f"{INTERVAL_NOTES[interval]}, paired t-test p (t) and exact Wilcoxon signed-rank p (W); Welch's "
-            "unpaired test only where the methods share no seed; ‡ seed sets differ or repeat (the CSV's "
-            "warning column says how)."]
+            f"Difference rows: mean of the per-seed differences over the seeds both arms ran, "
+            f"{INTERVAL_NOTES[interval]}, paired t-test p (t) and exact Wilcoxon signed-rank p (W; with n "
+            "pairs it cannot go below 2/2^n, 0.0625 at n = 5); Welch's unpaired test only where the arms "
+            "share no seed; ‡ seed sets differ or repeat (the CSV's warning column says how)."]
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -337,32 +353,33 @@ def _mean_cell(r: pd.Series) -> str:
     return f"{fmt(r['mean'], 2)}{sd} ({int(r['n'])}){' †' if biased else ''}"
 
 
-def comparison_table(comp: pd.DataFrame, baseline: str, title: str = "Methods against the baseline",
+def comparison_table(comp: pd.DataFrame, baseline: str, title: str = "Arms against the baseline",
                      name: str = "compare", notes: Sequence[str] = ()) -> Table:
-    """Method x task: a row ``mean ± std (n)`` per method, then a row ``<method> − <baseline>`` per other
-    method: the mean paired difference, its interval, the paired t-test and Wilcoxon p-values.
+    """Arm x task: a row ``mean ± std (n)`` per arm (the baseline first, then
+    :func:`analysis.identity.arm_order`), then a row ``<arm> − <baseline>`` per other arm: the mean paired
+    difference, its interval, the paired t-test and Wilcoxon p-values.
 
     Args:
         comp: :func:`analysis.comparison.compare_to_baseline` rows of one model.
-        baseline: the baseline method.
+        baseline: the baseline arm.
 
     A mean marked † is the best of ``n_configs`` > 1 configurations chosen on the same seeds; a
     difference marked ‡ has seeds that differ or repeat (the ``warning`` column of the CSV says which).
     """
     tasks = sort_tasks(comp["task"])
-    methods = [baseline] + sorted(set(comp["method"]) - {baseline})
-    by = {(r["method"], r["task"]): r for _i, r in comp.iterrows()}
+    arms = [baseline] + [a for a in arm_order(comp["arm"]) if a != baseline]
+    by = {(r["arm"], r["task"]): r for _i, r in comp.iterrows()}
     labels, cells, numbers = [], [], []
-    for m in methods:
+    for m in arms:
         labels.append(m)
         cells.append([_mean_cell(by[(m, t)]) if (m, t) in by else MISSING for t in tasks])
         numbers.append([by[(m, t)]["mean"] if (m, t) in by else math.nan for t in tasks])
-    for m in methods[1:]:
+    for m in arms[1:]:
         labels.append(f"{m} − {baseline}")
         cells.append([_diff_cell(by[(m, t)]) if (m, t) in by else MISSING for t in tasks])
         numbers.append([by[(m, t)]["mean_diff"] if (m, t) in by else math.nan for t in tasks])
     headers = [task_label(t) for t in tasks]
     cell_df = pd.DataFrame(cells, index=labels, columns=headers)
     num_df = pd.DataFrame(numbers, index=labels, columns=headers)
-    cell_df.index.name = num_df.index.name = "method"
+    cell_df.index.name = num_df.index.name = "arm"
     return Table(name, title, cell_df, num_df, tuple(notes))

@@ -1,4 +1,11 @@
-"""Trial identity: each trial once, each configuration and seed once, local trials told apart.
+"""Trial identity: what arm a trial belongs to; each trial once, each configuration and seed once, local
+trials told apart.
+
+**Arms.** An arm is what a study compares: a method, or a method's named variant when the record names one
+(``params.arm``, which study runners set, else ``params.rung``, the component ladder's rung). The arm's name
+is that variant's name (``sampling``, ``dropout_consistency``), else the method's (:func:`arm_name`). Each arm
+is its own row in every table and plot; its *configurations* are its trials' other parameters (learning
+rate, λ...), so the best configuration is chosen within an arm, never across arms.
 
 A loaded trial has a *source* and a *content key*:
 
@@ -25,12 +32,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from mat.spec.ladder import RUNG_NAMES
+
 LOCAL_EXPERIMENT = "local"
 _SEP = "\x00"
+ARM_KEYS = ("arm", "rung")  # parameters that name a method's variant, in order of precedence
+
+
+def arm_name(method: str, params: Mapping[str, Any]) -> str:
+    """The arm of a trial: its variant's name (``params.arm``, else ``params.rung``) where the record names
+    one, else its method.
+
+    >>> arm_name("mat", {"rung": "sampling", "lambda_s": 0.0})
+    'sampling'
+    >>> arm_name("mat", {"lambda_s": 3.0})
+    'mat'
+    """
+    for key in ARM_KEYS:
+        value = params.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return str(method)
+
+
+def arm_order(names: Iterable[str]) -> list[str]:
+    """Arms in display order: the component ladder's rungs in ladder order (``vanilla`` first, ``r3f`` last of
+    them; :data:`mat.spec.ladder.RUNG_NAMES`), then the other arms alphabetically; each name once."""
+    rank = {n: i for i, n in enumerate(RUNG_NAMES)}
+    return sorted(dict.fromkeys(str(n) for n in names), key=lambda n: (rank.get(n, len(rank)), n))
 
 
 @dataclass(frozen=True)
@@ -113,10 +147,10 @@ def _suffix_labels(trial_id: str, folders: list[str]) -> list[str]:
 def _labels(trials: pd.DataFrame, keep: np.ndarray) -> list[str]:
     labels = trials["trial"].astype(str).tolist()  # trials has a 0..n-1 index (resolve resets it)
     kept = trials[keep & (trials["experiment"] == LOCAL_EXPERIMENT).to_numpy()]
-    for trial_id, g in kept.groupby("trial", sort=False):
-        if len(g) > 1:
-            for pos, label in zip(g.index, _suffix_labels(str(trial_id), g["folder"].astype(str).tolist())):
-                labels[int(pos)] = label
+    shared = kept[kept["trial"].duplicated(keep=False)]  # only ids several kept trials share need a label
+    for trial_id, g in shared.groupby("trial", sort=False):
+        for pos, label in zip(g.index, _suffix_labels(str(trial_id), g["folder"].astype(str).tolist())):
+            labels[int(pos)] = label
     return labels
 
 

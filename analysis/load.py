@@ -7,11 +7,13 @@
 Bad input never stops a load: a corrupt or truncated ``trial.json``, an unknown schema version, an
 unknown task, a metric the task does not have, and a missing or NaN metric (a record
 ``mat.spec.tasks.task_score`` would refuse to score) are skipped with an :class:`AnalysisWarning` naming the
-file and the metric, and listed in ``df.attrs["skipped"]`` as ``(path, reason)`` pairs.
+file and the metric, and listed as ``(path, reason)`` pairs in the :class:`~analysis.tidy.Loaded` that
+:func:`load_with_notes` returns beside the frame (never in ``df.attrs``, which pandas deep-copies into every
+derived frame).
 
 Trial identity (:mod:`analysis.identity`): a trial loaded twice is kept once (SUCCEEDED, then newest
 copy; the others listed as skipped); two trials of one configuration and seed are counted once (the
-other listed in ``df.attrs["repeats"]``); local trials sharing a trial id (``runs/<method>/seed<k>/``)
+other listed in ``Loaded.repeats``); local trials sharing a trial id (``runs/<method>/seed<k>/``)
 are told apart by their folder.
 """
 
@@ -23,7 +25,6 @@ from typing import Iterable
 
 import pandas as pd
 
-from analysis.identity import REPEAT_FIELDS
 from analysis.nni_store import (
     NNI_STATUS,
     NniStore,
@@ -42,16 +43,17 @@ from analysis.tidy import (
     TRIAL_COLUMNS,
     AnalysisWarning,
     Builder,
+    Loaded,
     check_record,
     config_key,
 )
 from mat.spec.records import RECORD_FILE, STATUSES
 
 __all__ = [
-    "COLUMNS", "DEV", "LOCAL_EXPERIMENT", "NNI_STATUS", "RUN_KEYS", "TRIAL_COLUMNS", "AnalysisWarning", "NniStore",
-    "check_record", "config_key", "default_nni_dir", "find_record_files", "load", "load_nni_experiment",
-    "load_records", "nni_experiment_dir", "parameter_history", "read_nni_store", "repeats", "skipped",
-    "status_counts", "trials",
+    "COLUMNS", "DEV", "LOCAL_EXPERIMENT", "NNI_STATUS", "RUN_KEYS", "TRIAL_COLUMNS", "AnalysisWarning",
+    "Loaded", "NniStore", "check_record", "config_key", "default_nni_dir", "find_record_files", "load",
+    "load_nni_experiment", "load_records", "load_with_notes", "nni_experiment_dir", "parameter_history",
+    "read_nni_store", "status_counts", "trials",
 ]
 
 
@@ -89,8 +91,8 @@ def load_records(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         roots: folders searched recursively, or record files.
 
     Returns:
-        The tidy frame; ``attrs["skipped"]`` lists ``(path, reason)`` for each file that was skipped,
-        ``attrs["repeats"]`` the trials set aside as repeats of a configuration and seed.
+        The tidy frame (each skipped file and each repeat is named in an :class:`AnalysisWarning`;
+        :func:`load_with_notes` returns their lists beside the frame).
 
     Raises:
         FileNotFoundError: a root does not exist.
@@ -101,9 +103,10 @@ def load_records(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     return b.frame()
 
 
-def load(records: Iterable[str | os.PathLike[str]] = (), experiments: Iterable[str] = (),
-         nni_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Load record folders and NNI experiments together into one tidy frame, every trial once.
+def load_with_notes(records: Iterable[str | os.PathLike[str]] = (), experiments: Iterable[str] = (),
+                    nni_dir: str | os.PathLike[str] | None = None) -> Loaded:
+    """Load record folders and NNI experiments together into one tidy frame, every trial once, with the
+    skipped inputs and the repeats beside it.
 
     A trial found twice (an NNI experiment also given as a records folder, or two copies of one record)
     keeps one copy, the SUCCEEDED and newest; the others are listed as skipped.
@@ -117,7 +120,17 @@ def load(records: Iterable[str | os.PathLike[str]] = (), experiments: Iterable[s
         load_nni_into(b, exp_dir)
     for root in _roots(records):
         _read_records_into(b, root)
-    return b.frame()
+    return b.loaded()
+
+
+def load(records: Iterable[str | os.PathLike[str]] = (), experiments: Iterable[str] = (),
+         nni_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The tidy frame of :func:`load_with_notes` alone.
+
+    Raises:
+        FileNotFoundError: a records folder or an experiment does not exist.
+    """
+    return load_with_notes(records, experiments, nni_dir).frame
 
 
 def trials(df: pd.DataFrame) -> pd.DataFrame:
@@ -137,14 +150,3 @@ def status_counts(df: pd.DataFrame) -> dict[str, int]:
         if s not in out:
             out[str(s)] = int(n)
     return out
-
-
-def skipped(df: pd.DataFrame) -> list[tuple[str, str]]:
-    """The ``(path, reason)`` pairs of the inputs skipped while loading ``df``."""
-    return list(df.attrs.get("skipped", []))
-
-
-def repeats(df: pd.DataFrame) -> pd.DataFrame:
-    """The trials set aside as repeats while loading ``df``: ``method, task, model, seed, kept, kept_source,
-    kept_status, repeat, repeat_source, repeat_status``."""
-    return pd.DataFrame(list(df.attrs.get("repeats", [])), columns=list(REPEAT_FIELDS))

@@ -1,7 +1,8 @@
 """Figures: a pure ``*_info`` function computes the numbers, a thin renderer draws them.
 
 * :func:`seed_box_info` / :func:`seed_box_plot`: the paper's Figure 3, per-seed task scores (a task's
-  metrics averaged) by task and method as box plots, tasks split into two panels by their y-range.
+  metrics averaged) by task and arm (a method or its named variant, :mod:`analysis.identity`) as box plots,
+  tasks split into two panels by their y-range.
 * :func:`ablation_info` / :func:`ablation_plot`: a swept hyperparameter against the score, mean ± std.
 * :func:`learning_curve_info` / :func:`learning_curve_plot`: dev score over the intermediate evaluations.
 * :func:`hparam_info` / :func:`hparam_plot`: each searched hyperparameter against the trial scores.
@@ -26,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.aggregate import searched_params
+from analysis.identity import arm_order
 from analysis.tables import setting_label
 from analysis.tidy import DEV
 from mat.spec.tasks import sort_tasks, task_label
@@ -49,12 +51,6 @@ def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6
     return fig, axes
 
 
-def _methods(values: Sequence[str]) -> list[str]:
-    """Methods in a stable order: vanilla first, mat last, the rest alphabetical."""
-    rank = {"vanilla": 0, "mat": 2}
-    return sorted(dict.fromkeys(values), key=lambda m: (rank.get(m, 1), m))
-
-
 # ------------------------------------------------------------------------------------------ Figure 3
 
 
@@ -63,17 +59,17 @@ class BoxInfo:
     """What Figure 3 draws.
 
     Attributes:
-        data: per-seed rows ``task, method, seed, value`` (value = the task score).
-        stats: per (task, method): ``n, median, q1, q3, whislo, whishi`` as matplotlib's box plot
+        data: per-seed rows ``task, arm, seed, value`` (value = the task score).
+        stats: per (task, arm): ``n, median, q1, q3, whislo, whishi`` as matplotlib's box plot
             computes them (linear-interpolated quartiles; whiskers at the furthest points within 1.5 IQR).
         panels: the task groups, one per panel, each in GLUE order.
-        methods: hue order.
+        arms: hue order (:func:`analysis.identity.arm_order`).
     """
 
     data: pd.DataFrame
     stats: pd.DataFrame
     panels: list[list[str]]
-    methods: list[str]
+    arms: list[str]
 
 
 def split_panels(medians: pd.Series, n_panels: int = 2) -> list[list[str]]:
@@ -97,7 +93,7 @@ def _box_stats(v: np.ndarray) -> tuple[int, float, float, float, float, float]:
 
 
 def seed_box_info(scores: pd.DataFrame, split: str = DEV, n_panels: int = 2) -> BoxInfo:
-    """Figure 3's numbers from :func:`analysis.aggregate.trial_scores` rows (one config per method).
+    """Figure 3's numbers from :func:`analysis.aggregate.trial_scores` rows (one config per arm).
 
     Args:
         scores: per-trial rows; the ``score`` metric on ``split`` (the mean of a task's metrics) is used.
@@ -105,31 +101,33 @@ def seed_box_info(scores: pd.DataFrame, split: str = DEV, n_panels: int = 2) -> 
         n_panels: how many y-ranges to split the tasks into.
     """
     d = scores[(scores["metric"] == "score") & (scores["split"] == split)]
-    data = d[["task", "method", "seed", "value"]].dropna(subset=["value"]).reset_index(drop=True)
-    rows = [(t, m, *_box_stats(g["value"].to_numpy(dtype=float))) for (t, m), g in data.groupby(["task", "method"])]
-    stats = pd.DataFrame(rows, columns=["task", "method", "n", "median", "q1", "q3", "whislo", "whishi"])
+    data = d[["task", "arm", "seed", "value"]].dropna(subset=["value"]).reset_index(drop=True)
+    groups = data.groupby(["task", "arm"])
+    rows = [(t, m, *_box_stats(g["value"].to_numpy(dtype=float))) for (t, m), g in groups]
+    stats = pd.DataFrame(rows, columns=["task", "arm", "n", "median", "q1", "q3", "whislo", "whishi"])
     medians = data.groupby("task")["value"].median()
-    return BoxInfo(data, stats, split_panels(medians, n_panels) if len(medians) else [], _methods(data["method"]))
+    panels = split_panels(medians, n_panels) if len(medians) else []
+    return BoxInfo(data, stats, panels, arm_order(data["arm"]))
 
 
 def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
-    """Draw :class:`BoxInfo`: one panel per task group, a box per (task, method), own y-range per panel."""
+    """Draw :class:`BoxInfo`: one panel per task group, a box per (task, arm), own y-range per panel."""
     widths = [max(1, len(p)) for p in info.panels] or [1]
-    per_task = 1.4 * max(1.0, len(info.methods) / 4)  # room for a box per method in each task
+    per_task = 1.4 * max(1.0, len(info.arms) / 4)  # room for a box per arm in each task
     fig, axes = new_figure(1, len(widths), (max(5.0, per_task * sum(widths) + 2), 4.2),
                            gridspec_kw={"width_ratios": widths})
     for ax, tasks in zip(axes[0], info.panels):
         panel = info.data[info.data["task"].isin(tasks)]
         with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated `vert`
             warnings.filterwarnings("ignore", message=".*vert: bool.*")
-            sns.boxplot(data=panel, x="task", y="value", hue="method", order=tasks, hue_order=info.methods,
+            sns.boxplot(data=panel, x="task", y="value", hue="arm", order=tasks, hue_order=info.arms,
                         ax=ax, whis=1.5, fliersize=3)
         ax.set_xticks(range(len(tasks)), [task_label(t) for t in tasks])
         ax.set_xlabel("")
         ax.set_ylabel("score (task metrics averaged)")
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    rows = figure_legend(fig, axes.flat, info.methods)
+    rows = figure_legend(fig, axes.flat, info.arms)
     fig.suptitle(title, y=0.02, va="bottom", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1 - (0.1 + 0.25 * rows) / fig.get_figheight()))
     return fig
@@ -217,7 +215,7 @@ def ablation_plot(info: pd.DataFrame, param: str, metric: str = "score") -> Figu
 
 def learning_curve_info(df: pd.DataFrame, split: str = DEV,
                         statuses: Sequence[str] | None = ("SUCCEEDED",)) -> pd.DataFrame:
-    """Dev score over the intermediate evaluations: mean and std over trials per (task, method, step).
+    """Dev score over the intermediate evaluations: mean and std over trials per (task, arm, step).
 
     Args:
         df: the tidy frame of :mod:`analysis.load` (its ``kind == "eval"`` rows are used).
@@ -225,31 +223,31 @@ def learning_curve_info(df: pd.DataFrame, split: str = DEV,
         statuses: trial statuses to include (None: all, partial trials too).
 
     Returns:
-        ``task, method, step, n, mean, std``.
+        ``task, arm, step, n, mean, std``.
     """
     d = df[(df["kind"] == "eval") & (df["split"] == split) & (df["metric"] != "default")]
     if statuses is not None:
         d = d[d["status"].isin(list(statuses))]
-    per_trial = d.groupby(["task", "method", "experiment", "trial", "step"], sort=False)["value"].mean()
-    g = per_trial.groupby(["task", "method", "step"]).agg(["count", "mean", "std"]).reset_index()
+    per_trial = d.groupby(["task", "arm", "experiment", "trial", "step"], sort=False)["value"].mean()
+    g = per_trial.groupby(["task", "arm", "step"]).agg(["count", "mean", "std"]).reset_index()
     return g.rename(columns={"count": "n"}).astype({"n": int})
 
 
 def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
-    """One panel per task: a line per method (mean over trials) with a ±std band."""
+    """One panel per task: a line per arm (mean over trials) with a ±std band."""
     tasks = sort_tasks(info["task"])
     nrows = max(1, math.ceil(len(tasks) / ncols))
     fig, axes = new_figure(nrows, ncols, (4 * ncols, 2.8 * nrows))
-    methods = _methods(info["method"])
-    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
+    arms = arm_order(info["arm"])
+    palette = dict(zip(arms, sns.color_palette(n_colors=len(arms))))
     for ax, task in zip(axes.flat, tasks):
-        for method in methods:
-            g = info[(info["task"] == task) & (info["method"] == method)].sort_values("step")
+        for arm in arms:
+            g = info[(info["task"] == task) & (info["arm"] == arm)].sort_values("step")
             if g.empty:
                 continue
-            ax.plot(g["step"], g["mean"], color=palette[method], label=method)
+            ax.plot(g["step"], g["mean"], color=palette[arm], label=arm)
             sd = g["std"].fillna(0.0)
-            ax.fill_between(g["step"], g["mean"] - sd, g["mean"] + sd, color=palette[method], alpha=0.15)
+            ax.fill_between(g["step"], g["mean"] - sd, g["mean"] + sd, color=palette[arm], alpha=0.15)
         ax.set_title(task_label(task), fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel("dev score")
@@ -273,36 +271,36 @@ def hparam_info(scores: pd.DataFrame, params: Sequence[str] | None = None, split
     """Each trial's ``metric`` against each searched hyperparameter (default: :func:`searched_params`).
 
     Returns:
-        Long rows ``task, method, param, setting, value, delta``; ``delta`` is the value minus the mean of
-        the same (task, method) over all its trials, so tasks with different score levels share an axis.
+        Long rows ``task, arm, param, setting, value, delta``; ``delta`` is the value minus the mean of
+        the same (task, arm) over all its trials, so tasks with different score levels share an axis.
     """
     d = scores[(scores["split"] == split) & (scores["metric"] == metric)]
     params = list(params) if params is not None else searched_params(d)
-    delta = d["value"] - d.groupby(["task", "method"])["value"].transform("mean")
+    delta = d["value"] - d.groupby(["task", "arm"])["value"].transform("mean")
     frames = []
     for p in params:
         setting = pd.to_numeric(d[f"param.{p}"], errors="coerce")
-        part = pd.DataFrame({"task": d["task"], "method": d["method"], "param": p, "setting": setting,
+        part = pd.DataFrame({"task": d["task"], "arm": d["arm"], "param": p, "setting": setting,
                              "value": d["value"], "delta": delta}).dropna(subset=["setting", "value"])
         frames.append(part)
-    cols = ["task", "method", "param", "setting", "value", "delta"]
+    cols = ["task", "arm", "param", "setting", "value", "delta"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
 def hparam_plot(info: pd.DataFrame) -> Figure:
     """One panel per hyperparameter: every trial's ``delta`` (score minus its task's mean) against the
-    setting, coloured by method, with each method's mean per setting as a line."""
+    setting, coloured by arm, with each arm's mean per setting as a line."""
     params = list(dict.fromkeys(info["param"]))
-    methods = _methods(info["method"])
-    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
+    arms = arm_order(info["arm"])
+    palette = dict(zip(arms, sns.color_palette(n_colors=len(arms))))
     fig, axes = new_figure(1, max(1, len(params)), (4.2 * max(1, len(params)), 3.8))
     for ax, p in zip(axes[0], params):
         g = info[info["param"] == p]
-        sns.scatterplot(data=g, x="setting", y="delta", hue="method", hue_order=methods, palette=palette, ax=ax,
+        sns.scatterplot(data=g, x="setting", y="delta", hue="arm", hue_order=arms, palette=palette, ax=ax,
                         s=12, alpha=0.35, linewidth=0, legend=False, rasterized=True)
-        for method, gm in g.groupby("method", sort=False):
+        for arm, gm in g.groupby("arm", sort=False):
             mean = gm.groupby("setting")["delta"].mean()
-            ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette[method], label=method)
+            ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette[arm], label=arm)
         if _log_x(g["setting"].tolist()):
             ax.set_xscale("log")
         ax.set_xlabel(p)
@@ -325,7 +323,7 @@ def save_figure(fig: Figure, stem: str | Path, dpi: int = 110) -> list[Path]:
 
 
 def box_artist_stats(fig: Figure) -> pd.DataFrame:
-    """Read back what a :func:`seed_box_plot` drew: per panel, method (container) and box position, the
+    """Read back what a :func:`seed_box_plot` drew: per panel, arm (container) and box position, the
     median line's y and the box's bottom and top (q1, q3). Used by the tests."""
     rows = []
     for panel, ax in enumerate(fig.axes):

@@ -4,7 +4,7 @@ Layout of ``out_dir``::
 
     report.md                 everything below, embedded or linked
     tables/*.md|tex|csv       GLUE (Tables 1-2), ANLI (Table 3), AdvGLUE, ablations (Tables 4-5, the paper's
-                              beside ours), methods against the baseline, summaries
+                              beside ours), arms against the baseline, summaries
     figures/*.png|pdf         per-seed box plots (Figure 3), learning curves, hyperparameters, ablations
 
 Only finished (SUCCEEDED) trials enter tables and figures; running, failed and interrupted trials are
@@ -24,23 +24,24 @@ import pandas as pd
 
 from analysis import aggregate as agg
 from analysis import comparison, plots, published, tables
+from analysis.bookkeeping import (STATUS_LABELS, code_section, listed, repeat_lines, repeats_section,
+                                  status_section)
+from analysis.identity import REPEAT_FIELDS
 from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
 from analysis.ladder_report import ladder_section
-from analysis.load import repeats, skipped, status_counts
+from analysis.load import status_counts
 from analysis.scores import CONVENTIONS
-from analysis.tidy import DEV
-from mat.spec.records import STATUSES
+from analysis.tidy import DEV, Loaded
 from mat.spec.tasks import ANLI_TASKS, GLUE_TASKS
 
 SELECTION_NOTES = {
-    "best": "Each trial contributes its best dev evaluation (the MAT authors' rule).",
-    "final": "Each trial contributes its final (last) evaluation.",
+    "best": "Each trial contributes its best dev evaluation (the MAT authors' rule; chosen on the dev set it "
+            "is scored on, so it reads high).",
+    "last": "Each trial contributes its last evaluation (no choice, no selection bias).",
+    "split": "Each trial contributes the evaluation with the best score on the selection half of the dev "
+             "set, scored on the report half (docs/analysis.md, \"Selection rules\").",
 }
-# Display names of mat.spec.records.STATUSES, in the order the report lists them.
-STATUS_LABELS = {"SUCCEEDED": "finished", "RUNNING": "running", "FAILED": "failed", "INTERRUPTED": "interrupted"}
-assert set(STATUS_LABELS) == set(STATUSES), "a record status without a display name"
-MAX_LISTED = 50
 
 
 @dataclass(frozen=True)
@@ -85,36 +86,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "model"
 
 
-def _status_section(df: pd.DataFrame, counts: dict[str, int]) -> list[str]:
-    rows = [(f"{label} ({s})", counts.get(s, 0)) for s, label in STATUS_LABELS.items()]
-    rows += [(s, n) for s, n in counts.items() if s not in STATUS_LABELS]
-    rows.append(("total", sum(counts.values())))
-    lines = ["## Trials", "", tables.plain_markdown(pd.DataFrame(rows, columns=["status", "trials"])),
-             "Only finished (SUCCEEDED) trials enter the tables and figures; running, failed and interrupted "
-             "trials are counted here and never as complete.", ""]
-    open_trials = agg.trial_table(df)
-    open_trials = open_trials[open_trials["status"] != "SUCCEEDED"]
-    if len(open_trials):
-        shown = open_trials.head(MAX_LISTED)[["experiment", "trial", "task", "method", "status", "error"]].fillna("")
-        shown["error"] = shown["error"].astype(str).str.slice(0, 160)
-        more = f" (first {MAX_LISTED} of {len(open_trials)})" if len(open_trials) > MAX_LISTED else ""
-        lines += [f"### Unfinished trials{more}", "", tables.plain_markdown(shown)]
-    return lines
-
-
-def _listed(title: str, items: list[str], none: str = "None.", about: str = "") -> list[str]:
-    lines = [f"## {title} ({len(items)})", ""] + ([about, ""] if about else [])
-    more = [f"- ... and {len(items) - MAX_LISTED} more"] if len(items) > MAX_LISTED else []
-    return lines + (items[:MAX_LISTED] or [none]) + more + [""]
-
-
-def _repeats_section(df: pd.DataFrame) -> list[str]:
-    items = [f"- {r.method}, {r.task}, seed {r.seed}: kept `{r.kept_source}` ({r.kept_status}); set aside "
-             f"`{r.repeat_source}` ({r.repeat_status})" for r in repeats(df).itertuples()]
-    return _listed("Repeated trials", items, about="Two finished trials of one method, task, model, configuration "
-                   "(run settings included) and seed count once: the newest.")
-
-
 class _Writer:
     """Collects report lines and written files."""
 
@@ -148,7 +119,7 @@ def _reference_rows(ref: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice_note: str) -> None:
-    ours = tables.method_rows(ms)
+    ours = tables.arm_rows(ms)
     sel_note = f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per task. " \
         + choice_note
     dev = ours[ours["split"] == DEV]
@@ -164,7 +135,7 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice
         both = pd.concat([agg.glue_scores(ms, c) for c in CONVENTIONS], ignore_index=True)
         both["glue_score"] = both["glue_score"].map(lambda v: tables.fmt(v, 2))
         w.lines += ["GLUE scores under both conventions (`-`: tasks missing):", "",
-                    tables.plain_markdown(both[["method", "convention", "glue_score", "n_tasks", "missing"]])]
+                    tables.plain_markdown(both[["arm", "convention", "glue_score", "n_tasks", "missing"]])]
     if ours["task"].isin(ANLI_TASKS).any():
         ref = published.anli_reference(model)
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(ANLI_TASKS)]], ignore_index=True)
@@ -178,15 +149,15 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice
 
 
 def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> None:
-    methods = sorted(set(sel["method"]))
-    if "mat" not in methods or len(methods) < 2:
+    arms = sorted(set(sel["arm"]))
+    if "mat" not in arms or len(arms) < 2:
         return
     frames = [comparison.paired_comparison(sel, "mat", m, interval=opt.interval, n_boot=opt.n_boot, seed=opt.seed)
-              for m in methods if m != "mat"]
-    comp = pd.concat(frames, ignore_index=True).sort_values(["task", "method_b"], kind="stable")
+              for m in arms if m != "mat"]
+    comp = pd.concat(frames, ignore_index=True).sort_values(["task", "arm_b"], kind="stable")
     w.csv(comp, f"comparison_{slug(model)}")
     shown = pd.DataFrame({
-        "task": comp["task"], "vs": comp["method_b"],
+        "task": comp["task"], "vs": comp["arm_b"],
         "pairs (mat/other seeds)": [f"{p} ({a}/{b})" for p, a, b in zip(comp["n_pairs"], comp["n_a"], comp["n_b"])],
         "mean diff": comp["mean_diff"].map(lambda v: tables.fmt(v, 2)),
         "95% CI": [tables.fmt_interval(a, b) for a, b in zip(comp["ci_low"], comp["ci_high"])],
@@ -196,18 +167,18 @@ def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> Non
                 f"Mean of the per-seed differences MAT - other over the seeds both ran; {INTERVAL_NOTES[opt.interval]} "
                 "of it; paired t-test (`scipy.stats.ttest_rel`) and exact Wilcoxon signed-rank p-values (with 5 "
                 "seeds the Wilcoxon p is at least 0.0625).", "", tables.plain_markdown(shown)]
-    warned = zip(comp["task"], comp["method_b"], comp["warning"])
+    warned = zip(comp["task"], comp["arm_b"], comp["warning"])
     w.lines += [f"- warning: {t}, mat vs {b}: {x}" for t, b, x in warned if x]
     w.lines.append("")
 
 
 def _baseline_section(w: _Writer, model: str, sel: pd.DataFrame, best: pd.DataFrame, opt: Options) -> None:
-    if opt.baseline not in set(sel["method"]) or sel["method"].nunique() < 2:
+    if opt.baseline not in set(sel["arm"]) or sel["arm"].nunique() < 2:
         return
     comp = comparison.compare_to_baseline(sel, opt.baseline, best, interval=opt.interval, n_boot=opt.n_boot,
                                           seed=opt.seed)
     w.csv(comp, f"compare_{slug(model)}")
-    w.lines += [f"### Methods against {opt.baseline}", ""]
+    w.lines += [f"### Arms against {opt.baseline}", ""]
     w.table(comparison.comparison_table(comp, opt.baseline, f"Dev task score against {opt.baseline}, {model}",
                                         f"compare_table_{slug(model)}", comparison.table_notes(opt.interval)))
 
@@ -219,19 +190,20 @@ def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Seq
     w.lines += ["## Ablations", "",
                 "Trials that differ from each task's best configuration only in the swept hyperparameter; "
                 "mean ± std over seeds.", ""]
-    for (model, method, p), (sl, factor) in slices.items():
+    for (model, arm, p), (sl, factor) in slices.items():
         info = plots.ablation_info(sl, p)
-        name = f"ablation_{slug(p)}_{slug(method)}_{slug(model)}"
+        name = f"ablation_{slug(p)}_{slug(arm)}_{slug(model)}"
         swept = " = ".join(factor)
-        w.table(tables.ablation_table(info, p, f"{method}: ablation over {swept}, {model}", name))
-        _paper_ablation(w, info, factor, method, model, name)
+        w.table(tables.ablation_table(info, p, f"{arm}: ablation over {swept}, {model}", name))
+        _paper_ablation(w, info, factor, arm, model, name)
         w.figure(plots.ablation_plot(info, p), name,
-                 f"{method}, {model}: dev score against {p} (mean ± std over seeds)")
+                 f"{arm}, {model}: dev score against {p} (mean ± std over seeds)")
 
 
-def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], method: str, model: str, name: str) -> None:
+def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], arm: str, model: str,
+                    name: str) -> None:
     """The paper's Table 4 or 5, on the tasks we ran, beside our ablation of ``factor`` (MAT, BERT-base)."""
-    ref = published.ablation_reference(factor, method, model)
+    ref = published.ablation_reference(factor, arm, model)
     if ref is None or not ref[1]["task"].isin(set(info["task"])).any():
         return
     hp, rows = ref
@@ -245,25 +217,21 @@ def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], method: s
 def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
     w.csv(best, "best_configs")
     shown = pd.DataFrame({
-        "model": best["model"], "task": best["task"], "method": best["method"], "n": best["n"],
+        "model": best["model"], "task": best["task"], "arm": best["arm"], "n": best["n"],
         "configs searched": best["n_configs"], "chosen on": best["selected_on"],
         "dev score": [tables.fmt(m, 2) + ("" if pd.isna(s) else f" ± {tables.fmt(s, 2)}")
                       for m, s in zip(best["mean"], best["std"])],
         "95% CI": [tables.fmt_interval(a, b) for a, b in zip(best["ci_low"], best["ci_high"])],
         "config": best["config"].map(lambda c: f"`{c}`"),
     })
-    w.lines += ["## Best configuration per task and method", "",
+    w.lines += ["## Best configuration per task and arm", "",
                 f"Chosen on the mean dev task score over the seeds in 'chosen on'; {INTERVAL_NOTES[opt.interval]}. "
                 "A score chosen as the best of several configurations on the same seeds reads optimistic.",
                 "", tables.plain_markdown(shown)]
 
 
-def _repeat_lines(df: pd.DataFrame) -> list[str]:
-    return [f"{r.method}, {r.task}, seed {r.seed}: run twice ({r.kept_source}, {r.repeat_source})"
-            for r in repeats(df).itertuples()]
-
-
-def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best", convention: str = "paper",
+def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: str = "best",
+                 convention: str = "paper",
                  sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
                  seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
                  report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
@@ -272,16 +240,18 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
     Args:
-        df: the tidy frame of :mod:`analysis.load`.
+        data: what :func:`analysis.load.load_with_notes` returns (the tidy frame with the skipped inputs and
+            repeats it set aside, which the page lists), or the tidy frame alone.
         out_dir: output folder (created).
-        selection: ``"best"`` or ``"final"`` evaluation per trial.
+        selection: ``"best"``, ``"last"`` (``"final"``) or ``"split"`` (:mod:`analysis.selection`).
         convention: GLUE score convention named under the GLUE tables.
         sources: text naming where ``df`` came from (printed in the report).
         ablations: hyperparameters to tabulate as ablations even when others vary too.
         n_boot, seed: bootstrap resamples and seed.
         interval: ``"t"`` (default) or ``"bootstrap"`` for every interval of a mean.
         select_seeds, report_seeds: choose configurations on some seeds and report the others.
-        baseline: the method of the "methods against the baseline" table.
+        baseline: the arm of the "arms against the baseline" table (an arm: a method or its named variant,
+            :mod:`analysis.identity`).
         strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
         page: the file name of the page written into ``out_dir``.
         title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
@@ -297,27 +267,28 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         ValueError: unknown selection, convention or interval; overlapping seed lists.
         SeedMismatch: ``strict`` and seed sets differ or a seed repeats (nothing is written).
     """
-    opt = Options(selection, convention, tuple(ablations), interval, n_boot, seed,
+    opt = Options(agg._check_selection(selection), convention, tuple(ablations), interval, n_boot, seed,
                   None if select_seeds is None else tuple(select_seeds),
                   None if report_seeds is None else tuple(report_seeds), baseline, strict)
-    agg._check_selection(selection)
+    selection = agg._check_selection(selection)
     check_interval(interval)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}")
-    scores = agg.trial_scores(df, selection)
-    unscored = list(scores.attrs.get("unscored", []))
+    loaded = data if isinstance(data, Loaded) else Loaded(data, [], pd.DataFrame(columns=list(REPEAT_FIELDS)))
+    df = loaded.frame
+    scores, unscored = agg.scored_trials(df, selection)
     scores, rung_scores = split_rungs(scores)
     choice = agg.choose_configs(scores, opt.select_seeds, opt.report_seeds, interval, n_boot, seed=seed) \
         if not scores.empty else None
     seed_issues = comparison.seed_problems(choice.per_seed) if choice is not None else []
     seed_issues += comparison.seed_problems(rung_scores) if not rung_scores.empty else []
-    if strict and (seed_issues or _repeat_lines(df)):
-        raise comparison.SeedMismatch("--strict: " + "; ".join(_repeat_lines(df) + seed_issues))
+    if strict and (seed_issues or repeat_lines(loaded.repeats)):
+        raise comparison.SeedMismatch("--strict: " + "; ".join(repeat_lines(loaded.repeats) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = _Writer(out)
     counts = status_counts(df)
-    skips = skipped(df) + unscored
+    skips = loaded.skipped + unscored
     w.lines += [f"# {title}", ""] + ([preface.strip(), ""] if preface and preface.strip() else [])
     w.lines += [f"- Source: {s}" for s in sources] + [
         f"- Selection: `{selection}`. {SELECTION_NOTES[selection]}",
@@ -326,13 +297,15 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         + (f", {n_boot} resamples, seed {seed}." if interval == "bootstrap" else "."),
         "- Comparisons: paired by seed (paired t-test and exact Wilcoxon signed-rank test).",
         f"- Configuration choice: {choice.note if choice is not None else '-'}", ""]
-    w.lines += _status_section(df, counts)
-    w.lines += _listed("Skipped inputs", [f"- `{p}`: {r}" for p, r in skips])
-    w.lines += _repeats_section(df)
-    w.lines += _listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
-                       "Every method ran the same seeds, each once.")
+    w.lines += status_section(df, counts)
+    w.lines += listed("Skipped inputs", [f"- `{p}`: {r}" for p, r in skips])
+    w.lines += repeats_section(loaded.repeats)
+    w.lines += listed("Seed checks", [f"- warning: {p}" for p in seed_issues],
+                      "Every arm ran the same seeds, each once.")
+    w.lines += code_section(df)
     if not rung_scores.empty:
-        ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds)
+        ladder_section(w, df, rung_scores, interval, n_boot, seed, opt.select_seeds, opt.report_seeds,
+                       selection)
     if choice is not None:
         _results(w, df, scores, choice, opt)
     elif rung_scores.empty:
@@ -349,17 +322,17 @@ def _results(w: _Writer, df: pd.DataFrame, scores: pd.DataFrame, choice: agg.Cho
     summary = agg.seed_summary(scores, agg.CONFIG_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
     w.csv(summary, "config_summary")
     sel = choice.per_seed
-    method_summary = agg.seed_summary(sel, agg.METHOD_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
-    w.csv(method_summary, "method_summary")
+    arm_summary = agg.seed_summary(sel, agg.ARM_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
+    w.csv(arm_summary, "arm_summary")
     for model in sorted(set(sel["model"])):
-        _model_section(w, df, model, sel, scores, method_summary, choice, opt)
+        _model_section(w, df, model, sel, scores, arm_summary, choice, opt)
     _ablations(w, scores, choice.best, opt.ablations)
     _best_section(w, choice.best, opt)
 
 
 def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, scores: pd.DataFrame,
-                   method_summary: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
-    ms = method_summary[method_summary["model"] == model]
+                   arm_summary: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
+    ms = arm_summary[arm_summary["model"] == model]
     msel = sel[sel["model"] == model]
     w.lines += [f"## {model}", ""]
     _model_tables(w, model, ms, opt, choice.note)
@@ -368,7 +341,7 @@ def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, 
         w.lines += ["### Per-seed scores (Figure 3 layout)", ""]
         w.figure(plots.seed_box_plot(info, f"{model}: dev task score per seed, chosen configuration"),
                  f"seed_box_{slug(model)}",
-                 "Per-seed dev task scores by task and method (multi-metric tasks averaged)")
+                 "Per-seed dev task scores by task and arm (multi-metric tasks averaged)")
     _baseline_section(w, model, msel, choice.best[choice.best["model"] == model], opt)
     _comparisons(w, model, msel, opt)
     evals = df[df["kind"] == "eval"]

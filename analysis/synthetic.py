@@ -105,12 +105,14 @@ def synthetic_records(methods: Sequence[str] = METHODS, tasks: Sequence[str] = G
         yield make_record(method, task, seed, config, n_evals, model, status)
 
 
-# Synthetic ladder: per-rung offsets (points), δ's own KL, and the (forward, backward) passes per step the real
-# trials count at K_δ = K_θ = 2 with --diagnostics (tests/test_ladder.py checks those).
+# Synthetic ladder: per-rung offsets (points), δ's own KL, and training's (forward, backward) passes per step
+# the real trials count at K_δ = K_θ = 2 (tests/test_ladder.py checks those); with --diagnostics the
+# MAT-method rungs add one diagnostic forward per step, counted apart, and make K_θ = 2 optimizer updates per
+# step.
 RUNG_OFFSET = {"vanilla": 0.0, "inner_steps": 0.4, "sampling": 0.6, "dropout_consistency": 1.2, "mat": 1.2,
                "mat_visible_delta": 0.9, "r3f": 0.7}
-RUNG_PASSES = {"vanilla": (1, 1), "inner_steps": (3, 2), "sampling": (3, 2), "dropout_consistency": (6, 4),
-               "mat": (8, 6), "mat_visible_delta": (8, 6), "r3f": (2, 2)}
+RUNG_PASSES = {"vanilla": (1, 1), "inner_steps": (2, 2), "sampling": (2, 2), "dropout_consistency": (5, 4),
+               "mat": (7, 6), "mat_visible_delta": (7, 6), "r3f": (2, 2)}
 RUNG_OWN_KL = {"dropout_consistency": 0.0, "mat": 5e-11, "mat_visible_delta": 4e-3}
 
 
@@ -137,8 +139,11 @@ def make_ladder_record(rung: str, task: str, seed: int, n_evals: int = 4, model:
     rec.best, rec.final = max(rec.evals, key=lambda e: e.score), rec.evals[-1]
     rec.status, rec.train_steps = "SUCCEEDED", rec.final.step
     fwd, bwd = RUNG_PASSES[name]
+    mat_step = get_rung(rung).method == "mat"
     rec.cost = {"wall_seconds": {"train": 10.0 * (fwd + bwd)}, "optimizer_steps": rec.train_steps,
-                "passes": {"forward": fwd * rec.train_steps, "backward": bwd * rec.train_steps}}
+                "optimizer_updates": rec.train_steps * (2 if mat_step else 1),
+                "passes": {"forward": fwd * rec.train_steps, "backward": bwd * rec.train_steps},
+                "diagnostic_passes": {"forward": float(rec.train_steps if mat_step else 0), "backward": 0.0}}
     return rec
 
 

@@ -2,7 +2,7 @@
 
 Every builder takes long rows ``row, task, split, metric, value`` (plus optional ``std``, ``n``,
 ``published_score``, ``source``): published rows from :mod:`analysis.published` and our rows from
-:func:`method_rows` fit the same shape, so they sit in one table.
+:func:`arm_rows` fit the same shape, so they sit in one table.
 
 * :func:`glue_table`: Tables 1-2. Tasks as columns, a task's metrics as ``a/b`` (``-`` for an unknown
   one), a Score column, the convention named under the table.
@@ -310,21 +310,22 @@ def write_table(table: Table, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def method_rows(summary: pd.DataFrame, label: str = "{method} (ours)") -> pd.DataFrame:
-    """Our rows for the table builders from a :func:`analysis.aggregate.seed_summary` by method.
+def arm_rows(summary: pd.DataFrame, label: str = "{arm} (ours)") -> pd.DataFrame:
+    """Our rows for the table builders from a :func:`analysis.aggregate.seed_summary` by arm (a method or its
+    named variant, :mod:`analysis.identity`): one row per arm.
 
     Args:
-        summary: rows ``method, task, split, metric, n, mean, std`` (one model).
-        label: row label template; fields ``method`` and ``model``.
+        summary: rows ``arm, task, split, metric, n, mean, std`` (one model).
+        label: row label template; fields ``arm`` and ``model``.
 
     Returns:
-        Long rows ``row, method, task, split, metric, value, std, n, source``.
+        Long rows ``row, arm, task, split, metric, value, std, n, source``.
     """
     s = summary[summary["metric"] != "score"]
     models = s["model"] if "model" in s.columns else pd.Series([""] * len(s), index=s.index)
     rows = pd.DataFrame({
-        "row": [label.format(method=m, model=md) for m, md in zip(s["method"], models)],
-        "method": s["method"].to_numpy(), "task": s["task"].to_numpy(), "split": s["split"].to_numpy(),
+        "row": [label.format(arm=m, model=md) for m, md in zip(s["arm"], models)],
+        "arm": s["arm"].to_numpy(), "task": s["task"].to_numpy(), "split": s["split"].to_numpy(),
         "metric": s["metric"].to_numpy(), "value": s["mean"].to_numpy(dtype=float),
         "std": s["std"].to_numpy(dtype=float), "n": s["n"].to_numpy(),
     })

@@ -3,9 +3,10 @@
 Each evaluation of a record carries ``telemetry``: the mean of every training statistic over the steps since
 the previous evaluation (:mod:`mat.telemetry`). The tidy frame holds them as ``kind == "telemetry"`` rows
 (:mod:`analysis.tidy`). :func:`telemetry_info` averages them over the trials of a (task, group) per step, the
-group being the trial's rung where it has one (:mod:`mat.spec.ladder`), else its method; :func:`telemetry_plot`
-draws a statistic per row of panels and a task per column, a line per group. :func:`kl_rows` and
-:func:`kl_table` set δ's own ℓ_s against the dropout-only ℓ_s (both from ``--diagnostics``) over training.
+group being the trial's arm (its rung, :mod:`mat.spec.ladder`, or other named variant, else its method);
+:func:`telemetry_plot` draws a statistic per row of panels and a task per column, a line per group.
+:func:`kl_rows` and :func:`kl_table` set δ's own ℓ_s against the dropout-only ℓ_s (both from
+``--diagnostics``) over training.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ LABELS = {
 
 
 def group_labels(df: pd.DataFrame) -> pd.Series:
-    """Each row's group: the trial's rung (``param.rung``) where it has one, else its method."""
+    """Each row's group: the trial's arm (:mod:`analysis.identity`: its rung or other named variant, else its
+    method); a frame without an ``arm`` column is grouped by ``param.rung`` where set, else by method."""
+    if "arm" in df.columns:
+        return df["arm"].astype(str)
     col = f"param.{RUNG_KEY}"
     if col not in df.columns:
         return df["method"].astype(str)

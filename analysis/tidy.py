@@ -2,8 +2,12 @@
 
 One row per (trial, evaluation kind, step, split, metric)::
 
-    experiment, trial, method, task, model, seed, status, error, config, source,
+    experiment, trial, method, arm, task, model, seed, status, error, config, source,
     kind, step, epoch, split, metric, value, param.<name>..., run.<name>...
+
+* ``method`` is the method the trial trained with; ``arm`` the arm it belongs to
+  (:func:`analysis.identity.arm_name`: the method's named variant, ``params.arm`` or ``params.rung``, where
+  the record names one, else the method). Tables, plots and comparisons have a row per arm.
 
 * ``kind`` is ``"eval"`` (every evaluation in ``evals``), ``"best"`` (the record's best dev evaluation,
   the one the authors report) or ``"final"`` (the last one), so best and final are a filter away.
@@ -14,17 +18,26 @@ One row per (trial, evaluation kind, step, split, metric)::
   the run settings that change results (the record's ``run`` object, under ``"run"``) where the record
   has them, so seeds of one configuration share it and a smoke run never pools with a full run.
 * ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters; ``cost.<name>`` the
-  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``);
-  ``code.git_sha`` and ``code.<package>`` the commit and package versions (``code.torch``...) the record names.
+  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``,
+  ``cost.optimizer_steps``, ``cost.optimizer_updates``, ``cost.diagnostic_passes.forward``), with what an
+  older record lacks derived from its parameters (:func:`mat.spec.cost.derive_cost`) and named in
+  ``cost.derived`` (comma-separated); ``code.git_sha`` and ``code.<package>`` the commit and package versions
+  (``code.torch``...) the record names, ``code.git_dirty`` and ``code.git_diff_sha`` whether its tracked
+  files had uncommitted changes, and their hash.
 * ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
   statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
+* A record that kept its dev predictions (:mod:`mat.spec.records`) has, per evaluation, ``kind == "eval"`` rows on
+  the splits ``"dev.selection"`` and ``"dev.report"``: the task's metrics on the two fixed halves of the dev
+  set (:mod:`analysis.halves`), which ``--selection split`` chooses and reports on.
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
   evaluation is one row whose ``kind``, ``metric`` and ``value`` are missing.
 
 ``(experiment, trial)`` names one trial (:mod:`analysis.identity` makes it so: copies of one trial are
 kept once, repeats of one configuration and seed are counted once, and local trials that share a trial
-id, as in ``runs/<method>/seed<k>/``, are told apart by their folder). ``df.attrs["skipped"]`` lists the
-inputs skipped as ``(path, reason)``; ``df.attrs["repeats"]`` the repeats set aside.
+id, as in ``runs/<method>/seed<k>/``, are told apart by their folder). The inputs skipped as
+``(path, reason)`` and the repeats set aside come beside the frame (:class:`Loaded`), never in
+``df.attrs``: pandas deep-copies ``attrs`` into every frame derived from one (each column access, each
+filter), which made a 10,000-record report spend most of its time copying those lists.
 """
 
 from __future__ import annotations
@@ -41,6 +54,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import identity
+from analysis.halves import check_predictions, half_metrics, has_predictions
+from mat.spec.cost import derive_cost
 from mat.spec.records import EvalResult, RecordError, TrialRecord, record_from_dict
 from mat.spec.tasks import get_task, task_score
 
@@ -49,10 +64,13 @@ TELEMETRY = "telemetry"  # the kind of the rows holding an evaluation's mean tra
 TRAIN = "train"  # their split
 SCORE = "score"  # the metric name of a split's score row (analysis.aggregate.trial_scores)
 COLUMNS = (
-    "experiment", "trial", "method", "task", "model", "seed", "status", "error", "config", "source",
+    "experiment", "trial", "method", "arm", "task", "model", "seed", "status", "error", "config", "source",
     "kind", "step", "epoch", "split", "metric", "value",
 )
-TRIAL_COLUMNS = COLUMNS[:10]
+TRIAL_COLUMNS = COLUMNS[:11]
+# What a loader gives per trial (:meth:`Builder.add_trial`): the trial columns but ``arm``, which the builder
+# derives from the method and the parameters.
+INFO_COLUMNS = tuple(c for c in TRIAL_COLUMNS if c != "arm")
 LOCAL_EXPERIMENT = identity.LOCAL_EXPERIMENT
 UNKNOWN = "unknown"
 SEED_KEYS = ("seed",)
@@ -61,6 +79,22 @@ SEED_KEYS = ("seed",)
 # from the trial command of an NNI trial that left no record and has no sibling record to take them from.
 RUN_KEYS = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits",
             "train_mix")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A tidy frame and what loading it set aside.
+
+    Attributes:
+        frame: the tidy frame (module docstring).
+        skipped: ``(path, reason)`` of every input skipped (unreadable, invalid, an extra copy of a trial).
+        repeats: the trials set aside as repeats of a configuration and seed
+            (:data:`analysis.identity.REPEAT_FIELDS` columns).
+    """
+
+    frame: pd.DataFrame
+    skipped: list[tuple[str, str]]
+    repeats: pd.DataFrame
 
 
 class AnalysisWarning(UserWarning):
@@ -83,15 +117,17 @@ def config_key(params: Mapping[str, Any], run: Mapping[str, Any] | None = None) 
     return json.dumps(items, sort_keys=True, default=str)
 
 
-def flat_cost(cost: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+def flat_cost(cost: Mapping[str, Any], prefix: str = "") -> dict[str, float | str]:
     """The record's ``cost`` block flattened to ``{"passes.forward": 7.0, "wall_seconds.train": 12.3, ...}``
-    (numbers only)."""
-    out: dict[str, float] = {}
+    (numbers only, and ``derived``, the keys :func:`mat.spec.cost.derive_cost` filled in, comma-separated)."""
+    out: dict[str, float | str] = {}
     for k, v in cost.items():
         if isinstance(v, Mapping):
             out.update(flat_cost(v, f"{prefix}{k}."))
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[f"{prefix}{k}"] = float(v)
+        elif k == "derived" and isinstance(v, (list, tuple)):
+            out[f"{prefix}{k}"] = ",".join(str(x) for x in v)
     return out
 
 
@@ -115,7 +151,8 @@ def check_record(record: TrialRecord) -> str | None:
     """Why a parsed record cannot be used, or None.
 
     Refused: an unknown task; a metric (dev or extra split) the task does not have (``mat.spec.metrics`` names
-    every split's metrics with the task's keys); a dev evaluation missing one of the task's metrics or
+    every split's metrics with the task's keys); dev predictions that do not match the dev labels
+    (:func:`analysis.halves.check_predictions`); a dev evaluation missing one of the task's metrics or
     holding a NaN (``mat.spec.tasks.task_score`` refuses to score it; the reason names the metric); a NaN in
     an extra split.
     """
@@ -130,6 +167,9 @@ def check_record(record: TrialRecord) -> str | None:
     extra = sorted(names - set(spec.metrics))
     if extra:
         return f"metric(s) {extra} are not metrics of task {spec.name!r} {list(spec.metrics)}"
+    bad = check_predictions(record)
+    if bad:
+        return bad
     wanted = set(spec.metrics)
     for where, ev in named:
         if set(ev.metrics) != wanted or not all(math.isfinite(v) for v in ev.metrics.values()):
@@ -148,7 +188,7 @@ def check_record(record: TrialRecord) -> str | None:
 class Builder:
     """Collects trials and evaluation rows as plain lists; :meth:`frame` makes one DataFrame.
 
-    Each added trial carries, besides its :data:`TRIAL_COLUMNS`, its parameters, run settings, the time
+    Each added trial carries, besides its :data:`INFO_COLUMNS`, its parameters, run settings, the time
     its source was written (seconds since the epoch: ``newest`` wins among copies) and its folder (to
     tell local trials apart).
     """
@@ -171,7 +211,7 @@ class Builder:
     def add_trial(self, info: Sequence[Any], params: Mapping[str, Any], run: Mapping[str, Any] | None = None,
                   written: float = math.nan, folder: str = "", cost: Mapping[str, Any] | None = None,
                   code: Mapping[str, Any] | None = None) -> int:
-        """Add one trial (``info`` = the :data:`TRIAL_COLUMNS` values; ``code``: its commit and package
+        """Add one trial (``info`` = the :data:`INFO_COLUMNS` values; ``code``: its commit and package
         versions, ``{"git_sha": ..., "torch": ...}``); return its index."""
         self.trials.append(tuple(info))
         self.params.append(params)
@@ -207,11 +247,16 @@ class Builder:
             config_key(rec.params, run), source,
         )
         n = len(self.rows)
-        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), rec.cost,
-                           {"git_sha": rec.git_sha, **rec.versions})
+        cost = derive_cost(rec.cost, rec.method, rec.params, {k for ev in rec.evals for k in ev.telemetry})
+        t = self.add_trial(info, rec.params, run, written, str(Path(source).parent), cost,
+                           {"git_sha": rec.git_sha, "git_dirty": rec.git_dirty,
+                            "git_diff_sha": rec.git_diff_sha, **rec.versions})
         for ev in rec.evals:
             self.add_eval(t, "eval", ev)
             self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])
+        if has_predictions(rec):
+            for step, epoch, half, metrics in half_metrics(rec):
+                self.rows.extend([(t, "eval", step, epoch, half, m, v) for m, v in metrics.items()])
         for kind, chosen in (("best", rec.best), ("final", rec.final)):
             if chosen is not None:
                 self.add_eval(t, kind, chosen)
@@ -242,7 +287,8 @@ class Builder:
         return rec, dict(run) if isinstance(run, Mapping) else {}, written
 
     def _trial_frame(self) -> pd.DataFrame:
-        trials = pd.DataFrame(self.trials, columns=list(TRIAL_COLUMNS))
+        trials = pd.DataFrame(self.trials, columns=list(INFO_COLUMNS))
+        trials.insert(3, "arm", [identity.arm_name(str(m), p) for m, p in zip(trials["method"], self.params)])
         params = pd.DataFrame.from_records(list(self.params), index=range(len(self.params)))
         params.columns = [f"param.{c}" for c in params.columns]
         runs = pd.DataFrame.from_records(list(self.runs), index=range(len(self.runs)))
@@ -255,7 +301,12 @@ class Builder:
         return pd.concat([trials, params, runs, costs, codes, meta], axis=1)
 
     def frame(self) -> pd.DataFrame:
-        """The tidy frame: trial identities resolved (:func:`analysis.identity.resolve`), rows expanded."""
+        """The tidy frame alone (:meth:`loaded` has what was set aside beside it)."""
+        return self.loaded().frame
+
+    def loaded(self) -> Loaded:
+        """The tidy frame, trial identities resolved (:func:`analysis.identity.resolve`), rows expanded, with
+        the skipped inputs and the repeats beside it."""
         trials = self._trial_frame()
         res = identity.resolve(trials)
         for path, reason in res.duplicates:
@@ -280,6 +331,5 @@ class Builder:
         df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
         extra = [c for c in df.columns if c.startswith(("param.", "run.", "cost.", "code."))]
         df = df[list(COLUMNS) + extra]
-        df.attrs["skipped"] = list(self.skipped)
-        df.attrs["repeats"] = [r.as_tuple() for r in res.repeats]
-        return df
+        repeats = pd.DataFrame([r.as_tuple() for r in res.repeats], columns=list(identity.REPEAT_FIELDS))
+        return Loaded(df, list(self.skipped), repeats)

@@ -50,7 +50,7 @@ run_one() {
   timeout --signal=TERM --kill-after=10 $(( left + 60 )) python3 - "$rung" "$seed" "$out" $FLAGS <<'PY' >"$out.log" 2>&1
 import sys
 from mat.cli import parse_cli
-from mat.config import apply_overrides
+from mat.spec.config import apply_overrides
 from mat.train import fit
 rung, seed, out, *flags = sys.argv[1:]
 cfg = apply_overrides(parse_cli(flags + ["--output_dir", out, "--trial_id", f"{rung}-seed{seed}"]), {"rung": rung, "seed": int(seed)})

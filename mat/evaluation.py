@@ -19,7 +19,7 @@ from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import require_split
 from mat.spec.metrics import compute_metrics
-from mat.spec.records import EvalResult
+from mat.spec.records import EvalResult, encode_values
 from mat.spec.submission import submission_name, write_prediction_file
 from mat.spec.tasks import SELECT_SCORE, TaskSpec, task_score
 
@@ -130,17 +130,29 @@ def build_eval_sets(cfg: TrialConfig, task: TaskSpec, raw: Any, tokenizer: Any) 
 
 
 def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.device, autocast: torch.dtype | None, step: int, epoch: float) -> EvalResult:
-    """Evaluate every split; the dev metrics (MNLI: merged over its two dev sets) give the score."""
+    """Evaluate every split; the dev metrics (MNLI: merged over its two dev sets) give the score. The dev
+    predictions are kept in the result (``predictions``, compact text: :func:`mat.spec.records.encode_values`)."""
     dev: dict[str, float] = {}
     extra: dict[str, dict[str, float]] = {}
+    kept: dict[str, str] = {}
     for es in sets:
         preds, refs = predict(model, es.loader, task, device, autocast)
         m = compute_metrics(task, preds, refs, split=es.split)
         if es.dev:
             dev.update(m)
+            kept[es.split] = encode_values(preds.tolist(), task.is_regression)
         else:
             extra[es.split] = m
-    return EvalResult(step=step, epoch=epoch, metrics=dev, score=task_score(task, dev), splits=extra)
+    return EvalResult(step=step, epoch=epoch, metrics=dev, score=task_score(task, dev), splits=extra,
+                      predictions=kept)
+
+
+def dev_labels(sets: list[EvalSet], task: TaskSpec) -> dict[str, str]:
+    """The gold labels of the dev sets in dataset order (the order of :func:`predict`'s output), as the record
+    keeps them once (``dev_labels``): with the evaluations' predictions, any subset of the dev set can be
+    rescored without the data."""
+    return {es.split: encode_values(np.asarray(es.loader.dataset["labels"]).tolist(), task.is_regression)
+            for es in sets if es.dev}
 
 
 def write_test_predictions(

@@ -1,5 +1,5 @@
-"""Where a trial's record comes from and where it lives: versions, the code commit, the output folder and
-a new record for a configuration.
+"""Where a trial's record comes from and where it lives: versions, the code (commit, and whether and how the
+tracked files differ from it), the output folder and a new record for a configuration.
 
 Beside :mod:`mat.spec.records` (the record format itself): this module knows the configuration
 (:class:`mat.spec.config.TrialConfig`), the record module does not. No torch here.
@@ -7,8 +7,10 @@ Beside :mod:`mat.spec.records` (the record format itself): this module knows the
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -31,14 +33,50 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def git_sha() -> str | None:
-    """The commit of the mat-harness checkout, when it is one (None for an installed copy)."""
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class GitState:
+    """The code a run comes from: the commit, whether tracked files differ from it, and a hash of how.
+
+    Attributes:
+        sha: ``git rev-parse HEAD`` (None outside a git checkout, e.g. an installed copy).
+        dirty: tracked files differ from ``sha`` (``git diff HEAD`` is not empty); None when unknown.
+        diff_sha: the SHA-256 of ``git diff HEAD --binary`` when dirty, so runs from one edited tree share it
+            and runs from different edits do not; None when clean or unknown. Untracked files are not in it.
+    """
+
+    sha: str | None
+    dirty: bool | None
+    diff_sha: str | None
+
+
+def _git(args: list[str], cwd: Path) -> bytes | None:
     try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state(path: str | Path | None = None) -> GitState:
+    """The :class:`GitState` of the git checkout holding ``path`` (default: this mat-harness checkout)."""
+    cwd = Path(path) if path is not None else HERE
+    head = _git(["rev-parse", "HEAD"], cwd)
+    sha = head.decode().strip() or None if head is not None else None
+    if sha is None:
+        return GitState(None, None, None)
+    diff = _git(["diff", "HEAD", "--binary", "--no-ext-diff", "--no-color"], cwd)
+    if diff is None:
+        return GitState(sha, None, None)
+    return GitState(sha, bool(diff), hashlib.sha256(diff).hexdigest() if diff else None)
+
+
+def git_sha() -> str | None:
+    """The commit of the mat-harness checkout, when it is one (None for an installed copy)."""
+    head = _git(["rev-parse", "HEAD"], HERE)
+    return head.decode().strip() or None if head is not None else None
 
 
 def task_name(name: str) -> str:
@@ -58,8 +96,10 @@ def default_output_dir(cfg: TrialConfig) -> Path:
 
 
 def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str | None = None) -> TrialRecord:
-    """A RUNNING record for ``cfg`` with its parameters, run settings, versions and git sha filled in."""
+    """A RUNNING record for ``cfg`` with its parameters, run settings, versions and code state (commit,
+    whether tracked files were edited, the hash of the edit) filled in."""
     out = default_output_dir(cfg)
+    code = git_state()
     return TrialRecord(
         trial_id=trial_id or cfg.run.trial_id or out.name,
         experiment_id=experiment_id,
@@ -70,5 +110,7 @@ def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str
         params=cfg.params(),
         run=cfg.run_settings(),
         versions=versions(),
-        git_sha=git_sha(),
+        git_sha=code.sha,
+        git_dirty=code.dirty,
+        git_diff_sha=code.diff_sha,
     )

@@ -25,7 +25,8 @@ from mat.checkpoint import CheckpointManager, Resumed
 from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import load_combined_nli, load_raw, require_split
-from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, selection_value, write_test_predictions
+from mat.evaluation import (EvalSet, build_eval_sets, dev_labels, eval_steps, evaluate, selection_value,
+                             write_test_predictions)
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
 from mat.optim import build_optimizer, optimizer_name, warmup_steps
@@ -112,6 +113,7 @@ def fit(
     run: Run | None = None
     try:
         run = setup(cfg, out_dir, meter)
+        record.dev_labels = dev_labels(run.eval_sets, run.task)  # once; each evaluation keeps its predictions
         train_loop(run, record, state, on_eval, show_progress)
         finish(run, record, state, startup_seconds)
         record.status = "SUCCEEDED"
@@ -248,8 +250,10 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
 def finish(run: Run, record: TrialRecord, state: _State, startup_seconds: float | None = None) -> None:
     """Close the record (``final``, ``cost``), save the model and write test predictions (best weights) if asked."""
     record.final = record.evals[-1]
-    record.cost = run.meter.to_dict(state.step, run.method.passes, startup_seconds)
-    log.info("%s", run.meter.summary(state.step, run.method.passes, startup_seconds))
+    counts = run.method.counts  # training's passes, the --diagnostics passes and every optimizer update
+    record.cost = run.meter.to_dict(state.step, counts.passes, startup_seconds, counts.updates,
+                                    counts.diagnostic_passes)
+    log.info("%s", run.meter.summary(state.step, counts.passes, startup_seconds))
     if run.cfg.run.save_model:
         run.model.save_pretrained(run.out_dir / "model")
         run.tokenizer.save_pretrained(run.out_dir / "model")

@@ -19,7 +19,7 @@ from analysis.scores import PAPER_TASKS
 def rows(trial: str, task: str, status: str, entries: list[tuple], seed: int = 1, config: str = "c",
          method: str = "mat") -> list[dict]:
     """Tidy rows: ``entries`` are (kind, step, split, metric, value)."""
-    base = dict(experiment="e", trial=trial, method=method, task=task, model="m", seed=seed, status=status,
+    base = dict(experiment="e", trial=trial, method=method, arm=method, task=task, model="m", seed=seed, status=status,
                 error=None, config=config, source=f"{trial}.json", epoch=0.0)
     return [{**base, "kind": k, "step": s, "split": sp, "metric": m, "value": v} for k, s, sp, m, v in entries]
 
@@ -67,15 +67,18 @@ def test_final_selection(tidy: pd.DataFrame) -> None:
     assert "t4" not in set(s["trial"])  # no final entry and no evals to fall back on
     everything = agg.trial_scores(tidy, "final", statuses=None)
     assert pick(everything, "t3", "dev", "score")["value"] == pytest.approx(99.0)
+    last = agg.trial_scores(tidy, "last")
+    assert last.drop(columns="kind", errors="ignore").equals(s.drop(columns="kind", errors="ignore")), \
+        "'final' is another name for 'last'"
     with pytest.raises(ValueError, match="best"):
-        agg.trial_scores(tidy, "last")
+        agg.trial_scores(tidy, "latest")
 
 
 def per_seed(values_by_config: dict[str, list[float]], task: str = "rte", method: str = "mat") -> pd.DataFrame:
     out = []
     for config, values in values_by_config.items():
         for seed, v in enumerate(values, 1):
-            out.append(dict(experiment="e", trial=f"{method}-{task}-{config}-{seed}", method=method, task=task,
+            out.append(dict(experiment="e", trial=f"{method}-{task}-{config}-{seed}", method=method, arm=method, task=task,
                             model="m", seed=seed, status="SUCCEEDED", config=config, step=1.0, split="dev",
                             metric="score", value=v))
     return pd.DataFrame(out)
@@ -124,7 +127,7 @@ def test_glue_scores_both_conventions() -> None:
     metrics = {"cola": {"mcc": 60.0}, "sst2": {"accuracy": 92.0}, "mrpc": {"accuracy": 88.0, "f1": 92.0},
                "qqp": {"accuracy": 91.0, "f1": 89.0}, "stsb": {"pearson": 90.0, "spearman": 89.0},
                "mnli": {"accuracy_m": 86.0, "accuracy_mm": 85.0}, "qnli": {"accuracy": 92.0}, "rte": {"accuracy": 70.0}}
-    summary = pd.DataFrame([dict(model="m", method="mat", task=t, split="dev", metric=k, mean=v)
+    summary = pd.DataFrame([dict(model="m", arm="mat", task=t, split="dev", metric=k, mean=v)
                             for t, d in metrics.items() for k, v in d.items()])
     summary = pd.concat([summary, summary.assign(metric="score", mean=0.0)])  # score rows are ignored
     task_means = [60, 92, 90, 90, 89.5, 85.5, 92, 70]
@@ -132,7 +135,7 @@ def test_glue_scores_both_conventions() -> None:
     assert paper["glue_score"] == pytest.approx(sum(task_means) / 8) and paper["missing"] == ""
     glue = agg.glue_scores(summary, "glue").iloc[0]
     assert math.isnan(glue["glue_score"]) and glue["missing"] == "wnli" and glue["n_tasks"] == 8
-    with_wnli = pd.concat([summary, pd.DataFrame([dict(model="m", method="mat", task="wnli", split="dev",
+    with_wnli = pd.concat([summary, pd.DataFrame([dict(model="m", arm="mat", task="wnli", split="dev",
                                                        metric="accuracy", mean=56.0)])])
     assert agg.glue_scores(with_wnli, "glue").iloc[0]["glue_score"] == pytest.approx((sum(task_means) + 56) / 9)
     assert len(PAPER_TASKS) == 8

@@ -65,7 +65,7 @@ def test_report_lists_skipped_files(report: tuple[Path, int, str], records: Path
 
 def test_partial_trial_never_counted_as_complete(report: tuple[Path, int, str]) -> None:
     out = report[0]
-    summary = pd.read_csv(out / "tables" / "method_summary.csv")
+    summary = pd.read_csv(out / "tables" / "arm_summary.csv")
     assert summary["max"].max() < 99.5
     glue = pd.read_csv(out / "tables" / "glue_bert-base-uncased.csv").set_index("row")
     assert glue.loc["mat (ours)", "rte.dev.accuracy"] < 99.5
@@ -96,7 +96,7 @@ def test_final_selection_and_glue_convention(records: Path, tmp_path: Path,
     md = (tmp_path / "report.md").read_text()
     assert rc == 0
     assert f"warning: skipped {records / 'corrupt' / 'trial.json'}" in capsys.readouterr().err
-    assert "Selection: `final`" in md and "WNLI included" in md and "WNLI (Acc)" in md
+    assert "Selection: `last`" in md and "WNLI included" in md and "WNLI (Acc)" in md
 
 
 def test_nothing_usable_exits_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

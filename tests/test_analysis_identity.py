@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from analysis import AnalysisWarning, load, load_nni_experiment, load_records, repeats, status_counts
+from analysis import AnalysisWarning, load, load_nni_experiment, load_records, load_with_notes, status_counts
 from analysis import aggregate as agg
 from analysis.__main__ import main
 from mat.spec.records import EvalResult, TrialRecord, write_record
@@ -54,7 +54,7 @@ def layout(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("loader", ["load_records", "load"])
 def test_method_seed_layout_keeps_trials_apart(layout: Path, loader: str) -> None:
     df = load_records(layout) if loader == "load_records" else load(records=[layout])
-    assert status_counts(df)["SUCCEEDED"] == 6 and df.attrs["skipped"] == []
+    assert status_counts(df)["SUCCEEDED"] == 6 and load_with_notes([layout]).skipped == []
     assert sorted(df["trial"].unique()) == sorted(f"{m}/seed{s}" for m in ACC for s in SEEDS)
     scores = agg.trial_scores(df)
     comp = agg.paired_comparison(scores, "mat", "vanilla").iloc[0]
@@ -65,9 +65,10 @@ def test_succeeded_copy_wins_over_a_newer_interrupted_copy(tmp_path: Path) -> No
     ok = write(tmp_path / "runs" / "t1", record("t1", "mat", 1, 71.0), mtime=1_000_000)
     cut = write(tmp_path / "backup" / "t1", record("t1", "mat", 1, 60.0, status="INTERRUPTED"), mtime=2_000_000)
     with pytest.warns(AnalysisWarning, match="already loaded"):
-        df = load(records=[tmp_path / "backup", tmp_path / "runs"])
+        loaded = load_with_notes(records=[tmp_path / "backup", tmp_path / "runs"])
+    df = loaded.frame
     assert status_counts(df) == {"SUCCEEDED": 1, "FAILED": 0, "RUNNING": 0, "INTERRUPTED": 0}
-    assert set(df["source"]) == {str(ok)} and [p for p, _ in df.attrs["skipped"]] == [str(cut)]
+    assert set(df["source"]) == {str(ok)} and [p for p, _ in loaded.skipped] == [str(cut)]
     newer = write(tmp_path / "copy" / "t1", record("t1", "mat", 1, 71.0), mtime=3_000_000)
     with pytest.warns(AnalysisWarning, match="already loaded"):
         df = load(records=[tmp_path / "runs", tmp_path / "copy"])
@@ -79,9 +80,10 @@ def test_a_repeat_of_configuration_and_seed_is_not_a_second_seed(tmp_path: Path)
     later = write(tmp_path / "b", record("b", "mat", 1, 75.0), mtime=2_000_000)  # a GridSearch repeat after resume
     write(tmp_path / "c", record("c", "mat", 2, 73.0))
     with pytest.warns(AnalysisWarning, match="repeat set aside"):
-        df = load_records(tmp_path)
+        loaded = load_with_notes([tmp_path])
+    df = loaded.frame
     assert sorted(df["trial"].unique()) == ["b", "c"]
-    rep = repeats(df)
+    rep = loaded.repeats
     assert rep[["kept", "repeat", "seed"]].values.tolist() == [["b", "a", "1"]]
     assert rep["kept_source"].tolist() == [str(later)]
     summary = agg.seed_summary(agg.trial_scores(df))
@@ -93,8 +95,9 @@ def test_smoke_and_full_runs_are_separate_configurations(tmp_path: Path) -> None
         write(tmp_path / f"smoke{seed}", record(f"smoke{seed}", "mat", seed, 50.0 + seed), run={"max_steps": 10})
         write(tmp_path / f"full{seed}", record(f"full{seed}", "mat", seed, 72.0 + seed),
               run={"max_steps": None, "max_train_samples": None, "max_length": 512, "eval_times": 1})
-    df = load_records(tmp_path)
-    assert repeats(df).empty and df["config"].nunique() == 2
+    loaded = load_with_notes([tmp_path])
+    df = loaded.frame
+    assert loaded.repeats.empty and df["config"].nunique() == 2
     summary = agg.seed_summary(agg.trial_scores(df))
     score = summary[summary["metric"] == "score"].sort_values("mean")
     assert score["n"].tolist() == [3, 3] and score["mean"].tolist() == [52.0, 74.0]
@@ -117,8 +120,8 @@ def test_a_record_missing_a_metric_or_with_nan_is_refused(tmp_path: Path) -> Non
     (tmp_path / "nan" / "trial.json").write_text(json.dumps(data))
     write(tmp_path / "ok", record("ok", "mat", 3, 86.0, task="mrpc", metrics={"accuracy": 86.0, "f1": 90.0}))
     with pytest.warns(AnalysisWarning) as caught:
-        df = load_records(tmp_path)
-    skipped = dict(df.attrs["skipped"])
+        loaded = load_with_notes([tmp_path])
+    df, skipped = loaded.frame, dict(loaded.skipped)
     assert set(df["trial"]) == {"ok"}
     assert "f1 (missing)" in skipped[str(no_f1)] and "f1 (nan)" in skipped[str(tmp_path / "nan" / "trial.json")]
     assert any(str(no_f1) in str(w.message) and "f1" in str(w.message) for w in caught)
@@ -127,13 +130,13 @@ def test_a_record_missing_a_metric_or_with_nan_is_refused(tmp_path: Path) -> Non
 
 def test_trial_scores_refuses_a_trial_without_all_its_metrics() -> None:
     values = (("a", "accuracy", 80.0), ("a", "f1", 90.0), ("b", "accuracy", 99.0))  # b has no F1
-    rows = [dict(experiment="e", trial=t, method="mat", task="mrpc", model="m", seed=1, status="SUCCEEDED",
+    rows = [dict(experiment="e", trial=t, method="mat", arm="mat", task="mrpc", model="m", seed=1, status="SUCCEEDED",
                  error=None, config="c", source=f"{t}.json", kind="best", step=1.0, epoch=0.0, split="dev",
                  metric=m, value=v) for t, m, v in values]
     with pytest.warns(AnalysisWarning, match=r"b\.json: not scored: mrpc: cannot score without f1"):
-        s = agg.trial_scores(pd.DataFrame(rows))
+        s, unscored = agg.scored_trials(pd.DataFrame(rows))
     assert set(s["trial"]) == {"a"} and s.loc[s["metric"] == "score", "value"].tolist() == [85.0]
-    assert [src for src, _ in s.attrs["unscored"]] == ["b.json"]
+    assert [src for src, _ in unscored] == ["b.json"] and s.attrs == {}
 
 
 def test_compare_command_markdown_and_csv(layout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,7 +146,7 @@ def test_compare_command_markdown_and_csv(layout: Path, tmp_path: Path, capsys: 
     out = capsys.readouterr().out
     assert out == md.read_text() and "| mat − vanilla | +1.00 [+1.00, +1.00]; p=- (t), 0.25 (W) |" in out
     assert "| vanilla | 71.00 ± 1.00 (3) |" in out and "paired t-test" in out
-    long = pd.read_csv(csv).set_index("method")
+    long = pd.read_csv(csv).set_index("arm")
     assert long.loc["mat", "mean_diff"] == pytest.approx(1.0) and long.loc["mat", "n_pairs"] == 3
     assert main(["compare", "--records", str(layout), "--baseline", "smart"]) == 1
     assert "baseline 'smart' has no results" in capsys.readouterr().err
@@ -161,7 +164,7 @@ def test_strict_refuses_mismatched_seeds(layout: Path, tmp_path: Path, capsys: p
     assert main(["report", "--records", str(layout), "--out", str(tmp_path / "r")]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## Seed checks (1)" in md and "seed sets differ: mat 1,2,3,4; vanilla 1,2,3" in md
-    assert "### Methods against vanilla" in md and "Intervals: `t`" in md
+    assert "### Arms against vanilla" in md and "Intervals: `t`" in md
 
 
 def test_report_selects_on_some_seeds_and_reports_others(layout: Path, tmp_path: Path) -> None:
@@ -169,8 +172,8 @@ def test_report_selects_on_some_seeds_and_reports_others(layout: Path, tmp_path:
                  "--report_seeds", "2,3", "--interval", "bootstrap", "--bootstrap", "50"]) == 0
     best = pd.read_csv(tmp_path / "tables" / "best_configs.csv")
     assert (best["selected_on"] == "seeds 1").all() and (best["n"] == 1).all()
-    method = pd.read_csv(tmp_path / "tables" / "method_summary.csv")
-    assert (method["n"] == 2).all() and (method["interval"] == "bootstrap").all()
+    arms = pd.read_csv(tmp_path / "tables" / "arm_summary.csv")
+    assert (arms["n"] == 2).all() and (arms["interval"] == "bootstrap").all()
     md = (tmp_path / "report.md").read_text()
     assert "chosen on the mean dev score over seeds 1 and reported on seeds 2,3" in md
     with pytest.raises(SystemExit):

@@ -55,7 +55,8 @@ def test_tidy_frame_holds_telemetry_and_cost(frame: pd.DataFrame) -> None:
 
 def test_split_rungs_labels_rows_by_rung(frame: pd.DataFrame) -> None:
     plain, rungs = ladder.split_rungs(aggregate.trial_scores(frame))
-    assert set(rungs["method"]) == set(RUNG_NAMES) and set(plain["method"]) == {"vanilla", "mat"}
+    assert set(rungs["arm"]) == set(RUNG_NAMES) and set(plain["arm"]) == {"vanilla", "mat"}
+    assert set(rungs.loc[rungs["arm"] == "sampling", "method"]) == {"mat"}, "the arm is the rung, not the method"
     assert plain["param.rung"].isna().all()
 
 
@@ -105,8 +106,9 @@ def test_a_difference_says_whether_it_survives_holm_over_the_table(rows: pd.Data
     t.loc[[first, second], "vs_vanilla_ci_low"] = 0.5
     t.loc[first, "vs_vanilla_p_value"], t.loc[second, "vs_vanilla_p_value"] = 0.01, 0.04
     said = {x.split(":")[0]: x for x in ladder.findings(t)}
-    assert said["RTE, sampling − vanilla"].endswith("(paired t p=0.01, 5 seeds); Holm over the table's 10 "
-                                                    "comparisons: p=0.1, does not hold at 5%.")
+    w = ladder.p_clause(t.loc[first, "vs_vanilla_wilcoxon_p"])
+    assert said["RTE, sampling − vanilla"].endswith(f"(paired t p=0.01, Wilcoxon {w}, 5 seeds); Holm over the "
+                                                    "table's 10 comparisons: p=0.1, does not hold at 5%.")
     assert "Holm over the table's 10 comparisons: p=0.36, does not hold" in said["RTE, mat − vanilla"]
     assert sum("Holm" in x for x in said.values()) == 2
     t.loc[first, "vs_vanilla_p_value"] = 0.001
@@ -117,10 +119,50 @@ def test_a_difference_says_whether_it_survives_holm_over_the_table(rows: pd.Data
 def test_table_has_a_row_per_rung(rows: pd.DataFrame) -> None:
     t = ladder.ladder_table(rows[rows["task"] == "cola"], "t", "ladder_cola")
     assert list(t.cells.index) == list(RUNG_NAMES)
-    assert list(t.cells.columns) == ["adds", "dev score", "95% CI", "− vanilla", "− previous rung", "passes/step", "train s"]
-    assert t.cells.loc["vanilla", "− vanilla"] == "-" and "(5 pairs)" in t.cells.loc["mat", "− vanilla"]
-    assert t.cells.loc["mat", "− previous rung"].startswith("vs dropout_consistency: ")
+    assert list(t.cells.columns) == ["dev score, best", "− vanilla, best", "− previous rung, best", "passes/step",
+                                     "updates/step", "train s"]
+    assert t.cells.loc["vanilla", "− vanilla, best"] == "-" and "(5 pairs)" in t.cells.loc["mat", "− vanilla, best"]
+    r = rows[(rows["task"] == "cola") & (rows["rung"] == "mat")].iloc[0]
+    assert t.cells.loc["mat", "− vanilla, best"].endswith(
+        f"; t {ladder.p_clause(r['vs_vanilla_p_value'])}, W {ladder.p_clause(r['vs_vanilla_wilcoxon_p'])} (5 pairs)")
+    assert t.cells.loc["mat", "− previous rung, best"].startswith("vs dropout_consistency: ")
     assert t.numbers.loc["mat", "passes_per_step"] == sum(RUNG_PASSES["mat"])
+    assert (t.cells.loc["mat", "updates/step"], t.cells.loc["r3f", "updates/step"]) == ("2.0", "1.0")
+
+
+def test_best_and_last_side_by_side_and_what_the_difference_means(frame: pd.DataFrame) -> None:
+    """Each selection's per-seed rows give their own rows; the table shows them side by side with best − last
+    per rung (by hand: the synthetic best is the 4th of 4 rising evaluations, i.e. the last: a gap of 0, except
+    where noise made an earlier one higher); a finding says when the two selections disagree."""
+    by = {}
+    for sel in ("best", "last"):
+        per_seed = ladder.split_rungs(aggregate.trial_scores(frame, sel))[1]
+        by[sel] = (per_seed, ladder.ladder_rows(per_seed, selection=sel))
+    gap = ladder.selection_gap(by["best"][0], by["last"][0])
+    dev = by["best"][0][(by["best"][0]["metric"] == "score") & (by["best"][0]["split"] == "dev")]
+    last = by["last"][0][(by["last"][0]["metric"] == "score") & (by["last"][0]["split"] == "dev")]
+    both = dev.merge(last, on=["experiment", "trial"])
+    want = both[both["arm_x"] == "mat"].query("task_x == 'rte'").eval("value_x - value_y")
+    g = gap.set_index(["task", "rung"]).loc[("rte", "mat")]
+    assert g["gap"] == pytest.approx(want.mean()) and g["gap_n"] == 5 and g["gap"] >= 0
+    stacked = pd.concat([r[r["task"] == "rte"] for _p, r in by.values()], ignore_index=True)
+    t = ladder.ladder_table(stacked, "t", "ladder_rte", gap=gap[gap["task"] == "rte"])
+    assert list(t.cells.columns)[:5] == ["dev score, best", "dev score, last", "best − last", "− vanilla, best",
+                                         "− vanilla, last"]
+    assert t.cells.loc["mat", "best − last"] == ladder.fmt_signed(g["gap"])
+    best_rows, last_rows = by["best"][1], by["last"][1]
+    rte_b, rte_l = best_rows[best_rows["task"] == "rte"], last_rows[last_rows["task"] == "rte"]
+    said = ladder.findings(rte_b, other=rte_l)
+    assert all("With the last evaluation: " in x for x in said if "no seeds" not in x)
+    # an interval that excludes 0 under best and holds it under last: the sentence says the conclusion depends on it
+    i = rte_b.index[rte_b["rung"] == "sampling"][0]
+    b2 = rte_b.copy()
+    b2.loc[i, ["vs_vanilla_mean_diff", "vs_vanilla_ci_low", "vs_vanilla_ci_high", "vs_vanilla_p_value"]] = [1.0, 0.2, 1.8, 0.03]
+    l2 = rte_l.copy()
+    l2.loc[l2["rung"] == "sampling", ["vs_vanilla_mean_diff", "vs_vanilla_ci_low", "vs_vanilla_ci_high"]] = [0.9, -0.1, 1.9]
+    [line] = [x for x in ladder.findings(b2, other=l2) if x.startswith("RTE, sampling − vanilla:")]
+    assert line.endswith("With the last evaluation: +0.90 [-0.10, +1.90], which holds 0: this conclusion depends on "
+                         "which evaluation is scored.")
 
 
 def test_telemetry_info_and_plot(frame: pd.DataFrame) -> None:
@@ -164,9 +206,9 @@ def test_report_writes_the_ladder_page_and_regenerates_it_identically(records: P
 def test_mixed_records_get_both_sections(records: Path, tmp_path: Path) -> None:
     assert main(["report", "--records", str(records), "--out", str(tmp_path)]) == 0
     md = (tmp_path / "report.md").read_text()
-    assert "## Component ladder" in md and "## Best configuration per task and method" in md
+    assert "## Component ladder" in md and "## Best configuration per task and arm" in md
     best = pd.read_csv(tmp_path / "tables" / "best_configs.csv")
-    assert set(best["method"]) == {"vanilla", "mat"} and (best["n"] == 2).all(), "rung trials stay out of these"
+    assert set(best["arm"]) == {"vanilla", "mat"} and (best["n"] == 2).all(), "rung trials stay out of these"
 
 
 def test_code_note_names_each_commit_and_version_with_its_trial_count(frame: pd.DataFrame, tmp_path: Path) -> None:
@@ -181,6 +223,23 @@ def test_code_note_names_each_commit_and_version_with_its_trial_count(frame: pd.
     assert ladder_report.code_note(frame) == f"Code: the {n} trials' records name no commit or package versions."
     assert main(["report", "--records", str(tmp_path / "r"), "--out", str(tmp_path / "page")]) == 0
     assert "commit aaaaaaa (3), bbbbbbb (1)" in (tmp_path / "page" / "report.md").read_text()
+
+
+def test_the_report_flags_records_that_ran_from_uncommitted_code(tmp_path: Path) -> None:
+    recs = list(ladder_records(("rte",), seeds=(1, 2), rungs=("vanilla", "mat")))
+    states = [(True, "d" * 64), (False, None), (None, None), (True, "e" * 64)]
+    recs = [dataclasses.replace(r, git_sha="a" * 40, git_dirty=dirty, git_diff_sha=diff)
+            for r, (dirty, diff) in zip(recs, states)]
+    write_records(recs, tmp_path / "r")
+    df = load_records(tmp_path / "r")
+    assert ladder_report.code_note(df) == ("Code (trials in brackets, of 4): commit aaaaaaa (4); uncommitted changes "
+                                           "no (1), unrecorded (1), yes (2).")
+    assert main(["report", "--records", str(tmp_path / "r"), "--out", str(tmp_path / "page")]) == 0
+    md = (tmp_path / "page" / "report.md").read_text()
+    section = md.split("## Trials run from uncommitted code (2)")[1].split("\n## ")[0]
+    assert "1 of the 4 records predate this check" in section
+    assert section.count("commit aaaaaaa with uncommitted changes") == 2
+    assert "diff sha256 dddddddddddd" in section and "diff sha256 eeeeeeeeeeee" in section
 
 
 def test_kl_rows_weigh_intervals_by_their_steps() -> None:

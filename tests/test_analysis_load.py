@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import AnalysisWarning, load, load_records, status_counts
+from analysis import AnalysisWarning, load, load_records, load_with_notes, status_counts
 from analysis.load import COLUMNS, config_key
 from mat.spec.records import EvalResult, TrialRecord, write_record
 
@@ -86,11 +86,13 @@ def test_failed_trial_kept_as_one_row_with_error(records: Path) -> None:
 def test_bad_files_are_skipped_with_a_warning_and_counted(records: Path) -> None:
     bad = add_bad_files(records)
     with pytest.warns(AnalysisWarning) as caught:
-        df = load_records(records)
+        loaded = load_with_notes([records])
+    df = loaded.frame
     messages = " ".join(str(w.message) for w in caught)
     for name in bad:
         assert str(records / name / "trial.json") in messages
-    skipped = dict(df.attrs["skipped"])
+    skipped = dict(loaded.skipped)
+    assert df.attrs == {}, "lists in attrs are deep-copied into every derived frame"
     assert set(skipped) == {str(records / n / "trial.json") for n in bad}
     assert "JSON" in skipped[str(records / "truncated" / "trial.json")]
     assert "schema 2" in skipped[str(records / "schema" / "trial.json")]
@@ -107,10 +109,11 @@ def test_config_key_ignores_seed_and_number_spelling() -> None:
 
 def test_load_twice_keeps_each_trial_once(records: Path) -> None:
     with pytest.warns(AnalysisWarning, match="already loaded"):
-        df = load([records, records])
+        loaded = load_with_notes([records, records])
+    df = loaded.frame
     assert df.groupby("trial")["source"].nunique().max() == 1
-    assert status_counts(df)["SUCCEEDED"] == 1
-    assert len(df.attrs["skipped"]) == 3  # the second copy of each of the 3 trials
+    assert status_counts(df)["SUCCEEDED"] == 1 and status_counts(load([records]))["SUCCEEDED"] == 1
+    assert len(loaded.skipped) == 3  # the second copy of each of the 3 trials
 
 
 def test_empty_and_missing_folders(tmp_path: Path) -> None:

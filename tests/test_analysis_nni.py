@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import AnalysisWarning, load, load_nni_experiment, status_counts
+from analysis import AnalysisWarning, load, load_nni_experiment, load_with_notes, status_counts
 from analysis.load import read_nni_store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "analysis"
@@ -110,8 +110,9 @@ def test_partial_and_corrupt_records(exp_copy: Path) -> None:
     partial.write_text(json.dumps({**d, "status": "RUNNING", "best": None, "final": None}))
     corrupt.write_text(corrupt.read_text()[:100])
     with pytest.warns(AnalysisWarning, match=str(corrupt)):
-        df = load_nni_experiment(EXP, exp_copy)
-    assert [p for p, _ in df.attrs["skipped"]] == [str(corrupt)]
+        loaded = load_with_notes(experiments=[EXP], nni_dir=exp_copy)
+    df = loaded.frame
+    assert [p for p, _ in loaded.skipped] == [str(corrupt)]
     p = df[df["trial"] == partial.parent.name]
     assert p["status"].iloc[0] == "INTERRUPTED" and "partial" in p["error"].iloc[0]
     c = df[df["trial"] == corrupt.parent.name]  # falls back to the sqlite metrics, still correctly paired
@@ -124,8 +125,10 @@ def test_unreadable_store_is_skipped_not_fatal(exp_copy: Path) -> None:
     db = exp_copy / EXP / "db" / "nni.sqlite"
     db.write_bytes(b"this is not a database" * 100)
     with pytest.warns(AnalysisWarning, match="not a readable NNI"):
-        df = load_nni_experiment(EXP, exp_copy)
-    assert len(df) == 0 and df.attrs["skipped"][0][0] == str(db)
+        loaded = load_with_notes(experiments=[EXP], nni_dir=exp_copy)
+    assert len(loaded.frame) == 0 and loaded.skipped[0][0] == str(db)
+    with pytest.warns(AnalysisWarning, match="not a readable NNI"):
+        assert len(load_nni_experiment(EXP, exp_copy)) == 0
 
 
 def test_experiment_and_its_folder_together_count_once() -> None:

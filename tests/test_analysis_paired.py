@@ -25,7 +25,7 @@ DIFFS = [1.0, 1.5, 0.5, 1.5, 1.5]
 def per_seed(method: str, values: list[float], seeds: list[int] | None = None, task: str = "rte",
              config: str = "c") -> pd.DataFrame:
     seeds = seeds or list(range(1, len(values) + 1))
-    return pd.DataFrame([dict(experiment="e", trial=f"{method}-{task}-{config}-{s}", method=method, task=task,
+    return pd.DataFrame([dict(experiment="e", trial=f"{method}-{task}-{config}-{s}", method=method, arm=method, task=task,
                               model="m", seed=s, status="SUCCEEDED", config=config, step=1.0, split="dev",
                               metric="score", value=v) for s, v in zip(seeds, values)])
 
@@ -107,7 +107,7 @@ def test_mismatched_and_repeated_seeds_are_flagged_and_refused_when_strict() -> 
 
 def test_compare_to_baseline_table_and_welch_only_without_shared_seeds() -> None:
     scores = pd.concat([example(), per_seed("smart", [70.0, 71.0, 72.0], seeds=[7, 8, 9])])
-    comp = compare_to_baseline(scores, "vanilla").set_index("method")
+    comp = compare_to_baseline(scores, "vanilla").set_index("arm")
     assert comp.loc["vanilla", "n"] == 5 and comp.loc["vanilla", "mean"] == pytest.approx(np.mean(BASE))
     assert math.isnan(comp.loc["vanilla", "mean_diff"]) and comp.loc["vanilla", "test"] == ""
     assert comp.loc["mat", "test"] == "paired t-test" and comp.loc["mat", "p_value"] == pytest.approx(0.0039, abs=1e-4)
@@ -129,12 +129,12 @@ def test_configurations_searched_and_selection_on_held_out_seeds() -> None:
     scores = pd.concat([configs("mat", {"a": 80.0, "b": 81.0, "c": 79.0}, [1, 2, 3, 4, 5]),
                         configs("vanilla", {"x": 78.0}, [1, 2, 3, 4, 5])])
     same = agg.choose_configs(scores)
-    best = same.best.set_index("method")
+    best = same.best.set_index("arm")
     assert best.loc["mat", "n_configs"] == 3 and best.loc["vanilla", "n_configs"] == 1
     assert (best["selected_on"] == "same seeds").all() and "best of K" in same.note
-    assert sorted(same.per_seed.loc[same.per_seed["method"] == "mat", "seed"]) == [1, 2, 3, 4, 5]
+    assert sorted(same.per_seed.loc[same.per_seed["arm"] == "mat", "seed"]) == [1, 2, 3, 4, 5]
     held = agg.choose_configs(scores, select_seeds=[1, 2], report_seeds=[3, 4, 5])
-    assert held.best.set_index("method").loc["mat", "config"] == "b"
+    assert held.best.set_index("arm").loc["mat", "config"] == "b"
     assert sorted(held.per_seed["seed"].unique()) == [3, 4, 5]
     assert (held.per_seed["config"].isin(["b", "x"])).all() and "held out" in held.note
     assert set(agg.choose_configs(scores, select_seeds=[1, 2]).per_seed["seed"]) == {3, 4, 5}
@@ -160,7 +160,7 @@ def test_arms_at_different_precisions_are_flagged(tmp_path: Path) -> None:
     rows["param.precision"] = np.where(rows["method"] == "mat", "fp32", "bf16")
     res = agg.paired_comparison(rows, "mat", "vanilla").iloc[0]
     assert "different precisions (mat: fp32; vanilla: bf16)" in res["warning"] and res["n_pairs"] == 5
-    assert "different precisions" in compare_to_baseline(rows, "vanilla").set_index("method").loc["mat", "warning"]
+    assert "different precisions" in compare_to_baseline(rows, "vanilla").set_index("arm").loc["mat", "warning"]
     for same in ("fp32", None):
         rows["param.precision"] = same
         assert agg.paired_comparison(rows, "mat", "vanilla").iloc[0]["warning"] == ""

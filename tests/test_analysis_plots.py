@@ -31,7 +31,7 @@ def tidy() -> pd.DataFrame:
     for (task, method), metrics in VALUES.items():
         for metric, values in metrics.items():
             for seed, v in enumerate(values, 1):
-                out.append(dict(experiment="e", trial=f"{task}-{method}-{seed}", method=method, task=task, model="m",
+                out.append(dict(experiment="e", trial=f"{task}-{method}-{seed}", method=method, arm=method, task=task, model="m",
                                 seed=seed, status="SUCCEEDED", error=None, config="c", source="s", kind="best",
                                 step=100.0, epoch=1.0, split="dev", metric=metric, value=v))
     return pd.DataFrame(out)[list(COLUMNS)]
@@ -43,7 +43,7 @@ def box() -> plots.BoxInfo:
 
 
 def test_box_info_by_hand(box: plots.BoxInfo) -> None:
-    s = box.stats.set_index(["task", "method"])
+    s = box.stats.set_index(["task", "arm"])
     # MRPC/mat: scores (88+90)/2 ... (92+94)/2 = 89, 90, 91, 92, 93
     assert s.loc[("mrpc", "mat"), ["n", "median", "q1", "q3", "whislo", "whishi"]].tolist() == [5, 91, 90, 92, 89, 93]
     # MRPC/vanilla: 88, 88, 89, 90, 90
@@ -53,7 +53,7 @@ def test_box_info_by_hand(box: plots.BoxInfo) -> None:
     # RTE/mat: 70, 71, 72, 74, 78 -> q1 71, q3 74, upper fence 78.5 keeps 78
     assert s.loc[("rte", "mat"), ["median", "q1", "q3", "whishi"]].tolist() == [72, 71, 74, 78]
     assert box.panels == [["cola", "rte"], ["sst2", "mrpc"]]  # the two y-ranges, GLUE order within
-    assert box.methods == ["vanilla", "mat"]
+    assert box.arms == ["vanilla", "mat"]
 
 
 def test_drawn_boxes_equal_the_info(box: plots.BoxInfo) -> None:
@@ -62,11 +62,11 @@ def test_drawn_boxes_equal_the_info(box: plots.BoxInfo) -> None:
     assert plt.get_fignums() == before  # not registered with pyplot: nothing to show or leak
     assert len(fig.axes) == 2
     drawn = plots.box_artist_stats(fig)
-    stats = box.stats.set_index(["task", "method"])
+    stats = box.stats.set_index(["task", "arm"])
     assert len(drawn) == len(stats) == 8
     for row in drawn.itertuples():
         task = box.panels[row.panel][row.position]
-        method = box.methods[row.hue]
+        method = box.arms[row.hue]
         exp = stats.loc[(task, method)]
         assert (row.median, row.q1, row.q3) == pytest.approx((exp["median"], exp["q1"], exp["q3"])), (task, method)
     ax = fig.axes[0]
@@ -98,7 +98,7 @@ def test_learning_curve_info() -> None:
     df = tidy().assign(kind="eval")
     two_steps = pd.concat([df.assign(step=100.0), df.assign(step=200.0, value=df["value"] + 1.0)])
     info = plots.learning_curve_info(two_steps)
-    mrpc = info[(info["task"] == "mrpc") & (info["method"] == "mat")]
+    mrpc = info[(info["task"] == "mrpc") & (info["arm"] == "mat")]
     assert mrpc[["step", "n", "mean"]].values.tolist() == [[100.0, 5, 91.0], [200.0, 5, 92.0]]
     assert mrpc["std"].tolist() == pytest.approx([np.std([89, 90, 91, 92, 93], ddof=1)] * 2)
     fig = plots.learning_curve_plot(info)
@@ -108,7 +108,7 @@ def test_learning_curve_info() -> None:
 
 def test_hparam_info_only_searched_numeric_params() -> None:
     scores = pd.DataFrame({
-        "task": "rte", "method": "mat", "split": "dev", "metric": "score", "value": [70.0, 71.0, 72.0],
+        "task": "rte", "method": "mat", "arm": "mat", "split": "dev", "metric": "score", "value": [70.0, 71.0, 72.0],
         "param.learning_rate": [1e-5, 2e-5, 3e-5], "param.batch": [32, 32, 32], "param.seed": [1, 2, 3],
         "param.sampler": ["sgld", "adam", "sgld"],
     })
@@ -139,7 +139,7 @@ def test_a_long_legend_wraps_inside_the_figure() -> None:
     assert plots.legend_columns(["a" * 10] * 7, 5.0) == 3  # 0.07 * 10 + 0.6 = 1.3 in an entry
     assert plots.legend_columns(["x" * 60], 2.0) == 1 and plots.legend_columns([], 5.0) == 1
     names = ["vanilla", "inner_steps", "sampling", "dropout_consistency", "mat", "mat_visible_delta", "r3f"]
-    rows = [dict(experiment="e", trial=f"{m}-{s}", method=m, task="stsb", model="m", seed=s, status="SUCCEEDED",
+    rows = [dict(experiment="e", trial=f"{m}-{s}", method=m, arm=m, task="stsb", model="m", seed=s, status="SUCCEEDED",
                  error=None, config="c", source="s", kind="best", step=1.0, epoch=1.0, split="dev", metric=metric,
                  value=80.0 + i + s) for i, m in enumerate(names) for s in (1, 2) for metric in ("pearson", "spearman")]
     info = plots.seed_box_info(agg.trial_scores(pd.DataFrame(rows)[list(COLUMNS)]))

@@ -84,8 +84,8 @@ def test_csv_round_trips_the_reference_values() -> None:
 
 
 def ours(summary_rows: list[tuple]) -> pd.DataFrame:
-    s = pd.DataFrame(summary_rows, columns=["model", "method", "task", "split", "metric", "n", "mean", "std"])
-    return tables.method_rows(s)
+    s = pd.DataFrame(summary_rows, columns=["model", "arm", "task", "split", "metric", "n", "mean", "std"])
+    return tables.arm_rows(s)
 
 
 def test_our_rows_next_to_published_and_conventions_named() -> None:

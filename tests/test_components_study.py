@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,8 @@ def test_run_does_only_the_missing_cells_under_real_nni(tiny: tuple[Path, list[s
     isolate(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     code = components.main(["run", str(config), "--records", str(records), "--rungs", "vanilla,mat", "--seeds", "1-2",
-                            "--port", str(free_port()), "--collect_every", "1", "--timeout", "600", "--stop"])
+                            "--port", str(free_port()), "--collect_every", "1", "--timeout", "600", "--stop",
+                            "--allow_dirty"])  # the tree under test may hold uncommitted edits
     out = capsys.readouterr().out
     assert code == 0, out
     assert "3 missing cells of sst2" in out and "3/3 missing cells now have a record" in out
@@ -158,6 +160,45 @@ def test_run_does_only_the_missing_cells_under_real_nni(tiny: tuple[Path, list[s
         if path.read_bytes() != before:
             assert rec.experiment_id and rec.git_sha is not None
     assert dataclasses.asdict(read_record(done[("mat", 1)]).evals[0])["telemetry"]["delta_norm"] > 0
+
+
+def test_run_refuses_a_tree_with_uncommitted_changes_unless_allowed(monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from mat.provenance import GitState
+
+    monkeypatch.setattr(components, "git_state", lambda: GitState("a" * 40, True, "b" * 64))
+    assert components.main(["run", "nni_configs/components_rte.yml", "--records", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "uncommitted changes to tracked files" in err and "--allow_dirty" in err and "bbbbbbbbbbbb" in err
+    assert components.refuse_dirty(allow_dirty=True) is None
+    monkeypatch.setattr(components, "git_state", lambda: GitState("a" * 40, False, None))
+    assert components.refuse_dirty(allow_dirty=False) is None
+
+
+def test_git_state_names_the_commit_and_hashes_the_edit(tmp_path: Path) -> None:
+    from mat.provenance import GitState, git_state
+
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    clean = git_state(tmp_path)
+    assert clean.sha is not None and len(clean.sha) == 40 and (clean.dirty, clean.diff_sha) == (False, None)
+    (tmp_path / "untracked.py").write_text("y = 2\n")
+    assert git_state(tmp_path).dirty is False, "untracked files are not the code under version control"
+    (tmp_path / "a.py").write_text("x = 2\n")
+    one = git_state(tmp_path)
+    (tmp_path / "a.py").write_text("x = 3\n")
+    other = git_state(tmp_path)
+    assert one.dirty and other.dirty and one.sha == clean.sha
+    assert one.diff_sha is not None and other.diff_sha is not None and one.diff_sha != other.diff_sha
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_state(tmp_path).diff_sha == one.diff_sha, "the same edit, the same hash"
+    outside = Path(tempfile.mkdtemp())
+    assert git_state(outside) == GitState(None, None, None), "outside a checkout: unknown, not clean"
 
 
 def test_wait_does_not_end_before_the_last_grid_cell_has_a_trial(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from mat.batching import make_loader, tokenize
 from mat.cli import parse_cli
+from mat.spec.cost import derive_cost
 from mat.data import load_raw
 from mat.modeling import load_model_and_tokenizer
 from mat.spec.tasks import get_task
@@ -31,6 +32,7 @@ def _run(tiny: dict[str, Path], out: Path, *flags: str) -> dict:
 def test_vanilla_counts_one_forward_and_one_backward_per_step(tiny: dict[str, Path], tmp_path: Path, one_torch_thread: None) -> None:
     cost = _run(tiny, tmp_path / "v", "--method", "vanilla")
     assert cost["optimizer_steps"] == 5 and cost["passes"] == {"forward": 5.0, "backward": 5.0}
+    assert cost["optimizer_updates"] == 5 and cost["diagnostic_passes"] == {"forward": 0.0, "backward": 0.0}
     task = get_task("sst2")
     _, tok = load_model_and_tokenizer(str(tiny["model"]), task)
     ds = tokenize(load_raw(task, tiny["data"])["train"], tok, task, 512, tmp_path / "cache2")
@@ -43,9 +45,33 @@ def test_vanilla_counts_one_forward_and_one_backward_per_step(tiny: dict[str, Pa
 
 
 def test_mat_passes_follow_the_algorithm(tiny: dict[str, Path], tmp_path: Path, one_torch_thread: None) -> None:
-    """Per step with K_δ = 2, K_θ = 3: forwards 1 (clean) + 2 (δ) + 2·3 (2B θ forwards); backwards 2 + 2·3."""
+    """Per step with K_δ = 2, K_θ = 3: forwards 1 (clean) + 2 (δ) + 2·3 (2B θ forwards); backwards 2 + 2·3; three
+    optimizer updates. With --diagnostics the δ-own-KL forward (one per step) is counted apart from training's."""
     cost = _run(tiny, tmp_path / "m", "--method", "mat", "--sampling_times_delta", "2", "--sampling_times_theta", "3")
     assert cost["passes"] == {"forward": 5 * 9.0, "backward": 5 * 8.0}
+    assert cost["optimizer_steps"] == 5 and cost["optimizer_updates"] == 5 * 3
+    assert cost["diagnostic_passes"] == {"forward": 0.0, "backward": 0.0}
+    measured = _run(tiny, tmp_path / "d", "--method", "mat", "--sampling_times_delta", "2", "--sampling_times_theta",
+                    "3", "--diagnostics")
+    assert measured["passes"] == cost["passes"] and measured["optimizer_updates"] == 5 * 3
+    assert measured["diagnostic_passes"] == {"forward": 5 * 1.0, "backward": 0.0}
+
+
+def test_an_older_records_cost_is_derived_and_marked() -> None:
+    """A record written before optimizer updates and diagnostic passes were counted (the component study's
+    ``mat`` rung on STS-B: 540 batches, K_θ = 2, --diagnostics, 8 forwards per step of which 1 diagnostic)."""
+    old = {"optimizer_steps": 540, "passes": {"forward": 4320.0, "backward": 3240.0}}
+    params = {"sampling_times_theta": 2, "rung": "mat"}
+    new = derive_cost(old, "mat", params, {"loss", "dropout_kl", "delta_own_kl"})
+    assert new["optimizer_updates"] == 1080 and new["diagnostic_passes"] == {"forward": 540.0, "backward": 0.0}
+    assert new["passes"] == {"forward": 3780.0, "backward": 3240.0}
+    assert new["derived"] == ["optimizer_updates", "diagnostic_passes", "passes"] and old["passes"]["forward"] == 4320.0
+    plain = derive_cost({"optimizer_steps": 10, "passes": {"forward": 10.0, "backward": 10.0}}, "vanilla", {}, set())
+    assert plain["optimizer_updates"] == 10 and plain["passes"]["forward"] == 10.0
+    assert plain["derived"] == ["optimizer_updates", "diagnostic_passes"]
+    counted = {"optimizer_steps": 5, "optimizer_updates": 15, "passes": {"forward": 45.0, "backward": 40.0},
+               "diagnostic_passes": {"forward": 5.0, "backward": 0.0}}
+    assert derive_cost(counted, "mat", params, {"dropout_kl"}) == counted and derive_cost({}, "mat", params) == {}
 
 
 def test_group_by_length_is_recorded_and_counts_the_same_tokens(tiny: dict[str, Path], tmp_path: Path, one_torch_thread: None) -> None:

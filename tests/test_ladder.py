@@ -110,10 +110,11 @@ def test_a_rung_needs_mat_as_the_base_method() -> None:
 
 # ------------------------------------------------------------------------------------ real (tiny) trials
 
-# forward, backward passes per step at K_δ = K_θ = 2 with --diagnostics (a 2B forward counts 2; the δ phase's
-# input gradients count as backward passes)
-PASSES = {"vanilla": (1, 1), "inner_steps": (3, 2), "sampling": (3, 2), "dropout_consistency": (6, 4),
-          "mat": (8, 6), "mat_visible_delta": (8, 6), "r3f": (2, 2)}
+# training's forward, backward passes per step at K_δ = K_θ = 2 (a 2B forward counts 2; the δ phase's input
+# gradients count as backward passes); --diagnostics adds one forward per step to the MAT-method rungs, counted
+# apart; optimizer updates per step: K_θ for those, one for vanilla and r3f
+PASSES = {"vanilla": (1, 1), "inner_steps": (2, 2), "sampling": (2, 2), "dropout_consistency": (5, 4),
+          "mat": (7, 6), "mat_visible_delta": (7, 6), "r3f": (2, 2)}
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,9 @@ def test_a_rung_trial_records_its_rung_and_its_compute(tiny: dict[str, Path], tm
     assert (rec.status, rec.params["rung"], rec.method, rec.seed) == ("SUCCEEDED", rung, get_rung(rung).method, 2)
     steps = rec.cost["optimizer_steps"]
     assert (rec.cost["passes"]["forward"] / steps, rec.cost["passes"]["backward"] / steps) == PASSES[rung]
+    mat_step = get_rung(rung).method == "mat"
+    assert rec.cost["diagnostic_passes"] == {"forward": float(steps) if mat_step else 0.0, "backward": 0.0}
+    assert rec.cost["optimizer_updates"] == steps * (2 if mat_step else 1)
     tele = rec.evals[0].telemetry  # the first interval holds step 1, where the parameter-wide norms are measured
     assert tele["update_norm"] > 0 and tele["grad_norm"] > 0
     if get_rung(rung).method == "mat":

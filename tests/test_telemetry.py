@@ -130,14 +130,16 @@ def test_diagnostics_leave_the_training_unchanged(args: MATArgs) -> None:
     assert torch.equal(r0, r1), "the global generator is where it would have been"
 
 
-def test_diagnostics_cost_one_forward() -> None:
+def test_diagnostics_cost_one_forward_counted_apart_from_training() -> None:
     for args in (FAST_ARGS["mat"], NO_DELTA, dataclasses.replace(NO_DELTA, lambda_s=0.0)):
         counts = []
         for diagnostics in (False, True):
             m = build("mat", args, diagnostics=diagnostics)
             m.step(make_batch())
-            counts.append(m.passes["forward"])
-        assert counts[1] - counts[0] == 1.0, args
+            counts.append((dict(m.counts.passes), dict(m.counts.diagnostic_passes), m.counts.updates))
+        assert counts[0][0] == counts[1][0], "training's passes are the same with and without --diagnostics"
+        assert (counts[0][1], counts[1][1]) == ({"forward": 0.0, "backward": 0.0}, {"forward": 1.0, "backward": 0.0})
+        assert counts[0][2] == counts[1][2] == args.sampling_times_theta, args
 
 
 # ------------------------------------------------------------------------------- TensorBoard and the record

@@ -14,7 +14,9 @@ also estimates the trial-hours the other cells need from the finished records::
 of the missing cells only (an NNI nested choice, seed-major: every rung of seed 1, then of seed 2, ..., so a
 study stopped half-way still has whole seeds to pair), starts the experiment with ``nnictl`` (GridSearch: each
 missing cell once), copies each SUCCEEDED record into ``<records>`` as it lands, and exits non-zero unless every
-cell then has one. A stopped run loses only its running trials; the next ``run`` does the rest.
+cell then has one. A stopped run loses only its running trials; the next ``run`` does the rest. It refuses
+a checkout whose tracked files have uncommitted changes (the records would name a commit that is not the code
+they ran) unless ``--allow_dirty``.
 
 No ``import nni`` here: ``nnictl`` runs as a subprocess (:mod:`trials.experiment`).
 """
@@ -35,6 +37,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from mat.spec.ladder import RUNG_KEY, RUNG_NAMES, get_rung
+from mat.provenance import git_state
 from mat.spec.records import TrialRecord, read_record
 from trials import experiment
 
@@ -234,7 +237,24 @@ def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequenc
     return "\n".join(lines)
 
 
+def refuse_dirty(allow_dirty: bool) -> str | None:
+    """Why a study must not start from this checkout (tracked files differ from the commit, so its records
+    would not name the code they ran), or None; ``allow_dirty`` lets it start, and the records then carry
+    ``git_dirty`` and the diff's hash (:func:`mat.provenance.git_state`)."""
+    code = git_state()
+    if not code.dirty or allow_dirty:
+        return None
+    return (f"the checkout has uncommitted changes to tracked files (git diff HEAD is not empty; diff "
+            f"sha256 {(code.diff_sha or '')[:12]}): the study's records would name commit "
+            f"{(code.sha or '')[:7]} but ran other code. Commit (or stash) the changes and run again, or "
+            "pass --allow_dirty to run anyway (the records then say git_dirty and carry the diff's hash)")
+
+
 def _run(args: argparse.Namespace) -> int:
+    refused = refuse_dirty(args.allow_dirty)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     config_path = Path(args.config)
     config = yaml.safe_load(config_path.read_text())
     task = config_task(config)
@@ -307,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--collect_every", type=float, default=30.0, help="seconds between record collections (default 30)")
     r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder (default ~/nni-experiments)")
     r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep the web UI up)")
+    r.add_argument("--allow_dirty", action="store_true",
+                   help="run even though tracked files have uncommitted changes (refused by default: the "
+                        "records would name a commit that is not the code they ran; with this they say "
+                        "git_dirty and carry the diff's hash)")
     args = p.parse_args(argv)
     try:
         if args.cmd == "status":

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mat.losses import consistency_loss, task_loss
-from mat.methods.stats import StepStats, grad_norm
+from mat.methods.stats import Counts, StepStats, grad_norm
 
 # Batch keys that are never model keyword inputs here: ids become embeddings, labels go to our losses.
 _NOT_FORWARDED = ("input_ids", "labels", "inputs_embeds")
@@ -234,9 +234,7 @@ class Method:
             raise ValueError("the optimizer holds no parameters")
         self.device = self.params[0].device
         self.scaler = torch.amp.GradScaler(self.device.type) if autocast_dtype == torch.float16 else None
-        # Forward and backward passes, in units of one pass of the batch's B examples (a 2B forward counts 2);
-        # a backward counts the passes of the graph it runs through. The record's cost block shows them.
-        self.passes: dict[str, float] = {"forward": 0.0, "backward": 0.0}
+        self.counts = Counts()  # passes (training's, --diagnostics' apart), optimizer updates: the cost block
         self._rows = 1  # B of the current batch
         self._pending = 0.0  # forward passes with gradients since the last backward
         self.stats = StepStats(self.params)  # grad_norm, update_norm (mat.methods.stats) until the step ends
@@ -256,13 +254,15 @@ class Method:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """The method's own state across batches (not the model, optimizer or scheduler)."""
-        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+        """The method's own state across batches (not the model, optimizer or scheduler), and its counts."""
+        scaler = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+        return {"counts": self.counts.state_dict(), **scaler}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self.counts.load_state_dict(state.get("counts") or {})
 
     # ----------------------------------------------------------------------------------- plumbing
 
@@ -304,12 +304,11 @@ class Method:
 
     def _count_forward(self, rows: int) -> None:
         n = rows / self._rows
-        self.passes["forward"] += n
-        if torch.is_grad_enabled():
+        if self.counts.forward(n) and torch.is_grad_enabled():  # training's (not a --diagnostics forward)
             self._pending += n
 
     def _count_backward(self) -> None:
-        self.passes["backward"] += self._pending
+        self.counts.passes["backward"] += self._pending
         self._pending = 0.0
 
     def task_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -336,6 +335,7 @@ class Method:
             Whether the optimizer stepped: False when the GradScaler found inf/NaN gradients and skipped the
             step (``update()`` then lowers the scale, and only then; one host sync per step, fp16 only).
         """
+        self.counts.updates += 1  # every optimizer step, one the fp16 GradScaler then skips too
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         measure = self.stats.before_update(int(getattr(self.scheduler, "last_epoch", 0)))  # every 10th step: θ copied

@@ -239,7 +239,8 @@ class MAT(Method):
             e = self.embeddings(inp.input_ids)  # e  (B, T, H), no graph: ∂/∂δ needs none through e
             masks = rng_state(self.device) if self.diagnostics else None  # the clean forward's dropout masks
             if a.lambda_s == 0:  # diagnostics only: a clean forward on masks of its own, the stream untouched
-                with independent_rng(_DIAGNOSTIC_SEED + int(getattr(self.scheduler, "last_epoch", 0)), self.device):
+                seed = _DIAGNOSTIC_SEED + int(getattr(self.scheduler, "last_epoch", 0))
+                with independent_rng(seed, self.device), self.counts.diagnostic():
                     clean = self.logits(e, inp.kwargs)
             else:
                 clean = self.logits(e, inp.kwargs)  # f(θ_t, e), once per batch
@@ -263,7 +264,7 @@ class MAT(Method):
             ema_(delta_bar, delta.detach(), a.beta_s)  # δ̄ ← β_s·δ̄ + (1−β_s)·δ
         stats["delta_norm"] = per_example_norm(delta_bar, "inf").mean()
         if masks is not None:  # f(θ_t, e+δ̄) on the clean forward's dropout masks: δ̄'s own effect
-            with torch.no_grad(), replayed_rng(masks, self.device):
+            with torch.no_grad(), replayed_rng(masks, self.device), self.counts.diagnostic():
                 stats["delta_own_kl"] = self.consistency(clean, self.logits(e + delta_bar, inp.kwargs))
         return delta_bar, stats
 

@@ -27,12 +27,54 @@ restore the generators afterwards, so a diagnostic never moves the training's ra
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 MEASURE_EVERY = 10  # training steps between two measurements of the parameter-wide norms
+
+
+@dataclass
+class Counts:
+    """What a method's steps cost, for the record's ``cost`` block (:mod:`mat.spec.cost`).
+
+    Forward and backward passes are in units of one pass of the batch's B examples (a 2B forward counts 2; a
+    backward counts the passes of the graph it runs through). ``passes`` are training's; ``diagnostic_passes``
+    the measurement forwards that only ``--diagnostics`` runs (those inside :meth:`diagnostic`); ``updates``
+    every optimizer step (K_θ per batch for MAT), one the fp16 GradScaler then skips included.
+    """
+
+    passes: dict[str, float] = field(default_factory=lambda: {"forward": 0.0, "backward": 0.0})
+    diagnostic_passes: dict[str, float] = field(default_factory=lambda: {"forward": 0.0, "backward": 0.0})
+    updates: int = 0
+    measuring: bool = False  # inside diagnostic()
+
+    @contextlib.contextmanager
+    def diagnostic(self) -> Iterator[None]:
+        """Count the forwards run inside as diagnostic passes, not training's."""
+        before, self.measuring = self.measuring, True
+        try:
+            yield
+        finally:
+            self.measuring = before
+
+    def forward(self, n: float) -> bool:
+        """Count ``n`` forward passes (diagnostic ones inside :meth:`diagnostic`); True for training's."""
+        (self.diagnostic_passes if self.measuring else self.passes)["forward"] += n
+        return not self.measuring
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counts so far, for a checkpoint (a resumed trial's record counts the whole run)."""
+        return {"passes": dict(self.passes), "diagnostic_passes": dict(self.diagnostic_passes),
+                "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (an older checkpoint's empty state changes nothing)."""
+        self.passes.update(state.get("passes") or {})
+        self.diagnostic_passes.update(state.get("diagnostic_passes") or {})
+        self.updates = int(state.get("updates", self.updates))
 
 def global_norm(tensors: Sequence[Tensor]) -> Tensor:
     """‖(t_1, ..., t_n)‖₂ over all elements of ``tensors`` (a non-empty list on one device): a float32 scalar."""

@@ -1,14 +1,29 @@
-"""What a trial costs: wall seconds per phase, tokens, padding and passes, for the record's ``cost`` block.
+"""What a trial costs: wall seconds per phase, tokens, padding, optimizer updates and passes, for the record's
+``cost`` block.
 
 ``fit`` times its phases with one :class:`CostMeter` and counts the training tokens of every batch; the
-method counts its forward and backward passes (:attr:`mat.methods.base.Method.passes`). The block lets a
-user see where a trial's time went and lets ``analysis`` set accuracy against compute::
+method counts its optimizer updates and its forward and backward passes (``Method.counts``,
+:class:`mat.methods.stats.Counts`). The block lets a user see where a trial's time went and lets ``analysis``
+set accuracy against compute::
 
     cost: {wall_seconds: {startup, data, tokenize, model, train, evaluate, write, total},
-           train_tokens, padded_tokens, optimizer_steps, passes: {forward, backward}}
+           train_tokens, padded_tokens, optimizer_steps, optimizer_updates,
+           passes: {forward, backward}, diagnostic_passes: {forward, backward}}
+
+* ``optimizer_steps``: training steps (batches), the name older records use; ``optimizer_updates``: every
+  optimizer step, so K_θ per batch for MAT (2 x ``optimizer_steps`` at K_θ = 2).
+* ``passes``: what training needs, in units of one pass of the batch (a 2B forward counts 2; MAT's δ-phase
+  input gradients count as backward passes); ``diagnostic_passes``: the measurement forwards that only
+  ``--diagnostics`` runs (MAT's δ-own-KL or dropout-only forward, one per step), kept apart so a run with
+  diagnostics does not look costlier than one without.
+
+Records written before these were counted (no ``diagnostic_passes``) have ``passes`` that include the
+diagnostic forward and no ``optimizer_updates``: :func:`derive_cost` fills in what their parameters and
+telemetry determine and names it in ``derived``.
 
 ``startup`` is the time from the process's start (``/proc/self/stat`` on Linux) to the start of ``fit``:
 interpreter start and imports. ``train`` excludes the evaluations that happen between training steps.
+No torch here.
 """
 
 from __future__ import annotations
@@ -66,19 +81,33 @@ class CostMeter:
         t = self.seconds.get("train", 0.0)
         return self.train_tokens / t if t > 0 else 0.0
 
-    def to_dict(self, optimizer_steps: int, passes: Mapping[str, float], startup: float | None = None) -> dict[str, Any]:
-        """The record's ``cost`` block; ``total`` is the wall time of ``fit`` plus ``startup``."""
+    def to_dict(self, optimizer_steps: int, passes: Mapping[str, float], startup: float | None = None,
+                updates: int | None = None, diagnostic: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The record's ``cost`` block; ``total`` is the wall time of ``fit`` plus ``startup``.
+
+        Args:
+            optimizer_steps: training steps (batches).
+            passes: training's forward and backward passes.
+            startup: seconds from the process's start to ``fit``.
+            updates: every optimizer step (the method's ``updates``); left out when None.
+            diagnostic: the ``--diagnostics`` passes (the method's ``diagnostic_passes``); left out when None.
+        """
         secs = dict(self.seconds)
         if startup is not None:
             secs["startup"] = startup
         secs["total"] = secs.get("startup", 0.0) + time.perf_counter() - self.started
-        return {
+        out: dict[str, Any] = {
             "wall_seconds": {k: round(v, 3) for k, v in secs.items()},
             "train_tokens": self.train_tokens,
             "padded_tokens": self.padded_tokens,
             "optimizer_steps": optimizer_steps,
-            "passes": {k: round(float(v), 2) for k, v in passes.items()},
         }
+        if updates is not None:
+            out["optimizer_updates"] = int(updates)
+        out["passes"] = {k: round(float(v), 2) for k, v in passes.items()}
+        if diagnostic is not None:
+            out["diagnostic_passes"] = {k: round(float(v), 2) for k, v in diagnostic.items()}
+        return out
 
     def summary(self, optimizer_steps: int, passes: Mapping[str, float], startup: float | None = None) -> str:
         """One log line: where the time went."""
@@ -89,3 +118,51 @@ class CostMeter:
         pad = 100.0 * c["padded_tokens"] / total if total else 0.0
         return (f"cost: {parts}; {c['train_tokens']} train tokens ({pad:.1f}% padding), {optimizer_steps} steps, "
                 f"{c['passes'].get('forward', 0):g} forward / {c['passes'].get('backward', 0):g} backward passes")
+
+
+# Keys of the telemetry only --diagnostics records (mat.methods.mat): their presence says a trial measured.
+DIAGNOSTIC_STATS = ("dropout_kl", "delta_own_kl")
+
+
+def derive_cost(cost: Mapping[str, Any], method: str, params: Mapping[str, Any],
+                telemetry: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A record's ``cost`` block with what an older record lacks derived from its parameters, and named.
+
+    A block that has ``diagnostic_passes`` (this version's) is returned as it is. An older one gets:
+
+    * ``optimizer_updates`` = ``optimizer_steps`` x K_θ (``params.sampling_times_theta``) for MAT, x 1 for
+      every other method (one optimizer step per batch);
+    * ``diagnostic_passes``: where the trial measured (``telemetry`` holds ``dropout_kl`` or ``delta_own_kl``,
+      which only ``--diagnostics`` records), one forward per training step for MAT, the extra forward its
+      step ran; none otherwise. ``passes.forward`` loses that many, so ``passes`` is training's alone.
+
+    ``derived`` lists the keys filled in this way (absent when nothing was derived).
+
+    Args:
+        cost: the record's ``cost`` block (may be empty).
+        method: the ``--method`` the trial trained with (the record's ``method``).
+        params: the record's ``params``.
+        telemetry: the statistic names of the record's evaluations' ``telemetry``.
+    """
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in cost.items()}
+    steps = out.get("optimizer_steps")
+    if "diagnostic_passes" in out or not isinstance(steps, (int, float)) or isinstance(steps, bool):
+        return out
+    derived = []
+    if "optimizer_updates" not in out:
+        k_theta = params.get("sampling_times_theta", 1) if method == "mat" else 1
+        if isinstance(k_theta, (int, float)) and not isinstance(k_theta, bool):
+            out["optimizer_updates"] = int(steps * k_theta)
+            derived.append("optimizer_updates")
+    passes = out.get("passes")
+    if isinstance(passes, dict) and isinstance(passes.get("forward"), (int, float)):
+        measured = method == "mat" and bool(set(telemetry) & set(DIAGNOSTIC_STATS))
+        extra = float(steps) if measured else 0.0
+        out["diagnostic_passes"] = {"forward": extra, "backward": 0.0}
+        passes["forward"] = round(float(passes["forward"]) - extra, 2)
+        derived.append("diagnostic_passes")
+        if extra:
+            derived.append("passes")
+    if derived:
+        out["derived"] = derived
+    return out

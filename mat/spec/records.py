@@ -8,20 +8,32 @@ Format (docs/design.md, "The trial record")::
           eval_times, eval_splits} (additive; absent in older records),
     status: "SUCCEEDED" | "FAILED" | "RUNNING" | "INTERRUPTED", error: null | "message",
     evals: [{step, epoch, metrics: {name: value}, score, splits?: {split: {name: value}},
-             telemetry?: {statistic: mean over the steps since the previous evaluation}}],
+             telemetry?: {statistic: mean over the steps since the previous evaluation},
+             predictions?: {dev split: "p0,p1,..."}}],
     best: {step, metrics, score}, final: {step, metrics, score},
     test_predictions: path or null, wall_seconds, train_steps,
     versions: {python, torch, transformers, datasets, nni, mat}, git_sha,
+    git_dirty?: true | false | null, git_diff_sha?: null | "sha256 of the diff of tracked files" (additive),
     precision: null | {requested, used, reason, [perturbation_bound, embedding_rms, relative_perturbation,
                format_resolution, logit_change_fp32, logit_change, rounding_change, resolved]} (additive),
     cost: {wall_seconds: {startup, data, tokenize, model, train, evaluate, write, total}, train_tokens,
-           padded_tokens, optimizer_steps, passes: {forward, backward}} (additive; see mat.spec.cost)
+           padded_tokens, optimizer_steps, optimizer_updates, passes: {forward, backward},
+           diagnostic_passes: {forward, backward}} (additive; see mat.spec.cost),
+    dev_labels?: {dev split: "y0,y1,..."} (additive)
 
 ``metrics`` and ``score`` are those of the task's dev split (the one model selection uses). ``splits``
 (optional, additive) holds the metrics of extra evaluation sets (ANLI test, AdvGLUE) at that step.
 ``telemetry`` (optional, additive; in ``evals`` only) holds the mean of each training-step statistic
 (:mod:`mat.telemetry`: loss, adv_loss, lr, grad_norm, update_norm, MAT's delta/noise statistics) over the
 steps since the previous evaluation.
+``predictions`` (optional, additive; in ``evals`` only) holds the evaluation's predictions on each dev split
+and ``dev_labels`` the gold labels once, in the dev set's order (example 0 first), as :func:`encode_values`
+writes them: comma-separated class ids, or regression scores rounded to :data:`REGRESSION_DECIMALS` decimals.
+With them the analysis rescores any subset of the dev set without the data or torch (``--selection split``). A
+12-evaluation STS-B record (1,500 dev pairs) is about 0.13 MB (``tests/test_predictions.py`` measures it).
+``git_dirty`` says whether tracked files differed from ``git_sha`` when the trial started (null: unknown, e.g.
+an installed copy), ``git_diff_sha`` the SHA-256 of that diff (``git diff HEAD``), so two runs from the same
+edited tree can be told from runs of different edits (:mod:`mat.provenance`).
 ``precision`` (optional, additive; ``params.precision`` holds the format used) says why the trial ran in
 its format and, for an explicit bf16/fp16 run of a perturbing method, what the first-batch measurement of
 :func:`mat.precision.measure_rounding` found.
@@ -37,11 +49,29 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "trial.json"
 STATUSES = ("SUCCEEDED", "FAILED", "RUNNING", "INTERRUPTED")
+REGRESSION_DECIMALS = 4  # stored regression predictions: 1e-4 on STS-B's 0-5 scale
+
+
+def encode_values(values: Iterable[float], regression: bool) -> str:
+    """Predictions or labels as the record keeps them: ``"0,1,1"`` (class ids) or ``"3.1416,0.25"``
+    (regression scores rounded to :data:`REGRESSION_DECIMALS` decimals); one string, one line in the JSON."""
+    if regression:
+        return ",".join(f"{round(float(v), REGRESSION_DECIMALS):g}" for v in values)
+    return ",".join(str(int(v)) for v in values)
+
+
+def decode_values(text: str) -> list[float]:
+    """The numbers :func:`encode_values` wrote (empty text: none).
+
+    Raises:
+        ValueError: a field is not a number.
+    """
+    return [float(v) for v in text.split(",")] if text else []
 
 
 class RecordError(ValueError):
@@ -59,6 +89,7 @@ class EvalResult:
     score: float
     splits: dict[str, dict[str, float]] = field(default_factory=dict)
     telemetry: dict[str, float] = field(default_factory=dict)
+    predictions: dict[str, str] = field(default_factory=dict)  # dev split -> its predictions (encode_values)
 
 
 @dataclass
@@ -85,6 +116,9 @@ class TrialRecord:
     run: dict[str, Any] = field(default_factory=dict)
     precision: dict[str, Any] | None = None
     cost: dict[str, Any] = field(default_factory=dict)
+    git_dirty: bool | None = None
+    git_diff_sha: str | None = None
+    dev_labels: dict[str, str] = field(default_factory=dict)  # dev split -> its gold labels (encode_values)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +127,10 @@ class TrialRecord:
         for key in ("best", "final"):
             if d[key] is not None:
                 d[key] = {k: d[key][k] for k in ("step", "epoch", "metrics", "score", "splits")}
-        d["evals"] = [{k: v for k, v in e.items() if k != "telemetry" or v} for e in d["evals"]]
+        optional = ("telemetry", "predictions")
+        d["evals"] = [{k: v for k, v in e.items() if k not in optional or v} for e in d["evals"]]
+        if not d["dev_labels"]:
+            del d["dev_labels"]
         schema, run = d.pop("schema"), d.pop("run")
         ordered: dict[str, Any] = {"schema": schema}
         for k, v in d.items():
@@ -182,6 +219,7 @@ def _eval(d: Mapping[str, Any] | None, where: str) -> EvalResult | None:
                 for s, m in (d.get("splits") or {}).items()
             },
             telemetry={str(k): (math.nan if v is None else float(v)) for k, v in (d.get("telemetry") or {}).items()},
+            predictions={str(k): str(v) for k, v in (d.get("predictions") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise RecordError(f"{where}: malformed evaluation entry {dict(d) if isinstance(d, Mapping) else d!r}: {e}")
@@ -228,6 +266,9 @@ def record_from_dict(d: Any, source: str = "<dict>") -> TrialRecord:
             run=dict(d.get("run") or {}),
             precision=dict(d["precision"]) if isinstance(d.get("precision"), dict) else None,
             cost=dict(d.get("cost") or {}),
+            git_dirty=d.get("git_dirty") if isinstance(d.get("git_dirty"), bool) else None,
+            git_diff_sha=d.get("git_diff_sha"),
+            dev_labels={str(k): str(v) for k, v in (d.get("dev_labels") or {}).items()},
         )
     except (TypeError, ValueError) as e:
         raise RecordError(f"{source}: wrong type in a field: {e}") from e
