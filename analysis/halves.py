@@ -19,7 +19,8 @@ so the halves depend on the index alone: the same for every trial, run and machi
 (CoLA's 1,043 examples: 526 / 517; STS-B's 1,500: 755 / 745), and unrelated to the data's order or labels.
 
 :func:`half_metrics` gives the task's metrics on each half for every evaluation of a record; the tidy frame
-holds them as ``kind == "eval"`` rows on splits :data:`SELECTION` and :data:`REPORT`. No torch here.
+holds them as ``kind == "half"`` rows (:data:`HALF`) on splits :data:`SELECTION` and :data:`REPORT`. No torch
+here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mat.spec.metrics import compute_metrics
 from mat.spec.records import TrialRecord, decode_values
 from mat.spec.tasks import get_task
 
+HALF = "half"  # the tidy frame's kind of those rows (apart from "eval": the record's own evaluations)
 SELECTION = "dev.selection"  # the tidy frame's split of the selection half's metrics
 REPORT = "dev.report"  # ... and of the report half's
 HALVES = (SELECTION, REPORT)

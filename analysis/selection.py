@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.halves import HALVES, REPORT, SELECTION
+from analysis.halves import HALF, REPORT, SELECTION
 from analysis.tidy import DEV
 
 SELECTIONS = ("best", "last", "split")
@@ -65,7 +65,6 @@ def _first_best(per_step: pd.DataFrame) -> pd.DataFrame:
 def fallback_rows(evals: pd.DataFrame, selection: str) -> pd.DataFrame:
     """For trials without a ``best``/``final`` entry (an NNI trial without a record): the eval step with the
     highest dev score (earliest on ties) for ``best``, the last eval step for ``last``; its rows."""
-    evals = evals[~evals["split"].isin(HALVES)]
     per_step = _per_step(evals, DEV)
     if per_step.empty:
         return evals.iloc[0:0]
@@ -80,14 +79,14 @@ def split_choice(df: pd.DataFrame) -> pd.DataFrame:
     """Per trial, the evaluation chosen on the selection half and its two half scores.
 
     Args:
-        df: tidy-frame rows (``kind == "eval"`` rows on the :data:`~analysis.halves.SELECTION` and
-            :data:`~analysis.halves.REPORT` splits are used).
+        df: tidy-frame rows (its ``kind == "half"`` rows, on the :data:`~analysis.halves.SELECTION` and
+            :data:`~analysis.halves.REPORT` splits, are used).
 
     Returns:
         ``experiment, trial, step, selection_score, report_score``: the step whose selection-half score is the
         highest (the earliest on ties), that score and the report half's at the same step.
     """
-    ev = df[df["kind"] == "eval"]
+    ev = df[df["kind"] == HALF]
     chosen = _first_best(_per_step(ev, SELECTION)).rename(columns={"value": "selection_score"})
     report = _per_step(ev, REPORT).rename(columns={"value": "report_score"})
     return chosen.merge(report, on=_TRIAL + ["step"], how="left").reset_index(drop=True)
@@ -96,7 +95,7 @@ def split_choice(df: pd.DataFrame) -> pd.DataFrame:
 def without_predictions(df: pd.DataFrame) -> list[str]:
     """The sources of the trials in ``df`` that have evaluations but no dev predictions to split on."""
     ev = df[(df["kind"] == "eval") & df["metric"].notna()]
-    have = ev[ev["split"] == SELECTION][_TRIAL].drop_duplicates()
+    have = df[(df["kind"] == HALF) & (df["split"] == SELECTION)][_TRIAL].drop_duplicates()
     keys = pd.MultiIndex.from_frame(ev[_TRIAL])
     lacking = ev[~keys.isin(pd.MultiIndex.from_frame(have))]
     return sorted(set(lacking["source"].astype(str)))
@@ -118,10 +117,9 @@ def split_rows(d: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"--selection split needs each trial's dev predictions, which {len(lacking)} "
                          "record(s) do not keep (written before records kept them, or NNI trials without a "
                          f"record): {named}; score them with --selection best or --selection last")
-    ev = d[d["kind"] == "eval"]
-    chosen = split_choice(ev)[_TRIAL + ["step"]]
-    rows = ev.merge(chosen, on=_TRIAL + ["step"], how="inner")
-    rows = rows[rows["split"] != DEV].copy()
+    chosen = split_choice(d)[_TRIAL + ["step"]]
+    evals = d[((d["kind"] == "eval") & (d["split"] != DEV)) | (d["kind"] == HALF)]  # extra splits, halves
+    rows = evals.merge(chosen, on=_TRIAL + ["step"], how="inner")
     rows.loc[rows["split"] == REPORT, "split"] = DEV
     return rows.assign(kind="split").reset_index(drop=True)
 
@@ -140,7 +138,7 @@ def selected_rows(d: pd.DataFrame, selection: str, keep: np.ndarray | None = Non
     keep = np.ones(len(d), dtype=bool) if keep is None else keep
     kind = d["kind"].to_numpy(dtype=object)
     if selection == "split":
-        return split_rows(d[keep & (kind == "eval")])
+        return split_rows(d[keep & ((kind == "eval") | (kind == HALF))])
     chosen = keep & (kind == KIND[selection])
     picked = d[chosen]
     have = pd.MultiIndex.from_frame(picked[_TRIAL].drop_duplicates())

@@ -10,7 +10,8 @@ One row per (trial, evaluation kind, step, split, metric)::
   the record names one, else the method). Tables, plots and comparisons have a row per arm.
 
 * ``kind`` is ``"eval"`` (every evaluation in ``evals``), ``"best"`` (the record's best dev evaluation,
-  the one the authors report) or ``"final"`` (the last one), so best and final are a filter away.
+  the one the authors report) or ``"final"`` (the last one), so best and final are a filter away; ``"half"``
+  and ``"telemetry"`` rows are below.
 * ``split`` is ``"dev"`` for an evaluation's ``metrics`` (the dev split model selection uses; for MNLI
   its two metrics come from the matched and mismatched dev sets) and the split's own name for the extra
   sets in ``splits`` (``test_r1``, ``adv_validation``, ``adv_validation_matched``...).
@@ -26,7 +27,7 @@ One row per (trial, evaluation kind, step, split, metric)::
   files had uncommitted changes, and their hash.
 * ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
   statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
-* A record that kept its dev predictions (:mod:`mat.spec.records`) has, per evaluation, ``kind == "eval"`` rows on
+* A record that kept its dev predictions (:mod:`mat.spec.records`) has, per evaluation, ``kind == "half"`` rows on
   the splits ``"dev.selection"`` and ``"dev.report"``: the task's metrics on the two fixed halves of the dev
   set (:mod:`analysis.halves`), which ``--selection split`` chooses and reports on.
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
@@ -54,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import identity
-from analysis.halves import check_predictions, half_metrics, has_predictions
+from analysis.halves import HALF, check_predictions, half_metrics, has_predictions
 from mat.spec.cost import derive_cost
 from mat.spec.records import EvalResult, RecordError, TrialRecord, record_from_dict
 from mat.spec.tasks import get_task, task_score
@@ -256,7 +257,7 @@ class Builder:
             self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])
         if has_predictions(rec):
             for step, epoch, half, metrics in half_metrics(rec):
-                self.rows.extend([(t, "eval", step, epoch, half, m, v) for m, v in metrics.items()])
+                self.rows.extend([(t, HALF, step, epoch, half, m, v) for m, v in metrics.items()])
         for kind, chosen in (("best", rec.best), ("final", rec.final)):
             if chosen is not None:
                 self.add_eval(t, kind, chosen)

@@ -56,6 +56,8 @@ def test_half_metrics_by_hand() -> None:
 def test_split_chooses_on_the_selection_half_and_reports_the_other(tmp_path: Path) -> None:
     write_record(record("t", EVALS, {"learning_rate": 1e-4}), tmp_path / "t")
     df = load_records(tmp_path)
+    assert df[df["kind"] == "eval"]["step"].tolist() == [10, 20, 30], "the record's evaluations, one row each"
+    assert len(df[df["kind"] == "half"]) == 6, "the halves' rows apart: 3 evaluations x 2 halves x 1 metric"
     [choice] = split_choice(df).to_dict("records")
     assert (choice["step"], choice["selection_score"], choice["report_score"]) == (20, 100.0, 25.0)
     score = {sel: aggregate.trial_scores(df, sel).query("metric == 'score' and split == 'dev'")["value"].item()
