@@ -1,14 +1,18 @@
 """The house rules that keep the code base tidy (docs/design.md, "Module map"): checked, not hoped for.
 
 * ``mat/`` imports in one direction: no import loop, and no ``import mat...`` inside a function to dodge one.
-* No module of ``mat/`` or ``analysis/`` is over 400 lines; ``mat/train.py`` is under 300 with no function
-  over 60 lines.
+* ``analysis/`` takes nothing of ``mat`` but ``mat.spec``, the torch-free contracts; ``mat.spec`` takes nothing
+  of ``mat`` outside itself and imports no torch.
+* No module of ``mat/``, ``trials/`` or ``analysis/`` is over 400 lines; ``mat/train.py`` is under 300 with no
+  function over 60 lines.
 * Only ``trials/`` knows NNI: neither ``import nni`` nor ``nnictl`` appears in ``mat/`` or ``analysis/``.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ import pytest
 from tests.helpers import REPO
 
 PACKAGES = ("mat", "analysis")
+SIZED = ("mat", "trials", "analysis")
 
 
 def _modules(package: str) -> dict[str, Path]:
@@ -40,6 +45,44 @@ def _top_level_imports(path: Path, package: str) -> set[str]:
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}
     return found
+
+
+def _all_imports(path: Path, package: str) -> set[str]:
+    """Every module of ``package`` that ``path`` imports, at module level or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == package}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package:
+            found.add(node.module)
+    return found
+
+
+def _in_spec(module: str) -> bool:
+    return module == "mat.spec" or module.startswith("mat.spec.")
+
+
+def test_analysis_takes_only_mat_spec() -> None:
+    taken = {f"{name}: {dep}" for name, path in _modules("analysis").items() for dep in _all_imports(path, "mat")}
+    assert {t for t in taken if not _in_spec(t.split(": ")[1])} == set()
+    assert taken, "analysis reads the record and task contracts from mat.spec"
+
+
+def test_mat_spec_takes_nothing_of_mat_outside_itself() -> None:
+    spec = {n: p for n, p in _modules("mat").items() if _in_spec(n)}
+    taken = {f"{name}: {dep}" for name, path in spec.items() for dep in _all_imports(path, "mat")}
+    assert {t for t in taken if not _in_spec(t.split(": ")[1])} == set()
+
+
+def test_mat_spec_imports_no_torch() -> None:
+    mods = sorted(n for n in _modules("mat") if _in_spec(n))
+    code = "import sys\n" + "".join(f"import {m}\n" for m in mods) + (
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'nni', 'pandas'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert len(mods) > 8
 
 
 def test_mat_import_graph_has_no_loop() -> None:
@@ -77,7 +120,7 @@ def test_no_project_import_inside_a_function() -> None:
     assert offenders == []
 
 
-@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("package", SIZED)
 def test_module_sizes(package: str) -> None:
     long = {n: len(p.read_text().splitlines()) for n, p in _modules(package).items()}
     assert {n: k for n, k in long.items() if k > 400} == {}
