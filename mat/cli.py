@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 from transformers import HfArgumentParser
 
-from mat.spec.config import ALIASES, METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.config import ALIASES, RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.methods import METHOD_ARGS
 from mat.spec.naming import did_you_mean
 
 DESCRIPTION = (

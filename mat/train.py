@@ -27,8 +27,9 @@ from mat.batching import make_loader, tokenize
 from mat.data import load_combined_nli, load_raw, require_split
 from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, write_test_predictions
 from mat.methods import Method, get_method
+from mat.spec.methods import get_method_spec
 from mat.modeling import load_model_and_tokenizer
-from mat.optim import build_optimizer, optimizer_name
+from mat.optim import build_optimizer
 from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import default_output_dir, new_record
 from mat.spec.records import EvalResult, TrialRecord, write_record
@@ -145,7 +146,7 @@ def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
     with meter.phase("model"):
         model, tokenizer = load_model_and_tokenizer(run.model, task)
         model.to(device)
-        precision = choose_precision(run.precision, device, run.method, cfg.method, model)
+        precision = choose_precision(run.precision, device, get_method_spec(run.method), cfg.method, model)
     log.info("precision %s: %s", precision.name, precision.reason)
     with meter.phase("tokenize"):
         train_tok = tokenize(train_raw, tokenizer, task, run.max_length, run.cache_dir)
@@ -156,7 +157,7 @@ def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
     steps_per_epoch = len(train_loader)
     total = run.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
     optimizer, scheduler = make_optimizer(cfg, model, total)
-    method = get_method(run.method)(
+    method = get_method(get_method_spec(run.method))(
         model, optimizer, scheduler, task, cfg.method,
         max_grad_norm=float(train.max_grad_norm or 0.0), autocast_dtype=precision.dtype, diagnostics=run.diagnostics,
     )
@@ -175,7 +176,7 @@ def make_optimizer(cfg: TrialConfig, model: Any, total_steps: int) -> tuple[torc
     """The optimizer (the method's, with the resolved decay and its scope) and the warm-up schedule over ``total_steps``."""
     train = cfg.train
     optimizer = build_optimizer(
-        model, optimizer_name(cfg.method), lr=float(train.learning_rate or 0.0), weight_decay=float(train.weight_decay or 0.0),
+        model, get_method_spec(cfg.run.method).optimizer(cfg.method), lr=float(train.learning_rate or 0.0), weight_decay=float(train.weight_decay or 0.0),
         eps=train.adam_epsilon, weight_decay_scope=train.weight_decay_scope or "no_bias_norm",
     )
     scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=int(train.warmup_ratio * total_steps), num_training_steps=total_steps)

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from mat.cli import parse_cli
-from mat.spec.config import MATArgs, R3FArgs, TrialConfig, VanillaArgs, apply_overrides
+from mat.spec.config import TrialConfig, apply_overrides
+from mat.spec.methods import MATArgs, R3FArgs, VanillaArgs
 from mat.spec.ladder import AUTHORS_DELTA, LADDER, RUNG_NAMES, RUNGS, VISIBLE_DELTA, get_rung, previous_rung
 from mat.spec.records import read_record
 from mat.train import fit

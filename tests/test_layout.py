@@ -6,6 +6,8 @@
 * No module of ``mat/``, ``trials/`` or ``analysis/`` is over 400 lines; ``mat/train.py`` is under 300 with no
   function over 60 lines.
 * Only ``trials/`` knows NNI: neither ``import nni`` nor ``nnictl`` appears in ``mat/`` or ``analysis/``.
+* A method is named in one place: its name, as a string, appears in at most two files of ``mat/`` and
+  ``trials/`` (its registry entry, and the component ladder for the methods its rungs train with).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from mat.spec.methods import METHOD_SPECS
 from tests.helpers import REPO
 
 PACKAGES = ("mat", "analysis")
@@ -138,3 +141,18 @@ def test_only_trials_know_nni(package: str) -> None:
     hits = [f"{p}: {line.strip()}" for p in (REPO / package).rglob("*.py") for line in p.read_text().splitlines()
             if "import nni" in line or "nnictl" in line]
     assert hits == []
+
+
+def _names(path: Path, name: str) -> bool:
+    """``path`` holds the string ``name`` (the package's version key ``{"mat": __version__}`` aside)."""
+    tree = ast.parse(path.read_text())
+    versions = {id(k) for d in ast.walk(tree) if isinstance(d, ast.Dict)
+                for k, v in zip(d.keys, d.values) if isinstance(v, ast.Name) and v.id == "__version__"}
+    return any(isinstance(n, ast.Constant) and n.value == name and id(n) not in versions for n in ast.walk(tree))
+
+
+def test_a_method_is_named_in_at_most_two_files() -> None:
+    files = [p for package in ("mat", "trials") for p in sorted((REPO / package).rglob("*.py"))]
+    where = {name: [str(p.relative_to(REPO)) for p in files if _names(p, name)] for name in METHOD_SPECS}
+    assert {name: found for name, found in where.items() if len(found) > 2} == {}
+    assert all("mat/spec/methods.py" in found for found in where.values()), where

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mat.cli import parse_cli
-from mat.spec.config import MATArgs
+from mat.spec.methods import MATArgs
 from mat.methods import METHODS
 from mat.spec.records import EvalResult, TrialRecord, read_record, write_record
 from mat.telemetry import Telemetry
