@@ -28,7 +28,7 @@ from analysis.comparison import compare_to_baseline, paired_comparison, unpaired
 from analysis.intervals import bootstrap_ci, check_interval, group_bootstrap, t_intervals
 from analysis.scores import convention_tasks, glue_score
 from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
-from mat.spec.tasks import task_score
+from mat.spec.tasks import get_task, task_score
 
 __all__ = [
     "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
@@ -74,7 +74,7 @@ def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, obj
     refused: dict[tuple[object, object], tuple[str, str]] = {}
     for (e, t), (task, src, metrics) in found.items():
         try:
-            scores[(e, t, DEV)] = task_score(task, metrics)
+            scores[(e, t, DEV)] = task_score(get_task(task), metrics)
         except (KeyError, ValueError) as err:
             refused[(e, t)] = (src, f"not scored: {err.args[0] if isinstance(err, KeyError) else err}")
     index = pd.MultiIndex.from_tuples(list(scores), names=_TRIAL + ["split"])
@@ -288,7 +288,7 @@ def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[s
         per_task = {}
         for t, gt in g.groupby("task"):
             try:
-                per_task[str(t)] = task_score(str(t), dict(zip(gt["metric"], gt["mean"])))
+                per_task[str(t)] = task_score(get_task(str(t)), dict(zip(gt["metric"], gt["mean"])))
             except ValueError:
                 continue
         present = [t for t in tasks if t in per_task]

@@ -19,6 +19,7 @@ from mat.cli import parse_cli
 from mat.spec.config import apply_overrides
 from mat.spec.records import read_record, write_record
 from mat.train import fit
+from mat.provenance import resolve
 from tests.helpers import REPO, make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import free_port, isolate, trial_command, write_config
 from trials import components
@@ -44,7 +45,7 @@ def run_cell(flags: list[str], out: Path, rung: str, seed: int) -> Path:
     """One trial of a cell as NNI would run it (flags, then the nested parameters flattened and merged)."""
     params = flatten_nested({"seed": {"_name": seed, "rung": rung}})
     cfg = apply_overrides(parse_cli([*flags, "--output_dir", str(out), "--trial_id", f"{rung}-{seed}"]), params)
-    rec = fit(cfg, show_progress=False)
+    rec = fit(resolve(cfg), show_progress=False)
     assert rec.status == "SUCCEEDED"
     return out / "trial.json"
 

@@ -37,6 +37,7 @@ from mat.methods.mat import MAT
 from mat.precision import choose_precision, measure_rounding, resolves
 from mat.spec.tasks import get_task
 from mat.train import make_optimizer
+from mat.provenance import resolve
 from tests.helpers import TRIAL_SCRIPT, make_tiny_setup, tiny_bert_config
 from tests.test_methods import make_batch, tiny_model
 
@@ -140,7 +141,7 @@ def algorithm2_steps(model: nn.Module, batches: list[dict[str, Tensor]], a: MATA
 
 def harness_steps(model: nn.Module, batches: list[dict[str, Tensor]], cfg: TrialConfig) -> None:
     """The harness's MAT with the optimizer, schedule and clipping :func:`mat.train.setup` builds from ``cfg``."""
-    optimizer, scheduler = make_optimizer(cfg, model, TOTAL)
+    optimizer, scheduler = make_optimizer(resolve(cfg), model, TOTAL)
     method = MAT(model, optimizer, scheduler, get_task("cola"), cfg.method, max_grad_norm=float(cfg.train.max_grad_norm or 0.0))
     for batch in batches:
         method.step(batch)

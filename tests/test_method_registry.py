@@ -22,6 +22,7 @@ from mat.spec.config import apply_overrides, searchable_keys
 from mat.spec.fields import Checked, arg
 from mat.spec.methods import METHOD_ARGS, METHOD_SPECS, MethodSpec, TrainDefaults, register_spec, unregister_spec
 from mat.train import fit
+from mat.provenance import resolve
 from tests.helpers import make_tiny_setup
 
 
@@ -79,7 +80,7 @@ def test_the_toy_method_trains_one_step_through_fit(toy: MethodSpec[ToyArgs], tm
     cfg = parse_cli(["--method", "toy", "--task", "sst2", "--model", str(tiny["model"]), "--data_dir",
                      str(tiny["data"]), "--device", "cpu", "--max_steps", "1", "--batch_size", "4",
                      "--output_dir", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "cache")])
-    rec = fit(cfg, show_progress=False)
+    rec = fit(resolve(cfg), show_progress=False)
     assert (rec.status, rec.method, rec.train_steps) == ("SUCCEEDED", "toy", 1)
     assert rec.params["scale"] == 0.5 and rec.params["learning_rate"] == 1e-3
     assert rec.cost is not None and rec.cost["passes"] == {"forward": 1.0, "backward": 1.0}  # the toy's one step

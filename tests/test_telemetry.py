@@ -22,6 +22,7 @@ from mat.methods import METHODS
 from mat.spec.records import EvalResult, TrialRecord, read_record, write_record
 from mat.telemetry import Telemetry
 from mat.train import fit
+from mat.provenance import resolve
 from tests.helpers import make_tiny_setup
 from tests.test_methods import FAST_ARGS, build, make_batch, tiny_model
 
@@ -175,7 +176,7 @@ def _run(tiny: dict[str, Path], out: Path, method: str, *extra: str) -> Any:
     cfg = parse_cli(["--task", "sst2", "--model", str(tiny["model"]), "--data_dir", str(tiny["data"]), "--method", method,
                      "--epochs", "1", "--batch_size", "8", "--eval_times", "2", "--max_length", "32", "--device", "cpu",
                      "--output_dir", str(out), *extra])
-    return fit(cfg, show_progress=False)
+    return fit(resolve(cfg), show_progress=False)
 
 
 def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

@@ -39,10 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from mat.cli import parse_cli  # noqa: E402
 from mat.spec.config import TrialConfig, apply_overrides  # noqa: E402
 from mat.spec.cost import process_age  # noqa: E402
-from mat.provenance import default_output_dir, new_record  # noqa: E402
+from mat.provenance import default_output_dir, new_record, resolve  # noqa: E402
 from mat.spec.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
 from mat.runtime import set_threads, trial_threads  # noqa: E402
-from mat.spec.tasks import get_task  # noqa: E402
 from mat.train import TrainingInterrupted, fit  # noqa: E402
 
 log = logging.getLogger("mat.trial")
@@ -207,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = flatten_nested(params)
         cfg = apply_overrides(cfg, params)
-        get_task(cfg.run.task)
+        trial = resolve(cfg)  # the task, the method and the output folder, once
     except (ValueError, KeyError) as e:
         msg = f"bad parameters: {e}" if isinstance(e, ValueError) else str(e.args[0])
         log.error(msg)
@@ -215,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
     set_threads(*trial_threads(cfg.run.num_threads, nni_concurrency() if nni is not None else None))
-    record = new_record(cfg, trial_id, exp_id)
+    record = new_record(trial.cfg, trial_id, exp_id)
     lost: list[str] = []  # why NNI became unreachable (nnictl stop), once it did
 
     def report(ev: EvalResult, rec: TrialRecord) -> None:
@@ -229,11 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.raise_signal(signal.SIGTERM)  # fit's handler: checkpoint after this step, record INTERRUPTED
 
     try:
-        record = fit(cfg, record=record, on_eval=report, show_progress=sys.stderr.isatty() or nni is None, startup_seconds=startup)
+        record = fit(trial, record=record, on_eval=report, show_progress=sys.stderr.isatty() or nni is None, startup_seconds=startup)
     except TrainingInterrupted as e:
         if lost:
             record.error = f"NNI became unreachable (experiment stopped: nnictl stop): {record.error}"
-            write_record(record, default_output_dir(cfg))
+            write_record(record, trial.out_dir)
         log.warning("%s", record.error or e)
         return EXIT_INTERRUPTED
     except Exception as e:  # the record already says FAILED with the reason
@@ -247,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("trial finished but NNI is unreachable (%s: %s): final result not reported", type(e).__name__, e)
             return EXIT_INTERRUPTED
 
-    log.info("trial SUCCEEDED: best %s (step %d); record %s", final, record.best.step if record.best else -1, default_output_dir(cfg) / "trial.json")
+    log.info("trial SUCCEEDED: best %s (step %d); record %s", final, record.best.step if record.best else -1, trial.out_dir / "trial.json")
     print(f"best: {final}", flush=True)
     return 0
 

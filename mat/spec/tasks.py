@@ -323,7 +323,7 @@ def sort_tasks(names: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(names), key=lambda t: (order.get(t, len(order)), t))
 
 
-def task_score(task: TaskSpec | str, metrics: Mapping[str, float], *, partial: bool = False) -> float:
+def task_score(spec: TaskSpec, metrics: Mapping[str, float], *, partial: bool = False) -> float:
     """A task's score: the mean of its metrics (the paper's per-task score; MRPC = (acc + F1) / 2).
 
     The one scoring rule of the project: the training loop scores evaluations with it and ``analysis``
@@ -331,17 +331,15 @@ def task_score(task: TaskSpec | str, metrics: Mapping[str, float], *, partial: b
     F1 is never scored on accuracy alone.
 
     Args:
-        task: the task's spec or name (``mrpc``).
+        spec: the task's spec (:func:`get_task`).
         metrics: ``{metric: value}`` on the 0-100 scale.
         partial: for published rows that print only some metrics (``86.7/-``): the known (present, finite)
             ones stand for the task, NaN when none is. Never for trial records.
 
     Raises:
-        KeyError: unknown task.
         ValueError: a metric the task does not have; or (``partial=False``) a missing or non-finite metric,
             named in the message.
     """
-    spec = get_task(task) if isinstance(task, str) else task
     extra = sorted(set(metrics) - set(spec.metrics))
     if extra:
         raise ValueError(f"{spec.name}: metrics {extra} are not among the task's metrics {list(spec.metrics)}")
