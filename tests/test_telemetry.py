@@ -218,7 +218,7 @@ def test_tensorboard_scalars_equal_the_records_interval_means(tiny: dict[str, Pa
 
 def test_the_web_ui_tensorboard_path_links_to_the_trials_folder(tmp_path: Path) -> None:
     """NNI 3.0 (local) starts TensorBoard on <experiment>/trials/<id>/output/tensorboard, not on $NNI_OUTPUT_DIR."""
-    from trials.mat_trial import link_tensorboard_for_webui
+    from trials.nni_store import link_tensorboard_for_webui
 
     exp = tmp_path / "exp"
     (exp / "db").mkdir(parents=True)
