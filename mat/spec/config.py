@@ -24,6 +24,7 @@ from mat.spec.fields import type_name as _type_name
 from mat.spec.ladder import RUNG_KEY, rung_settings
 from mat.spec.methods import DEFAULT_METHOD, METHOD_ARGS, METHOD_SPECS, MethodSpec, TrainDefaults
 from mat.spec.naming import did_you_mean
+from mat.spec.tasks import TASKS
 
 DECAY_SCOPES: tuple[str, ...] = ("all", "no_bias_norm")  # which parameters decay (mat.optim.decay_groups)
 
@@ -35,7 +36,7 @@ DECAY_SCOPES: tuple[str, ...] = ("all", "no_bias_norm")  # which parameters deca
 class RunArgs(_Checked):
     """Run settings: what to train on, where to write, how often to evaluate. Not searched."""
 
-    task: str = _f("rte", "Task name: cola sst2 mrpc stsb qqp mnli qnli rte wnli anli_r1 anli_r2 anli_r3.")
+    task: str = _f("rte", f"Task name: {' '.join(TASKS)}.")
     model: str = _f("minilm", "Hub id or local path of the pre-trained model; 'minilm' = the packaged all-MiniLM-L6-v2.")
     method: str = _f(DEFAULT_METHOD, "Training method.", choices=METHOD_SPECS)
     output_dir: str | None = _f(None, "Where trial.json, predictions and checkpoints go (default: $NNI_OUTPUT_DIR under NNI, else runs/<task>-<method>-<seed>).")

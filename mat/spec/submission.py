@@ -14,15 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
-from mat.spec.tasks import TaskSpec
+from mat.spec.tasks import GLUE_TASKS, TASKS, TaskSpec
 
-# Submission files the GLUE server wants, in its own naming.
+AX_FILE = "AX.tsv"  # the diagnostic set's file: no task of its own
+# Submission files the GLUE server wants, in its own naming: every GLUE task's, then AX.
 GLUE_SUBMISSION_FILES: tuple[str, ...] = (
-    "CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
-    "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv",
+    *(f for t in GLUE_TASKS for f in TASKS[t].submission_files.values()), AX_FILE,
 )
-STRING_LABEL_TASKS = frozenset({"mnli", "qnli", "rte"})
-AX_FILE = "AX.tsv"
 
 
 def format_predictions(task: TaskSpec, predictions: Sequence[float] | np.ndarray) -> list[str]:
@@ -34,7 +32,7 @@ def format_predictions(task: TaskSpec, predictions: Sequence[float] | np.ndarray
         i = int(p)
         if not 0 <= i < task.num_labels:
             raise ValueError(f"{task.name}: prediction {p!r} is not a class id 0..{task.num_labels - 1}")
-        out.append(task.label_names[i] if task.name in STRING_LABEL_TASKS else str(i))
+        out.append(task.label_names[i] if task.submission_labels else str(i))
     return out
 
 
