@@ -25,7 +25,7 @@ from analysis.telemetry import kl_rows, kl_table, telemetry_info, telemetry_plot
 from mat.spec.tasks import sort_tasks, task_label
 
 INTRO = (
-    "Each rung adds one part of MAT to the rung before (mat.spec.ladder); `r3f` stands beside the ladder, compared "
+    "Each rung adds one part of MAT to the rung before (mat.ladder); `r3f` stands beside the ladder, compared "
     "with vanilla. Every rung ran the same seeds with the same shared hyperparameters except its own; "
     "differences are paired by seed.")
 
