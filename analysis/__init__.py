@@ -24,7 +24,13 @@ from analysis.aggregate import (
     select_configs,
     trial_scores,
 )
-from analysis.comparison import SeedMismatch, compare_to_baseline, paired_comparison, paired_stats, unpaired_comparison
+from analysis.comparison import (
+    SeedMismatch,
+    compare_to_baseline,
+    paired_comparison,
+    paired_stats,
+    unpaired_comparison,
+)
 from analysis.intervals import t_interval
 from analysis.load import AnalysisWarning, load, load_nni_experiment, load_records, repeats, status_counts
 from analysis.scores import PAPER_TASKS, glue_score

@@ -191,7 +191,13 @@ def compare_tables(df: Any, args: argparse.Namespace) -> tuple[str, Any]:
             configuration and seed or seeds that differ between a method and the baseline (SeedMismatch).
     """
     from analysis import aggregate, tables
-    from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, seed_problems, table_notes
+    from analysis.comparison import (
+        SeedMismatch,
+        compare_to_baseline,
+        comparison_table,
+        seed_problems,
+        table_notes,
+    )
     from analysis.load import repeats
 
     scores = aggregate.trial_scores(df, args.selection)

@@ -20,14 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mat.train as train_module  # noqa: E402
 from mat.cli import parse_cli  # noqa: E402
-from mat.train import fit  # noqa: E402
 from mat.provenance import resolve  # noqa: E402
+from mat.train import fit  # noqa: E402
 
 
 def timed_trial(flags: list[str], compile_model: bool) -> dict[str, Any]:

@@ -25,10 +25,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mat.cli import parse_cli  # noqa: E402
+from mat.provenance import resolve  # noqa: E402
 from mat.spec.config import apply_overrides  # noqa: E402
 from mat.spec.records import EvalResult, TrialRecord  # noqa: E402
 from mat.train import fit  # noqa: E402
-from mat.provenance import resolve  # noqa: E402
 from trials.components import trial_flags  # noqa: E402
 
 

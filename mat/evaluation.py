@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import require_split
+from mat.spec.config import TrialConfig
 from mat.spec.metrics import compute_metrics
 from mat.spec.records import EvalResult
 from mat.spec.submission import submission_name, write_prediction_file

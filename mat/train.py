@@ -21,9 +21,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from mat.checkpoint import CheckpointManager, Resumed
-from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
+from mat.checkpoint import CheckpointManager, Resumed
 from mat.data import load_combined_nli, load_raw, require_split
 from mat.evaluation import EvalSet, build_eval_sets, eval_steps, evaluate, write_test_predictions
 from mat.methods import Method, get_method
@@ -31,11 +30,12 @@ from mat.modeling import load_model_and_tokenizer
 from mat.optim import build_optimizer
 from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import Trial, new_record
-from mat.spec.records import EvalResult, TrialRecord, write_record
+from mat.runtime import install_stop_handlers, resolve_device, restore_handlers, seed_everything
+from mat.spec.config import TrialConfig
 from mat.spec.cost import CostMeter
-from mat.telemetry import TENSORBOARD_DIR, Telemetry
-from mat.runtime import install_stop_handlers, restore_handlers, resolve_device, seed_everything
+from mat.spec.records import EvalResult, TrialRecord, write_record
 from mat.spec.tasks import TaskSpec
+from mat.telemetry import TENSORBOARD_DIR, Telemetry
 
 log = logging.getLogger("mat.train")
 

@@ -10,7 +10,13 @@ import pytest
 from scipy import stats
 
 from analysis import aggregate as agg
-from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, paired_stats, seed_problems
+from analysis.comparison import (
+    SeedMismatch,
+    compare_to_baseline,
+    comparison_table,
+    paired_stats,
+    seed_problems,
+)
 from analysis.intervals import bootstrap_ci, holm, mean_interval, t_interval
 
 # The example: five seeds whose MAT - vanilla differences are 1, 1.5, 0.5, 1.5, 1.5.

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from mat.cli import parse_cli
+from mat.provenance import resolve
 from mat.spec.config import apply_overrides
 from mat.spec.records import read_record, write_record
 from mat.train import fit
-from mat.provenance import resolve
 from tests.helpers import REPO, make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import free_port, isolate, trial_command, write_config
 from trials import components

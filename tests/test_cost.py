@@ -10,9 +10,9 @@ from mat.batching import make_loader, tokenize
 from mat.cli import parse_cli
 from mat.data import load_raw
 from mat.modeling import load_model_and_tokenizer
+from mat.provenance import resolve
 from mat.spec.tasks import get_task
 from mat.train import fit
-from mat.provenance import resolve
 from tests.helpers import make_tiny_setup
 
 

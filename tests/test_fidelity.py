@@ -30,14 +30,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import BertForSequenceClassification, get_scheduler
 
-from mat.spec.config import RunArgs, TrainArgs, TrialConfig, apply_overrides
-from mat.spec.methods import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, VanillaArgs, get_method_spec
 from mat.losses import consistency_loss, task_loss
 from mat.methods.mat import MAT
 from mat.precision import choose_precision, measure_rounding, resolves
+from mat.provenance import resolve
+from mat.spec.config import RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.methods import (
+    METHOD_ARGS,
+    FreeLBArgs,
+    MATArgs,
+    R3FArgs,
+    SMARTArgs,
+    VanillaArgs,
+    get_method_spec,
+)
 from mat.spec.tasks import get_task
 from mat.train import make_optimizer
-from mat.provenance import resolve
 from tests.helpers import TRIAL_SCRIPT, make_tiny_setup, tiny_bert_config
 from tests.test_methods import make_batch, tiny_model
 

@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from mat.cli import parse_cli
+from mat.provenance import resolve
 from mat.spec.config import TrialConfig, apply_overrides
-from mat.spec.methods import MATArgs, R3FArgs, VanillaArgs
 from mat.spec.ladder import AUTHORS_DELTA, LADDER, RUNG_NAMES, RUNGS, VISIBLE_DELTA, get_rung, previous_rung
+from mat.spec.methods import MATArgs, R3FArgs, VanillaArgs
 from mat.spec.records import read_record
 from mat.train import fit
-from mat.provenance import resolve
 from tests.helpers import REPO, make_tiny_setup
 from trials.search_space import search_space_problems
 

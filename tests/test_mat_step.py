@@ -34,9 +34,9 @@ import torch
 from torch.testing import assert_close
 
 import mat.methods.mat as mat_module
-from mat.spec.methods import MATArgs
 from mat.methods.base import per_example_norm
 from mat.methods.mat import clip_linf_, delta_ascent_, ema_, init_delta, langevin_noise_
+from mat.spec.methods import MATArgs
 from tests.test_methods import build, make_batch, tiny_model
 
 GOLDEN = Path(__file__).parent / "golden" / "mat_losses.json"

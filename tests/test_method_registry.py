@@ -18,11 +18,18 @@ from torch import Tensor
 from mat.cli import build_parser, parse_cli
 from mat.methods import METHODS, get_method
 from mat.methods.base import Method, register_method
+from mat.provenance import resolve
 from mat.spec.config import apply_overrides, searchable_keys
 from mat.spec.fields import Checked, arg
-from mat.spec.methods import METHOD_ARGS, METHOD_SPECS, MethodSpec, TrainDefaults, register_spec, unregister_spec
+from mat.spec.methods import (
+    METHOD_ARGS,
+    METHOD_SPECS,
+    MethodSpec,
+    TrainDefaults,
+    register_spec,
+    unregister_spec,
+)
 from mat.train import fit
-from mat.provenance import resolve
 from tests.helpers import make_tiny_setup
 
 

@@ -14,10 +14,19 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from mat.spec.methods import METHOD_ARGS, METHOD_SPECS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, VanillaArgs, get_method_spec
 from mat.methods import METHODS, get_method
 from mat.methods.mat import MAT
 from mat.optim import build_optimizer
+from mat.spec.methods import (
+    METHOD_ARGS,
+    METHOD_SPECS,
+    FreeLBArgs,
+    MATArgs,
+    R3FArgs,
+    SMARTArgs,
+    VanillaArgs,
+    get_method_spec,
+)
 from mat.spec.tasks import get_task
 from tests.helpers import tiny_bert_config
 

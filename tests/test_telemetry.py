@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from mat.cli import parse_cli
-from mat.spec.methods import MATArgs
 from mat.methods import METHODS
+from mat.provenance import resolve
+from mat.spec.methods import MATArgs
 from mat.spec.records import EvalResult, TrialRecord, read_record, write_record
 from mat.telemetry import Telemetry
 from mat.train import fit
-from mat.provenance import resolve
 from tests.helpers import make_tiny_setup
 from tests.test_methods import FAST_ARGS, build, make_batch, tiny_model
 

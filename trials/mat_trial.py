@@ -35,11 +35,11 @@ from typing import Any, Mapping, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mat.cli import parse_cli  # noqa: E402
+from mat.provenance import default_output_dir, new_record, resolve  # noqa: E402
+from mat.runtime import set_threads, trial_threads  # noqa: E402
 from mat.spec.config import TrialConfig, apply_overrides  # noqa: E402
 from mat.spec.cost import process_age  # noqa: E402
-from mat.provenance import default_output_dir, new_record, resolve  # noqa: E402
 from mat.spec.records import EvalResult, TrialRecord, nni_metric, write_record  # noqa: E402
-from mat.runtime import set_threads, trial_threads  # noqa: E402
 from mat.train import TrainingInterrupted, fit  # noqa: E402
 from trials.nni_store import link_tensorboard_for_webui, nni_concurrency, own_parameters  # noqa: E402
 

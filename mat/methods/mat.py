@@ -47,8 +47,8 @@ from torch import Tensor
 from mat.methods.base import Inputs, Method, per_example_norm, register_method
 from mat.methods.flat import FlatParams
 from mat.methods.stats import StepStats, global_norm, independent_rng, replayed_rng, rng_state
-from mat.spec.methods import MAT_SPEC, MATArgs
 from mat.optim import OPTIMIZER_CLASSES
+from mat.spec.methods import MAT_SPEC, MATArgs
 
 _GRAD_NORM_FLOOR = 1e-8  # the authors' clamp of ‖g‖∞ in update_delta
 _DIAGNOSTIC_SEED = 0x5EED_D1A6  # + the step: dropout masks of the λ = 0 diagnostic forward, apart from training's
