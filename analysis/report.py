@@ -28,6 +28,7 @@ from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
 from analysis.ladder_report import ladder_section
 from analysis.load import repeats, skipped, status_counts
+from analysis.options import Options
 from analysis.scores import CONVENTIONS
 from analysis.tidy import DEV
 from mat.spec.records import STATUSES
@@ -41,22 +42,6 @@ SELECTION_NOTES = {
 STATUS_LABELS = {"SUCCEEDED": "finished", "RUNNING": "running", "FAILED": "failed", "INTERRUPTED": "interrupted"}
 assert set(STATUS_LABELS) == set(STATUSES), "a record status without a display name"
 MAX_LISTED = 50
-
-
-@dataclass(frozen=True)
-class Options:
-    """How the report is computed (the ``report`` command's flags)."""
-
-    selection: str = "best"
-    convention: str = "paper"
-    ablations: tuple[str, ...] = ()
-    interval: str = "t"
-    n_boot: int = 2000
-    seed: int = 0
-    select_seeds: tuple[int, ...] | None = None
-    report_seeds: tuple[int, ...] | None = None
-    baseline: str = "vanilla"
-    strict: bool = False
 
 
 @dataclass
@@ -263,26 +248,17 @@ def _repeat_lines(df: pd.DataFrame) -> list[str]:
             for r in repeats(df).itertuples()]
 
 
-def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best", convention: str = "paper",
-                 sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
-                 seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
-                 report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
-                 strict: bool = False, page: str = "report.md", title: str = "MAT harness report",
+def build_report(df: pd.DataFrame, out_dir: str | Path, opt: Options = Options(), sources: Sequence[str] = (), *,
+                 page: str = "report.md", title: str = "MAT harness report",
                  preface: str | None = None) -> ReportResult:
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
     Args:
         df: the tidy frame of :mod:`analysis.load`.
         out_dir: output folder (created).
-        selection: ``"best"`` or ``"final"`` evaluation per trial.
-        convention: GLUE score convention named under the GLUE tables.
+        opt: how the report is computed (:class:`analysis.options.Options`: selection, GLUE convention,
+            ablations, intervals, seed choice, baseline, strictness).
         sources: text naming where ``df`` came from (printed in the report).
-        ablations: hyperparameters to tabulate as ablations even when others vary too.
-        n_boot, seed: bootstrap resamples and seed.
-        interval: ``"t"`` (default) or ``"bootstrap"`` for every interval of a mean.
-        select_seeds, report_seeds: choose configurations on some seeds and report the others.
-        baseline: the method of the "methods against the baseline" table.
-        strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
         page: the file name of the page written into ``out_dir``.
         title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
 
@@ -297,9 +273,7 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         ValueError: unknown selection, convention or interval; overlapping seed lists.
         SeedMismatch: ``strict`` and seed sets differ or a seed repeats (nothing is written).
     """
-    opt = Options(selection, convention, tuple(ablations), interval, n_boot, seed,
-                  None if select_seeds is None else tuple(select_seeds),
-                  None if report_seeds is None else tuple(report_seeds), baseline, strict)
+    selection, convention, interval, n_boot, seed = opt.selection, opt.convention, opt.interval, opt.n_boot, opt.seed
     agg._check_selection(selection)
     check_interval(interval)
     if convention not in CONVENTIONS:
@@ -311,7 +285,7 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, selection: str = "best",
         if not scores.empty else None
     seed_issues = comparison.seed_problems(choice.per_seed) if choice is not None else []
     seed_issues += comparison.seed_problems(rung_scores) if not rung_scores.empty else []
-    if strict and (seed_issues or _repeat_lines(df)):
+    if opt.strict and (seed_issues or _repeat_lines(df)):
         raise comparison.SeedMismatch("--strict: " + "; ".join(_repeat_lines(df) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
