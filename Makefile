@@ -15,9 +15,10 @@ install:  ## torch (CPU pin by default), the package with its nni and test extra
 quickstart: install  ## a small MAT search with NNI on CPU, web UI on http://127.0.0.1:8080; waits until it is DONE
 	$(PY) -m trials.experiment run nni_configs/quickstart.yml --port 8080
 
-test: install  ## type checks (setup.cfg [mypy]), then the test suite CI runs (real NNI experiments included; slow tests excluded)
+test: install  ## lint (pyproject.toml [tool.ruff]) and type checks (setup.cfg [mypy]), then the test suite CI runs (real NNI experiments included; slow tests excluded), slowest 15 listed
+	$(PY) -m ruff check mat analysis trials
 	$(PY) -m mypy
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu" -q --durations=15
 
 test-all: install  ## everything, slow real-data tests included
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15

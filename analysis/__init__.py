@@ -26,7 +26,13 @@ from analysis.aggregate import (
     select_configs,
     trial_scores,
 )
-from analysis.comparison import SeedMismatch, compare_to_baseline, paired_comparison, paired_stats, unpaired_comparison
+from analysis.comparison import (
+    SeedMismatch,
+    compare_to_baseline,
+    paired_comparison,
+    paired_stats,
+    unpaired_comparison,
+)
 from analysis.intervals import t_interval
 from analysis.load import (AnalysisWarning, Loaded, load, load_nni_experiment, load_records, load_with_notes,
                            status_counts)

@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from analysis.intervals import INTERVALS
 from analysis.nni_store import default_nni_dir
+from analysis.options import add_flags, from_args
 from analysis.tidy import AnalysisWarning
 
 EPILOG = """examples:
@@ -50,19 +50,8 @@ def rebase_links(markdown: str, source_dir: Path, page_dir: Path) -> str:
     return _LINK.sub(move, markdown)
 
 
-def seed_list(text: str) -> tuple[int, ...]:
-    """``"1,2,3"`` -> ``(1, 2, 3)`` (an argparse type)."""
-    try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds like 1,2,3, got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("expected at least one seed")
-    return seeds
-
-
 def _common() -> argparse.ArgumentParser:
-    """The options ``report`` and ``compare`` share (inputs, selection, intervals, seeds)."""
+    """The inputs ``report`` and ``compare`` share (their computing options: :mod:`analysis.options`)."""
     p = argparse.ArgumentParser(add_help=False)
     src = p.add_argument_group("inputs (at least one)")
     src.add_argument("--experiment", nargs="+", action="extend", default=[], metavar="ID",
@@ -72,27 +61,6 @@ def _common() -> argparse.ArgumentParser:
                      help="folder(s) searched recursively for trial.json files (or record files). Repeatable.")
     p.add_argument("--nni_dir", default=None, metavar="DIR",
                    help=f"folder holding NNI experiment folders (default: {default_nni_dir()})")
-    p.add_argument("--selection", choices=("best", "last", "split", "final"), default="best",
-                   help="evaluation each trial contributes: 'best', its best dev evaluation (the MAT "
-                   "authors' rule, default; chosen on the data it is scored on, so it reads high); 'last' "
-                   "(or 'final'), its last one; 'split', the one best on a fixed selection half of the dev "
-                   "set, scored on the other half (needs the dev predictions records keep; configurations "
-                   "are chosen on that half too)")
-    p.add_argument("--interval", choices=INTERVALS, default="t",
-                   help="95%% interval of a mean and of a paired difference: 't' (t-interval, n-1 degrees of "
-                   "freedom; default, right at 3-30 seeds) or 'bootstrap' (percentile bootstrap)")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
-                   help="bootstrap resamples when --interval bootstrap (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
-    p.add_argument("--select_seeds", type=seed_list, default=None, metavar="S,S",
-                   help="choose each task's configuration on these seeds only (default: all seeds, the same "
-                   "ones reported: best-of-K, optimistic)")
-    p.add_argument("--report_seeds", type=seed_list, default=None, metavar="S,S",
-                   help="report the chosen configurations on these seeds (default: the seeds not in "
-                   "--select_seeds); must not overlap --select_seeds")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse (exit 1) when two arms ran different seeds or a configuration and seed "
-                   "ran twice, instead of warning")
     return p
 
 
@@ -116,9 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
         "running and interrupted trials are counted; skipped input files and repeated trials are listed.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rep.add_argument("--convention", choices=("paper", "glue"), default="paper",
-                     help="GLUE score: 'paper' = mean of 8 tasks without WNLI (the MAT paper's Score column, "
-                     "default); 'glue' = all 9 tasks")
     rep.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     rep.add_argument("--page", default="report.md", metavar="NAME",
                      help="file name of the page written into --out (default report.md; e.g. --out docs --page "
@@ -127,12 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--preface", default=None, metavar="FILE",
                      help="Markdown file placed under the title, before the generated sections (e.g. a study's "
                      "settings: results/components/README.md for docs/results.md)")
-    rep.add_argument("--ablation", nargs="+", action="extend", default=[], metavar="PARAM",
-                     help="hyperparameter(s) to tabulate and plot as ablations (Tables 4-5 layout) even when "
-                     "other hyperparameters vary too; one-factor sweeps are found without it")
-    rep.add_argument("--baseline", default="vanilla", metavar="ARM",
-                     help="arm of the 'arms against the baseline' table (default vanilla; left out when "
-                     "it has no results)")
+    add_flags(rep, "report")
     cmp_ = sub.add_parser(
         "compare", parents=[common],
         help="print arm x task: mean ± std (n) and the paired difference to a baseline",
@@ -143,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "p-value (Markdown on stdout; --markdown and --csv write files).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmp_.add_argument("--baseline", required=True, metavar="ARM",
-                      help="the arm every other one is compared with (e.g. vanilla)")
+    add_flags(cmp_, "compare")
     cmp_.add_argument("--markdown", default=None, metavar="FILE", help="also write the Markdown table here")
     cmp_.add_argument("--csv", default=None, metavar="FILE",
                       help="write the long table (every number: n, mean, std, configurations searched, n_pairs, "
@@ -199,10 +158,7 @@ def report(args: argparse.Namespace) -> int:
         return 1
 
     try:
-        result = build_report(data, args.out, args.selection, args.convention, sources, args.ablation,
-                              n_boot=args.bootstrap, seed=args.seed, interval=args.interval,
-                              select_seeds=args.select_seeds, report_seeds=args.report_seeds,
-                              baseline=args.baseline, strict=args.strict, page=args.page, title=args.title,
+        result = build_report(data, args.out, from_args(args), sources, page=args.page, title=args.title,
                               preface=preface)
     except ValueError as e:  # SeedMismatch under --strict, overlapping seed lists
         print(f"error: {e}", file=sys.stderr)
@@ -224,26 +180,34 @@ def compare_tables(loaded: Any, args: argparse.Namespace) -> tuple[str, Any]:
             configuration and seed or seeds that differ between an arm and the baseline (SeedMismatch).
     """
     from analysis import aggregate, tables
-    from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, seed_problems, table_notes
-    scores = aggregate.trial_scores(loaded.frame, args.selection)
+    from analysis.comparison import (
+        SeedMismatch,
+        compare_to_baseline,
+        comparison_table,
+        seed_problems,
+        table_notes,
+    )
+
+    opt = from_args(args)
+    scores = aggregate.trial_scores(loaded.frame, opt.selection)
     if scores.empty:
         raise ValueError("nothing usable found: no finished trial with an evaluation")
     rep = loaded.repeats
-    if args.strict and len(rep):
+    if opt.strict and len(rep):
         raise SeedMismatch("--strict: configuration and seed run twice: " + "; ".join(
             f"{r.method}, {r.task}, seed {r.seed} ({r.kept_source}, {r.repeat_source})" for r in rep.itertuples()))
-    choice = aggregate.choose_configs(scores, args.select_seeds, args.report_seeds, args.interval, args.bootstrap,
-                                      seed=args.seed)
-    long = compare_to_baseline(choice.per_seed, args.baseline, choice.best, interval=args.interval,
-                               n_boot=args.bootstrap, seed=args.seed, strict=args.strict)
+    choice = aggregate.choose_configs(scores, opt.select_seeds, opt.report_seeds, opt.interval, opt.n_boot,
+                                      seed=opt.seed)
+    long = compare_to_baseline(choice.per_seed, opt.baseline, choice.best, interval=opt.interval,
+                               n_boot=opt.n_boot, seed=opt.seed, strict=opt.strict)
     for problem in seed_problems(choice.per_seed):
         print(f"warning: {problem}", file=sys.stderr)
-    notes = [*table_notes(args.interval), choice.note]
+    notes = [*table_notes(opt.interval), choice.note]
     if len(rep):
         notes.append(f"{len(rep)} repeated trial(s) of a configuration and seed counted once.")
     parts = []
     for model, g in long.groupby("model", sort=True):
-        table = comparison_table(g, args.baseline, f"Dev task score against {args.baseline}, {model}",
+        table = comparison_table(g, opt.baseline, f"Dev task score against {opt.baseline}, {model}",
                                  notes=notes)
         parts.append(tables.to_markdown(table))
     return "\n".join(parts), long
@@ -274,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = args.report_parser if args.command == "report" else args.compare_parser
     if not args.experiment and not args.records:
         sub.error(f"{args.command} needs --experiment ID or --records DIR (or both)")
-    if args.bootstrap < 1:
+    if args.n_boot < 1:
         sub.error("--bootstrap must be at least 1")
     if args.select_seeds and args.report_seeds and set(args.select_seeds) & set(args.report_seeds):
         sub.error("--select_seeds and --report_seeds overlap: a configuration chosen on a seed cannot be "

@@ -30,7 +30,7 @@ from analysis.scores import convention_tasks, glue_score
 from analysis.selection import SELECTIONS, check_selection, selected_rows
 from analysis.halves import SELECTION
 from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
-from mat.spec.tasks import task_score
+from mat.spec.tasks import get_task, task_score
 
 __all__ = [
     "ARM_BY", "CONFIG_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
@@ -61,7 +61,7 @@ def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, obj
     refused: dict[tuple[object, object], tuple[str, str]] = {}
     for (e, t), (task, src, metrics) in found.items():
         try:
-            scores[(e, t, DEV)] = task_score(task, metrics)
+            scores[(e, t, DEV)] = task_score(get_task(task), metrics)
         except (KeyError, ValueError) as err:
             refused[(e, t)] = (src, f"not scored: {err.args[0] if isinstance(err, KeyError) else err}")
     index = pd.MultiIndex.from_tuples(list(scores), names=_TRIAL + ["split"])
@@ -297,7 +297,7 @@ def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[s
         per_task = {}
         for t, gt in g.groupby("task"):
             try:
-                per_task[str(t)] = task_score(str(t), dict(zip(gt["metric"], gt["mean"])))
+                per_task[str(t)] = task_score(get_task(str(t)), dict(zip(gt["metric"], gt["mean"])))
             except ValueError:
                 continue
         present = [t for t in tasks if t in per_task]

@@ -25,11 +25,11 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-from urllib.parse import quote
 
 import pandas as pd
 
 from analysis.tidy import DEV, UNKNOWN, Builder, config_key, run_settings
+from mat.spec.nni_layout import EVENTS_QUERY, METRICS_QUERY, connect, latest_profile, store_path, trial_dirs
 from mat.spec.records import RECORD_FILE, TrialRecord
 from mat.spec.tasks import get_task
 
@@ -79,17 +79,13 @@ def read_nni_store(db_path: str | os.PathLike[str]) -> NniStore:
         sqlite3.DatabaseError: not an NNI database.
     """
     path = Path(db_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no NNI database at {path}")
-    con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+    con = connect(path)
     try:
-        prof = con.execute("SELECT params, endTime FROM ExperimentProfile ORDER BY revision DESC LIMIT 1").fetchone()
-        events = pd.read_sql_query("SELECT * FROM TrialJobEvent ORDER BY rowid", con)
-        metrics = pd.read_sql_query("SELECT * FROM MetricData ORDER BY rowid", con)
+        profile, end_time = latest_profile(con)
+        events = pd.read_sql_query(EVENTS_QUERY, con)
+        metrics = pd.read_sql_query(METRICS_QUERY, con)
     finally:
         con.close()
-    profile = json.loads(prof[0]) if prof and prof[0] else {}
-    end_time = int(prof[1]) if prof and isinstance(prof[1], (int, float)) else None
     return NniStore(path=path, profile=profile, events=events, metrics=metrics, end_time=end_time)
 
 
@@ -188,9 +184,7 @@ def _stderr_tail(trial_dir: Path | None) -> str | None:
 
 
 def _trial_dir(exp_dir: Path, trial: str, env: Any) -> Path | None:
-    if isinstance(env, str) and (exp_dir / "environments" / env / "trials" / trial).is_dir():
-        return exp_dir / "environments" / env / "trials" / trial
-    found = sorted((exp_dir / "environments").glob(f"*/trials/{trial}"))
+    found = trial_dirs(exp_dir, trial, env if isinstance(env, str) else None)
     return found[0] if found else None
 
 
@@ -269,7 +263,7 @@ def _add_nni_only(b: Builder, store: NniStore, exp_id: str, trial: str, metrics:
 
 def load_nni_into(b: Builder, exp_dir: Path) -> None:
     """Add every trial of the NNI experiment in ``exp_dir`` to ``b`` (an unreadable store is skipped)."""
-    db = exp_dir / "db" / "nni.sqlite"
+    db = store_path(exp_dir)
     try:
         store = read_nni_store(db)
     except (sqlite3.DatabaseError, ValueError) as e:  # not a database, missing tables, bad profile JSON
@@ -323,9 +317,9 @@ def nni_experiment_dir(experiment: str, nni_dir: str | os.PathLike[str] | None =
     """
     root = Path(nni_dir) if nni_dir is not None else default_nni_dir()
     exp_dir = root / experiment
-    if not (exp_dir / "db" / "nni.sqlite").is_file():
+    if not store_path(exp_dir).is_file():
         raise FileNotFoundError(
-            f"NNI experiment {experiment!r} not found: no {exp_dir / 'db' / 'nni.sqlite'} "
+            f"NNI experiment {experiment!r} not found: no {store_path(exp_dir)} "
             f"(pass --nni_dir if its experiment folder is not {root})"
         )
     return exp_dir

@@ -16,7 +16,7 @@ from :mod:`analysis.aggregate` and :mod:`analysis.comparison`, the layouts from 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +31,7 @@ from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
 from analysis.ladder_report import ladder_section
 from analysis.load import status_counts
+from analysis.options import Options
 from analysis.scores import CONVENTIONS
 from analysis.tidy import DEV, Loaded
 from mat.spec.tasks import ANLI_TASKS, GLUE_TASKS
@@ -42,22 +43,6 @@ SELECTION_NOTES = {
     "split": "Each trial contributes the evaluation with the best score on the selection half of the dev "
              "set, scored on the report half (docs/analysis.md, \"Selection rules\").",
 }
-
-
-@dataclass(frozen=True)
-class Options:
-    """How the report is computed (the ``report`` command's flags)."""
-
-    selection: str = "best"
-    convention: str = "paper"
-    ablations: tuple[str, ...] = ()
-    interval: str = "t"
-    n_boot: int = 2000
-    seed: int = 0
-    select_seeds: tuple[int, ...] | None = None
-    report_seeds: tuple[int, ...] | None = None
-    baseline: str = "vanilla"
-    strict: bool = False
 
 
 @dataclass
@@ -230,12 +215,8 @@ def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
                 "", tables.plain_markdown(shown)]
 
 
-def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: str = "best",
-                 convention: str = "paper",
-                 sources: Sequence[str] = (), ablations: Sequence[str] = (), n_boot: int = 2000,
-                 seed: int = 0, *, interval: str = "t", select_seeds: Sequence[int] | None = None,
-                 report_seeds: Sequence[int] | None = None, baseline: str = "vanilla",
-                 strict: bool = False, page: str = "report.md", title: str = "MAT harness report",
+def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, opt: Options = Options(),
+                 sources: Sequence[str] = (), *, page: str = "report.md", title: str = "MAT harness report",
                  preface: str | None = None) -> ReportResult:
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
@@ -243,16 +224,9 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         data: what :func:`analysis.load.load_with_notes` returns (the tidy frame with the skipped inputs and
             repeats it set aside, which the page lists), or the tidy frame alone.
         out_dir: output folder (created).
-        selection: ``"best"``, ``"last"`` (``"final"``) or ``"split"`` (:mod:`analysis.selection`).
-        convention: GLUE score convention named under the GLUE tables.
+        opt: how the report is computed (:class:`analysis.options.Options`: selection, GLUE convention,
+            ablations, intervals, seed choice, baseline, strictness).
         sources: text naming where ``df`` came from (printed in the report).
-        ablations: hyperparameters to tabulate as ablations even when others vary too.
-        n_boot, seed: bootstrap resamples and seed.
-        interval: ``"t"`` (default) or ``"bootstrap"`` for every interval of a mean.
-        select_seeds, report_seeds: choose configurations on some seeds and report the others.
-        baseline: the arm of the "arms against the baseline" table (an arm: a method or its named variant,
-            :mod:`analysis.identity`).
-        strict: refuse (raise) when seed sets differ or a seed repeats, instead of warning.
         page: the file name of the page written into ``out_dir``.
         title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
 
@@ -267,10 +241,8 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         ValueError: unknown selection, convention or interval; overlapping seed lists.
         SeedMismatch: ``strict`` and seed sets differ or a seed repeats (nothing is written).
     """
-    opt = Options(agg._check_selection(selection), convention, tuple(ablations), interval, n_boot, seed,
-                  None if select_seeds is None else tuple(select_seeds),
-                  None if report_seeds is None else tuple(report_seeds), baseline, strict)
-    selection = agg._check_selection(selection)
+    opt = replace(opt, selection=agg._check_selection(opt.selection))  # 'final' is 'last'
+    selection, convention, interval, n_boot, seed = opt.selection, opt.convention, opt.interval, opt.n_boot, opt.seed
     check_interval(interval)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}")
@@ -282,7 +254,7 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, selection: st
         if not scores.empty else None
     seed_issues = comparison.seed_problems(choice.per_seed) if choice is not None else []
     seed_issues += comparison.seed_problems(rung_scores) if not rung_scores.empty else []
-    if strict and (seed_issues or repeat_lines(loaded.repeats)):
+    if opt.strict and (seed_issues or repeat_lines(loaded.repeats)):
         raise comparison.SeedMismatch("--strict: " + "; ".join(repeat_lines(loaded.repeats) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -77,10 +77,11 @@ def glue_score(
     tasks = convention_tasks(convention)
     scores: dict[str, float] = {}
     for name, value in task_scores.items():
-        key = get_task(name).name
+        spec = get_task(name)
+        key = spec.name
         if key not in tasks:
             continue
-        score = task_score(key, value, partial=partial) if isinstance(value, Mapping) else float(value)
+        score = task_score(spec, value, partial=partial) if isinstance(value, Mapping) else float(value)
         if _finite(score):
             scores[key] = score
     missing = [t for t in tasks if t not in scores]

@@ -175,7 +175,7 @@ def check_record(record: TrialRecord) -> str | None:
     for where, ev in named:
         if set(ev.metrics) != wanted or not all(math.isfinite(v) for v in ev.metrics.values()):
             try:
-                task_score(spec.name, ev.metrics)
+                task_score(spec, ev.metrics)
             except ValueError as e:
                 return f"{where}: {e}"
         for split, metrics in ev.splits.items():

@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mat.train as train_module  # noqa: E402
 from mat.cli import parse_cli  # noqa: E402
+from mat.provenance import resolve  # noqa: E402
 from mat.train import fit  # noqa: E402
 
 
@@ -43,7 +42,7 @@ def timed_trial(flags: list[str], compile_model: bool) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = parse_cli([*flags, "--output_dir", tmp])
             t0 = time.perf_counter()
-            rec = fit(cfg, show_progress=False)
+            rec = fit(resolve(cfg), show_progress=False)
             wall = time.perf_counter() - t0
     finally:
         train_module.load_model_and_tokenizer = original  # type: ignore[assignment]

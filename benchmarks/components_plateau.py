@@ -25,6 +25,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mat.cli import parse_cli  # noqa: E402
+from mat.provenance import resolve  # noqa: E402
 from mat.spec.config import apply_overrides  # noqa: E402
 from mat.spec.records import EvalResult, TrialRecord  # noqa: E402
 from mat.train import fit  # noqa: E402
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"task": cfg.run.task, "rung": args.rung, "seed": args.seed, "epoch": round(ev.epoch, 3),
                               "step": ev.step, "score": ev.score, "best_so_far": best}), flush=True)
 
-        rec = fit(cfg, on_eval=on_eval, show_progress=False)
+        rec = fit(resolve(cfg), on_eval=on_eval, show_progress=False)
     cost = rec.cost
     epochs = max(args.epochs, 1)
     best = rec.best

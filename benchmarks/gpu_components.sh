@@ -51,10 +51,11 @@ run_one() {
 import sys
 from mat.cli import parse_cli
 from mat.spec.config import apply_overrides
+from mat.provenance import resolve
 from mat.train import fit
 rung, seed, out, *flags = sys.argv[1:]
 cfg = apply_overrides(parse_cli(flags + ["--output_dir", out, "--trial_id", f"{rung}-seed{seed}"]), {"rung": rung, "seed": int(seed)})
-rec = fit(cfg, show_progress=False)
+rec = fit(resolve(cfg), show_progress=False)
 print(f"{rung} seed {seed}: {rec.status} best {rec.best.score if rec.best else float('nan'):.2f} in {rec.wall_seconds:.0f}s")
 PY
   local rc=$?

@@ -36,11 +36,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mat.spec.config import MATArgs, VanillaArgs  # noqa: E402
-from mat.methods import MAT, Vanilla  # noqa: E402
-from mat.methods.mat import clip_linf_, delta_ascent_, ema_, init_delta, langevin_noise_  # noqa: E402
+from mat.methods.mat import (  # noqa: E402
+    MAT,  # noqa: E402
+    clip_linf_,
+    delta_ascent_,
+    ema_,
+    init_delta,
+    langevin_noise_,
+)
+from mat.methods.vanilla import Vanilla  # noqa: E402
 from mat.modeling import resolve_model  # noqa: E402
 from mat.optim import build_optimizer  # noqa: E402
+from mat.spec.methods import MATArgs, VanillaArgs  # noqa: E402
 from mat.spec.tasks import get_task  # noqa: E402
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from mat import __version__
-from mat.spec.config import TrialConfig
 from mat.provenance import git_sha
+from mat.spec.config import TrialConfig
 from mat.spec.records import TrialRecord, record_from_dict
 
 log = logging.getLogger("mat.checkpoint")

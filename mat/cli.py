@@ -27,7 +27,8 @@ from typing import Any, Mapping, Sequence
 
 from transformers import HfArgumentParser
 
-from mat.spec.config import ALIASES, METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.config import ALIASES, RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.methods import METHOD_ARGS
 from mat.spec.naming import FieldError, did_you_mean
 
 DESCRIPTION = (
@@ -171,7 +172,7 @@ def build_parser(method: str, required: Sequence[str] = ()) -> TrialArgumentPars
     for action in parser._actions:
         if action.dest in required:
             action.default, action.help = None, f"Required. {action.help}"
-    if method == "mat":
+    if "sampler" in {f.name for f in dataclasses.fields(METHOD_ARGS[method])}:  # MAT's theta sampler
         own.add_argument("--optimizer", dest="_optimizer", type=_authors_optimizer, default=None,
                          metavar="{SGD,RMSprop,Adam}",
                          help="The authors' name of --sampler: SGD = sgld, RMSprop = rmsprop, Adam = adam.")
@@ -186,7 +187,7 @@ def _method_flags(method: str) -> set[str]:
     """Every flag name (without ``--``) that only ``method`` has."""
     fields = {f.name for f in dataclasses.fields(METHOD_ARGS[method])}
     return fields | set(_aliases(method)) | {a for a, (t, _) in FLAG_ALIASES.items() if t in fields} | (
-        {"optimizer"} if method == "mat" else set())
+        {"optimizer"} if "sampler" in fields else set())
 
 
 def _unknown_flag_error(parser: argparse.ArgumentParser, unknown: list[str], method: str) -> str:

@@ -267,11 +267,11 @@ def load_hub(task: TaskSpec) -> Any:
     return ds.remove_columns(drop) if drop else ds
 
 
-def load_raw(task: TaskSpec | str, data_dir: str | os.PathLike[str] | None = None) -> Any:
+def load_raw(task: TaskSpec, data_dir: str | os.PathLike[str] | None = None) -> Any:
     """Raw examples of a task: columns = its text fields, ``label``, ``idx``; Hub split names.
 
     Args:
-        task: the task's spec, or a task name (``rte``, ``anli_r1``, ...).
+        task: the task's spec (:func:`mat.spec.tasks.get_task`).
         data_dir: local folder in the glue_data layout; default ``$MAT_DATA_DIR``, else the Hub.
 
     Returns:
@@ -279,9 +279,8 @@ def load_raw(task: TaskSpec | str, data_dir: str | os.PathLike[str] | None = Non
         without gold labels have label -1. AdvGLUE dev (``adv_validation*``) is included when local.
 
     Raises:
-        KeyError: unknown task. DataError: missing folder or files, malformed rows, bad labels.
+        DataError: missing folder or files, malformed rows, bad labels.
     """
-    task = get_task(task) if isinstance(task, str) else task
     root = resolve_data_dir(data_dir)
     return load_hub(task) if root is None else load_local(task, root)
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
 from mat.data import require_split
+from mat.spec.config import TrialConfig
 from mat.spec.metrics import compute_metrics
 from mat.spec.records import EvalResult, encode_values
 from mat.spec.submission import submission_name, write_prediction_file
@@ -171,8 +171,8 @@ def write_test_predictions(
             continue
         tok = tokenize(raw[split], tokenizer, task, cfg.run.max_length, cfg.run.cache_dir)
         preds, _ = predict(model, make_loader(tok, tokenizer, cfg.run.eval_batch_size, shuffle=False), task, device, autocast)
-        name = submission_name(task.name, split) if task.submission_files else f"{split}.tsv"
-        written.append(write_prediction_file(pred_dir / name, task.name, raw[split]["idx"], preds))
+        name = submission_name(task, split) if task.submission_files else f"{split}.tsv"
+        written.append(write_prediction_file(pred_dir / name, task, raw[split]["idx"], preds))
     if not written:
         raise ValueError(f"--predict: {task.name} has no test split available to predict")
     return pred_dir

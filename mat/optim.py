@@ -16,10 +16,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from mat.spec.config import DECAY_SCOPES
+from mat.spec.methods import OPTIMIZER_NAMES
 from mat.spec.naming import unknown_name
-
-OPTIMIZER_NAMES: tuple[str, ...] = ("adamw", "sgld", "rmsprop", "adam")
-DECAY_SCOPES: tuple[str, ...] = ("all", "no_bias_norm")
 
 
 def _adamw(groups: list[dict[str, Any]], lr: float, eps: float) -> torch.optim.Optimizer:
@@ -49,6 +48,7 @@ _BUILDERS: dict[str, Callable[[list[dict[str, Any]], float, float], torch.optim.
     "sgld": _sgd,
     "rmsprop": _rmsprop,
 }
+assert set(_BUILDERS) == set(OPTIMIZER_NAMES), "an optimizer name (mat.spec.methods) without a builder"
 
 OPTIMIZER_CLASSES: dict[str, type] = {
     "adamw": torch.optim.AdamW,
@@ -56,11 +56,6 @@ OPTIMIZER_CLASSES: dict[str, type] = {
     "sgld": torch.optim.SGD,
     "rmsprop": torch.optim.RMSprop,
 }
-
-
-def optimizer_name(method_args: Any) -> str:
-    """The optimizer a method trains with: MAT's ``sampler``, ``adamw`` for every other method."""
-    return str(getattr(method_args, "sampler", "adamw"))
 
 
 def _is_norm_module(module: nn.Module) -> bool:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from mat.methods.base import forward_keys, input_embeddings
+from mat.spec.methods import MethodSpec
 
 log = logging.getLogger("mat.precision")
 
@@ -67,31 +68,6 @@ class Precision:
         return {"requested": self.requested, "used": self.name, "reason": self.reason}
 
 
-def perturbation_bound(method: str, args: Any) -> float | None:
-    """The largest element the method's embedding perturbation can have (None: it perturbs nothing).
-
-    mat: ``adv_max_norm`` (L∞ per example), or with no bound ``adv_init_epsilon`` + K_δ·γ_δ (each normalised
-    ascent step moves an element by at most γ_δ); freelb: ``adv_max_norm``, or ``adv_init_mag`` +
-    (K−1)·``adv_lr``; smart: ``adv_epsilon`` (the ball; ``adv_noise_var`` when ``adv_k`` = 0: no projection);
-    r3f: ``eps``. A zero weight (λ, ``adv_alpha``, ``r3f_lambda``) means no perturbation.
-    """
-    if method == "mat":
-        if args.lambda_s == 0:
-            return None
-        bound = args.adv_max_norm if args.adv_max_norm > 0 else args.adv_init_epsilon + args.sampling_times_delta * args.sampling_step_delta
-    elif method == "freelb":
-        bound = args.adv_max_norm if args.adv_max_norm > 0 else args.adv_init_mag + (args.adv_steps - 1) * args.adv_lr
-    elif method == "smart":
-        if args.adv_alpha == 0:
-            return None
-        bound = args.adv_epsilon if args.adv_k > 0 else args.adv_noise_var
-    elif method == "r3f":
-        bound = args.eps if args.r3f_lambda > 0 else 0.0
-    else:
-        return None
-    return float(bound) if bound > 0 else None
-
-
 def embedding_rms(model: nn.Module) -> float:
     """RMS of the word-embedding weights (V, H): the scale the perturbation is added to."""
     weight: Tensor = getattr(input_embeddings(model), "weight")  # (V, H)
@@ -110,13 +86,13 @@ def _preferred_half(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cuda_bf16 else torch.float16
 
 
-def choose_precision(requested: str, device: torch.device, method: str, args: Any, model: nn.Module) -> Precision:
+def choose_precision(requested: str, device: torch.device, spec: MethodSpec[Any], args: Any, model: nn.Module) -> Precision:
     """The format a trial runs in (module docstring).
 
     Args:
         requested: ``--precision``: auto, bf16, fp16 or fp32.
         device: the training device.
-        method: the ``--method`` name.
+        spec: the method (its ``perturbation_bound`` of ``args``).
         args: the method's argument dataclass.
         model: the model (its word-embedding table gives the scale).
 
@@ -125,7 +101,8 @@ def choose_precision(requested: str, device: torch.device, method: str, args: An
     """
     if requested not in ("auto", "fp32", *HALF_DTYPES):
         raise ValueError(f"unknown precision {requested!r}: use auto, bf16, fp16 or fp32")
-    bound, scale = perturbation_bound(method, args), embedding_rms(model)
+    method = spec.name
+    bound, scale = spec.perturbation_bound(args), embedding_rms(model)
     common: dict[str, Any] = {"requested": requested, "bound": bound, "embedding_rms": scale}
     if requested == "fp32":
         return Precision("fp32", None, reason="--precision fp32", **common)
@@ -166,7 +143,7 @@ def measure_rounding(model: nn.Module, batch: Mapping[str, Tensor], dtype: torch
         model: an ``AutoModelForSequenceClassification`` (train or eval mode; restored afterwards).
         batch: ``input_ids`` (B, T), ``attention_mask`` (B, T), other forward inputs; labels are ignored.
         dtype: torch.bfloat16 or torch.float16.
-        bound: the method's perturbation bound (:func:`perturbation_bound`).
+        bound: the method's perturbation bound (:attr:`mat.spec.methods.MethodSpec.perturbation_bound`).
         seed: seed of δ's generator.
     """
     emb = input_embeddings(model)

@@ -1,5 +1,6 @@
 """Where a trial's record comes from and where it lives: versions, the code (commit, and whether and how the
-tracked files differ from it), the output folder and a new record for a configuration.
+tracked files differ from it), the output folder, a new record for a configuration, and the configuration
+resolved once (:func:`resolve`: the task's and the method's specs and the output folder, what ``fit`` takes).
 
 Beside :mod:`mat.spec.records` (the record format itself): this module knows the configuration
 (:class:`mat.spec.config.TrialConfig`), the record module does not. No torch here.
@@ -13,11 +14,13 @@ import subprocess
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from mat import __version__
 from mat.spec.config import TrialConfig
+from mat.spec.methods import MethodSpec, get_method_spec
 from mat.spec.records import TrialRecord
-from mat.spec.tasks import get_task
+from mat.spec.tasks import TaskSpec, get_task
 
 STACK = ("torch", "transformers", "datasets", "nni")
 
@@ -114,3 +117,29 @@ def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str
         git_dirty=code.dirty,
         git_diff_sha=code.diff_sha,
     )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A configuration with its names resolved once, by :func:`resolve`: what ``fit`` trains.
+
+    Attributes:
+        cfg: the configuration.
+        task: the spec of ``cfg.run.task``.
+        method: the spec of ``cfg.run.method``.
+        out_dir: where the record, checkpoints and predictions go (:func:`default_output_dir`).
+    """
+
+    cfg: TrialConfig
+    task: TaskSpec
+    method: MethodSpec[Any]
+    out_dir: Path
+
+
+def resolve(cfg: TrialConfig) -> Trial:
+    """Look up ``cfg``'s task and method and fix its output folder, once for the whole trial.
+
+    Raises:
+        KeyError: an unknown task (the message lists the valid names and the closest match).
+    """
+    return Trial(cfg, get_task(cfg.run.task), get_method_spec(cfg.run.method), default_output_dir(cfg))

@@ -1,4 +1,4 @@
-"""The training loop: ``fit(cfg)`` runs any method on any task and returns the trial record.
+"""The training loop: ``fit(resolve(cfg))`` runs any method on any task and returns the trial record.
 
 ``fit`` owns the side effects of a run (the record's status, signals, checkpoints, evaluation cadence,
 best-so-far); :func:`setup` builds what a run trains with (:class:`Run`), and :func:`train_loop` steps
@@ -21,22 +21,22 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from mat.checkpoint import CheckpointManager, Resumed
-from mat.spec.config import TrialConfig
 from mat.batching import make_loader, tokenize
+from mat.checkpoint import CheckpointManager, Resumed
 from mat.data import load_combined_nli, load_raw, require_split
 from mat.evaluation import (EvalSet, build_eval_sets, dev_labels, eval_steps, evaluate, selection_value,
                              write_test_predictions)
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
-from mat.optim import build_optimizer, optimizer_name, warmup_steps
+from mat.optim import build_optimizer, warmup_steps
 from mat.precision import Precision, check_precision, choose_precision
-from mat.provenance import default_output_dir, new_record
-from mat.spec.records import EvalResult, TrialRecord, write_record
+from mat.provenance import Trial, new_record
+from mat.runtime import install_stop_handlers, resolve_device, restore_handlers, seed_everything
+from mat.spec.config import TrialConfig
 from mat.spec.cost import CostMeter
+from mat.spec.records import EvalResult, TrialRecord, write_record
+from mat.spec.tasks import TaskSpec
 from mat.telemetry import TENSORBOARD_DIR, Telemetry
-from mat.runtime import install_stop_handlers, restore_handlers, resolve_device, seed_everything
-from mat.spec.tasks import TaskSpec, get_task
 
 log = logging.getLogger("mat.train")
 
@@ -83,10 +83,10 @@ class Run:
 
 
 def fit(
-    cfg: TrialConfig, record: TrialRecord | None = None, on_eval: OnEval | None = None, show_progress: bool = True,
+    trial: Trial, record: TrialRecord | None = None, on_eval: OnEval | None = None, show_progress: bool = True,
     startup_seconds: float | None = None,
 ) -> TrialRecord:
-    """Train ``cfg.run.method`` on ``cfg.run.task`` and return the finished trial record.
+    """Train ``trial.method`` on ``trial.task`` and return the finished trial record.
 
     The record is written (atomically) to the output dir at the start, after every evaluation and at
     the end. A failure (bad data, NaN loss, out of memory) marks it FAILED with the reason before the
@@ -94,14 +94,14 @@ def fit(
     :class:`TrainingInterrupted`.
 
     Args:
-        cfg: the resolved trial configuration.
+        trial: the configuration with its task, method and output folder resolved (:func:`mat.provenance.resolve`).
         record: a record to fill (the NNI trial passes one with its ids); a new one otherwise.
         on_eval: called after each evaluation with the result and the record (NNI reports from here).
         show_progress: draw a tqdm bar (with tokens/s and the time left).
         startup_seconds: the process's start-up and import time, for the record's ``cost`` (the trial script
             passes it).
     """
-    out_dir = default_output_dir(cfg)
+    cfg, out_dir = trial.cfg, trial.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     record = record or new_record(cfg)
     record.status, record.error = "RUNNING", None
@@ -112,7 +112,7 @@ def fit(
     meter = CostMeter()
     run: Run | None = None
     try:
-        run = setup(cfg, out_dir, meter)
+        run = setup(trial, meter)
         record.dev_labels = dev_labels(run.eval_sets, run.task)  # once; each evaluation keeps its predictions
         train_loop(run, record, state, on_eval, show_progress)
         finish(run, record, state, startup_seconds)
@@ -133,10 +133,10 @@ def fit(
     return record
 
 
-def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
+def setup(trial: Trial, meter: CostMeter) -> Run:
     """Seed, load the data and the model, tokenize, and build the optimizer, schedule, method and checkpoints."""
+    cfg, task, out_dir = trial.cfg, trial.task, trial.out_dir
     run, train = cfg.run, cfg.train
-    task = get_task(run.task)
     seed_everything(train.seed)
     device = resolve_device(run.device)
     with meter.phase("data"):  # only the examples the run uses are tokenized
@@ -147,7 +147,7 @@ def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
     with meter.phase("model"):
         model, tokenizer = load_model_and_tokenizer(run.model, task)
         model.to(device)
-        precision = choose_precision(run.precision, device, run.method, cfg.method, model)
+        precision = choose_precision(run.precision, device, trial.method, cfg.method, model)
     log.info("precision %s: %s", precision.name, precision.reason)
     with meter.phase("tokenize"):
         train_tok = tokenize(train_raw, tokenizer, task, run.max_length, run.cache_dir)
@@ -157,8 +157,8 @@ def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
 
     steps_per_epoch = len(train_loader)
     total = run.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
-    optimizer, scheduler = make_optimizer(cfg, model, total)
-    method = get_method(run.method)(
+    optimizer, scheduler = make_optimizer(trial, model, total)
+    method = get_method(trial.method)(
         model, optimizer, scheduler, task, cfg.method,
         max_grad_norm=float(train.max_grad_norm or 0.0), autocast_dtype=precision.dtype, diagnostics=run.diagnostics,
     )
@@ -173,11 +173,11 @@ def setup(cfg: TrialConfig, out_dir: Path, meter: CostMeter) -> Run:
                precision, meter, telemetry)
 
 
-def make_optimizer(cfg: TrialConfig, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+def make_optimizer(trial: Trial, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """The optimizer (the method's, with the resolved decay and its scope) and the warm-up schedule over ``total_steps``."""
-    train = cfg.train
+    train = trial.cfg.train
     optimizer = build_optimizer(
-        model, optimizer_name(cfg.method), lr=float(train.learning_rate or 0.0), weight_decay=float(train.weight_decay or 0.0),
+        model, trial.method.optimizer(trial.cfg.method), lr=float(train.learning_rate or 0.0), weight_decay=float(train.weight_decay or 0.0),
         eps=train.adam_epsilon, weight_decay_scope=train.weight_decay_scope or "no_bias_norm",
     )
     warmup = warmup_steps(train.warmup_ratio, total_steps, train.warmup_rounding)  # a float with rounding "none"

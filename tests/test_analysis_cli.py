@@ -167,6 +167,7 @@ def test_cli_on_the_nni_fixture_without_torch_or_nni(tmp_path: Path) -> None:
 def test_one_factor_sweep_becomes_an_ablation_table(tmp_path: Path) -> None:
     """The paper's K sets both sampling_times_* at once: one factor, tabulated like Table 4."""
     from analysis import load_records
+    from analysis.options import Options
     from analysis.report import build_report
 
     mcc = {1: [60.0, 62.0], 5: [63.0, 63.0], 10: [61.0, 59.0]}
@@ -177,7 +178,7 @@ def test_one_factor_sweep_becomes_an_ablation_table(tmp_path: Path) -> None:
             rec.evals = [EvalResult(10, 1.0, {"mcc": v}, v)]
             rec.best = rec.final = rec.evals[0]
             write_record(rec, tmp_path / "records" / rec.trial_id)
-    result = build_report(load_records(tmp_path / "records"), tmp_path / "out", n_boot=50)
+    result = build_report(load_records(tmp_path / "records"), tmp_path / "out", Options(n_boot=50))
     assert result.usable
     table = pd.read_csv(tmp_path / "out" / "tables" / "ablation_sampling_times_delta_mat_bert-base-uncased.csv")
     assert table.columns.tolist() == ["sampling_times_delta", "1", "5", "10"]
@@ -190,6 +191,7 @@ def test_one_factor_sweep_becomes_an_ablation_table(tmp_path: Path) -> None:
 def test_published_ablation_beside_ours(tmp_path: Path) -> None:
     """A λ sweep of MAT on BERT-base gets the paper's Table 5 (tasks we ran) next to our ablation table."""
     from analysis import load_records
+    from analysis.options import Options
     from analysis.report import build_report
 
     for lam, values in {1.0: [60.0, 62.0], 3.0: [63.0, 63.0]}.items():
@@ -199,7 +201,7 @@ def test_published_ablation_beside_ours(tmp_path: Path) -> None:
             rec.evals = [EvalResult(10, 1.0, {"mcc": v}, v)]
             rec.best = rec.final = rec.evals[0]
             write_record(rec, tmp_path / "records" / rec.trial_id)
-    build_report(load_records(tmp_path / "records"), tmp_path / "out", n_boot=50)
+    build_report(load_records(tmp_path / "records"), tmp_path / "out", Options(n_boot=50))
     paper = pd.read_csv(tmp_path / "out" / "tables" / "ablation_lambda_s_mat_bert-base-uncased_paper.csv")
     assert paper.iloc[:, 0].tolist() == ["CoLA (Mcc)"]  # only the tasks we ran
     assert paper.columns.tolist()[1:] == ["0.1", "1", "3", "5", "10", "50"]

@@ -12,8 +12,15 @@ from scipy import stats
 
 from analysis import aggregate as agg
 from analysis import load_records
-from analysis.comparison import SeedMismatch, compare_to_baseline, comparison_table, paired_stats, seed_problems
+from analysis.comparison import (
+    SeedMismatch,
+    compare_to_baseline,
+    comparison_table,
+    paired_stats,
+    seed_problems,
+)
 from analysis.intervals import bootstrap_ci, holm, mean_interval, t_interval
+from analysis.options import Options
 from analysis.report import build_report
 from mat.spec.records import EvalResult, TrialRecord, write_record
 
@@ -172,6 +179,6 @@ def test_arms_at_different_precisions_are_flagged(tmp_path: Path) -> None:
             rec.evals = [EvalResult(10, 1.0, {"accuracy": v}, v)]
             rec.best = rec.final = rec.evals[0]
             write_record(rec, tmp_path / "records" / rec.trial_id)
-    build_report(load_records(tmp_path / "records"), tmp_path / "out", n_boot=50)
+    build_report(load_records(tmp_path / "records"), tmp_path / "out", Options(n_boot=50))
     md = (tmp_path / "out" / "report.md").read_text()
     assert "- warning: rte, mat vs vanilla: the arms ran at different precisions (mat: fp32; vanilla: bf16)" in md

@@ -48,18 +48,18 @@ def test_bert_mat_score_by_hand() -> None:
 
 
 def test_task_score_is_mean_of_metrics_and_one_stands_alone_only_for_published_rows() -> None:
-    assert task_score("mrpc", {"accuracy": 89.0, "f1": 92.1}) == pytest.approx(90.55)
+    assert task_score(get_task("mrpc"), {"accuracy": 89.0, "f1": 92.1}) == pytest.approx(90.55)
     # published rows ("90.9/-"): the known metrics stand for the task
-    assert task_score("mrpc", {"accuracy": 90.9}, partial=True) == pytest.approx(90.9)
-    assert task_score("mnli", {"accuracy_m": 86.2, "accuracy_mm": float("nan")}, partial=True) == pytest.approx(86.2)
-    assert math.isnan(task_score("cola", {}, partial=True))
+    assert task_score(get_task("mrpc"), {"accuracy": 90.9}, partial=True) == pytest.approx(90.9)
+    assert task_score(get_task("mnli"), {"accuracy_m": 86.2, "accuracy_mm": float("nan")}, partial=True) == pytest.approx(86.2)
+    assert math.isnan(task_score(get_task("cola"), {}, partial=True))
     # anything else (a trial record) is refused, naming the metric
     with pytest.raises(ValueError, match="f1"):
-        task_score("mrpc", {"accuracy": 90.9})
+        task_score(get_task("mrpc"), {"accuracy": 90.9})
     with pytest.raises(ValueError, match="accuracy_mm"):
-        task_score("mnli", {"accuracy_m": 86.2, "accuracy_mm": float("nan")})
+        task_score(get_task("mnli"), {"accuracy_m": 86.2, "accuracy_mm": float("nan")})
     with pytest.raises(ValueError, match="accuracy"):
-        task_score("cola", {"accuracy": 50.0})
+        task_score(get_task("cola"), {"accuracy": 50.0})
 
 
 def test_one_scoring_rule() -> None:

@@ -84,6 +84,7 @@ def _cfg(tiny: dict[str, Path], out: Path, *extra: str) -> Any:
 
 def test_nan_loss_stops_the_run_with_the_step(tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mat.methods.vanilla import Vanilla
+    from mat.provenance import resolve
     from mat.train import NonFiniteLossError, fit
 
     real = Vanilla.step
@@ -96,13 +97,14 @@ def test_nan_loss_stops_the_run_with_the_step(tiny: dict[str, Path], tmp_path: P
 
     monkeypatch.setattr(Vanilla, "step", step)
     with pytest.raises(NonFiniteLossError, match="non-finite loss \\(nan\\) at step 3"):
-        fit(_cfg(tiny, tmp_path / "nan"), show_progress=False)
+        fit(resolve(_cfg(tiny, tmp_path / "nan")), show_progress=False)
     rec = read_record(tmp_path / "nan" / "trial.json")
     assert rec.status == "FAILED" and "at step 3" in (rec.error or "") and rec.train_steps == 3
 
 
 def test_out_of_memory_reports_batch_size_and_a_hint(tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mat.methods.vanilla import Vanilla
+    from mat.provenance import resolve
     from mat.train import fit
 
     def step(self: Vanilla, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -110,7 +112,7 @@ def test_out_of_memory_reports_batch_size_and_a_hint(tiny: dict[str, Path], tmp_
 
     monkeypatch.setattr(Vanilla, "step", step)
     with pytest.raises(torch.OutOfMemoryError):
-        fit(_cfg(tiny, tmp_path / "oom", "--max_length", "64"), show_progress=False)
+        fit(resolve(_cfg(tiny, tmp_path / "oom", "--max_length", "64")), show_progress=False)
     rec = read_record(tmp_path / "oom" / "trial.json")
     assert rec.status == "FAILED"
     assert "out of memory at step 0 with batch_size 4 and max_length 64: lower --batch_size or --max_length" in (rec.error or "")

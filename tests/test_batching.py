@@ -13,8 +13,8 @@ import torch
 from mat.batching import MEGABATCH, LengthGroupedBatches, make_loader, tokenize
 from mat.data import load_raw
 from mat.evaluation import predict
-from mat.spec.metrics import compute_metrics
 from mat.modeling import load_model_and_tokenizer
+from mat.spec.metrics import compute_metrics
 from mat.spec.tasks import get_task
 from tests.helpers import NO_SHARED_DATA, SHARED_DATA, WORDS, make_tiny_model_dir
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mat.cli import FLAG_ALIASES, REQUIRED, build_parser, parameter_key, parse_cli
-from mat.spec.config import METHOD_ARGS, MATArgs, RunArgs, TrainArgs
+from mat.spec.config import RunArgs, TrainArgs
+from mat.spec.methods import METHOD_ARGS, MATArgs
 from mat.provenance import default_output_dir
 from tests.helpers import TRIAL_SCRIPT
 

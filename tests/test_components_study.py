@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from mat.cli import parse_cli
+from mat.provenance import resolve
 from mat.spec.config import apply_overrides
 from mat.spec.records import read_record, write_record
 from mat.train import fit
@@ -45,7 +46,7 @@ def run_cell(flags: list[str], out: Path, rung: str, seed: int) -> Path:
     """One trial of a cell as NNI would run it (flags, then the nested parameters flattened and merged)."""
     params = flatten_nested({"seed": {"_name": seed, "rung": rung}})
     cfg = apply_overrides(parse_cli([*flags, "--output_dir", str(out), "--trial_id", f"{rung}-{seed}"]), params)
-    rec = fit(cfg, show_progress=False)
+    rec = fit(resolve(cfg), show_progress=False)
     assert rec.status == "SUCCEEDED"
     return out / "trial.json"
 

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from mat.cli import parse_cli
-from mat.spec.config import METHOD_ARGS, MATArgs, RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.config import RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.methods import METHOD_ARGS, MATArgs
 
 
 def _mat() -> TrialConfig:

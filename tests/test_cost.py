@@ -11,6 +11,7 @@ from mat.cli import parse_cli
 from mat.spec.cost import derive_cost
 from mat.data import load_raw
 from mat.modeling import load_model_and_tokenizer
+from mat.provenance import resolve
 from mat.spec.tasks import get_task
 from mat.train import fit
 from tests.helpers import make_tiny_setup
@@ -24,7 +25,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _run(tiny: dict[str, Path], out: Path, *flags: str) -> dict:
     cfg = parse_cli(["--task", "sst2", "--model", str(tiny["model"]), "--data_dir", str(tiny["data"]), "--device", "cpu",
                      "--epochs", "1", "--batch_size", "8", "--output_dir", str(out), "--cache_dir", str(out.parent / "cache"), *flags])
-    rec = fit(cfg, show_progress=False, startup_seconds=1.5)
+    rec = fit(resolve(cfg), show_progress=False, startup_seconds=1.5)
     assert rec.status == "SUCCEEDED"
     return rec.cost
 

@@ -36,7 +36,7 @@ OFFICIAL = {
 @needs_data
 @pytest.mark.parametrize("task", sorted(OFFICIAL))
 def test_every_shared_file_loads_with_its_official_row_count(task: str) -> None:
-    ds = load_raw(task, SHARED_DATA)
+    ds = load_raw(get_task(task), SHARED_DATA)
     assert {k: len(v) for k, v in ds.items()} == OFFICIAL[task]
     spec = get_task(task)
     for split, d in ds.items():
@@ -52,32 +52,32 @@ def test_every_shared_file_loads_with_its_official_row_count(task: str) -> None:
 
 @needs_data
 def test_label_ids_equal_the_hub_datasets() -> None:
-    rte = load_raw("rte", SHARED_DATA)["train"]
+    rte = load_raw(get_task("rte"), SHARED_DATA)["train"]
     first = rte[0]  # idx 0 of RTE train is 'not_entailment' (1) on the Hub
     assert first["idx"] == 0 and first["label"] == 1 and first["sentence1"].startswith("No Weapons of Mass Destruction")
-    anli = load_raw("anli_r1", SHARED_DATA)["dev_r1"]
+    anli = load_raw(get_task("anli_r1"), SHARED_DATA)["dev_r1"]
     raw_first = json.loads((SHARED_DATA / "anli/R1/dev.jsonl").open().readline())
     assert anli[0]["label"] == "enc".index(raw_first["label"])
     assert anli[0]["premise"] == raw_first["context"]
-    mnli = load_raw("mnli", SHARED_DATA)["validation_matched"]
+    mnli = load_raw(get_task("mnli"), SHARED_DATA)["validation_matched"]
     counts = [mnli["label"].count(i) for i in range(3)]
     assert counts == [3479, 3123, 3213]  # entailment / neutral / contradiction, README
-    cola = load_raw("cola", SHARED_DATA)["train"]
+    cola = load_raw(get_task("cola"), SHARED_DATA)["train"]
     assert cola.features["label"].names == ["unacceptable", "acceptable"]
 
 
 @needs_data
 def test_quoting_is_off_so_rows_are_not_merged() -> None:
     # Default CSV quoting reads MRPC train as 3570 rows and STS-B test as 1119 (README).
-    assert len(load_raw("mrpc", SHARED_DATA)["train"]) == 3668
-    assert len(load_raw("stsb", SHARED_DATA)["test"]) == 1379
-    qnli = load_raw("qnli", SHARED_DATA)["validation"]
+    assert len(load_raw(get_task("mrpc"), SHARED_DATA)["train"]) == 3668
+    assert len(load_raw(get_task("stsb"), SHARED_DATA)["test"]) == 1379
+    qnli = load_raw(get_task("qnli"), SHARED_DATA)["validation"]
     assert sum(s.startswith('"') for s in qnli["sentence"]) + sum(q.startswith('"') for q in qnli["question"]) >= 19
 
 
 @needs_data
 def test_missing_split_is_a_clear_error_naming_the_file() -> None:
-    raw = load_raw("mnli", SHARED_DATA)
+    raw = load_raw(get_task("mnli"), SHARED_DATA)
     with pytest.raises(DataError, match=r"glue/MNLI/dev_mismatched\.tsv"):
         require_split(raw, get_task("mnli"), "validation_mismatched", SHARED_DATA)
     with pytest.raises(DataError, match=r"glue/MNLI/train\.tsv"):
@@ -96,16 +96,16 @@ def _glue(tmp_path: Path, task_dir: str, name: str, text: str) -> Path:
 def test_malformed_row_names_file_and_line(tmp_path: Path) -> None:
     root = _glue(tmp_path, "RTE", "train.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\ta\tb\n")
     with pytest.raises(DataError, match=r"RTE/train\.tsv:3: expected 4 tab-separated fields, got 3"):
-        load_raw("rte", root)
+        load_raw(get_task("rte"), root)
 
 
 def test_label_outside_the_label_set_names_file_and_line(tmp_path: Path) -> None:
     root = _glue(tmp_path, "RTE", "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tneutral\n")
     with pytest.raises(DataError, match=r"RTE/dev\.tsv:line 2: label 'neutral' is not one of rte's labels"):
-        load_raw("rte", root)
+        load_raw(get_task("rte"), root)
     root = _glue(tmp_path, "STS-B", "dev.tsv", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n0\tg\tf\ty\to\ts\ts\ta\tb\tfive\n")
     with pytest.raises(DataError, match="not a number"):
-        load_raw("stsb", root)
+        load_raw(get_task("stsb"), root)
 
 
 def test_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
@@ -113,22 +113,22 @@ def test_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
     d.mkdir(parents=True)
     (d / "dev.jsonl").write_text('{"context": "a", "hypothesis": "b", "label": "e"}\n{"context": "a", \n')
     with pytest.raises(DataError, match=r"R1/dev\.jsonl:2: not valid JSON"):
-        load_raw("anli_r1", tmp_path)
+        load_raw(get_task("anli_r1"), tmp_path)
     (d / "dev.jsonl").write_text('{"context": "a", "hypothesis": "b", "label": "x"}\n')
     with pytest.raises(DataError, match=r"dev\.jsonl:line 1: label 'x'"):
-        load_raw("anli_r1", tmp_path)
+        load_raw(get_task("anli_r1"), tmp_path)
 
 
 def test_missing_data_dir_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match="does not exist"):
-        load_raw("rte", tmp_path / "nope")
+        load_raw(get_task("rte"), tmp_path / "nope")
     monkeypatch.setenv("MAT_DATA_DIR", str(tmp_path / "nope2"))
     with pytest.raises(DataError, match=r"nope2.*MAT_DATA_DIR"):
-        load_raw("rte")
+        load_raw(get_task("rte"))
     with pytest.raises(DataError, match=r"no data files for task 'rte'.*glue/RTE/train\.tsv"):
-        load_raw("rte", tmp_path)
+        load_raw(get_task("rte"), tmp_path)
     with pytest.raises(KeyError, match="unknown task"):
-        load_raw("rtee", tmp_path)
+        load_raw(get_task("rtee"), tmp_path)
 
 
 def test_hub_path_asks_for_the_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,10 +144,10 @@ def test_hub_path_asks_for_the_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MAT_DATA_DIR", raising=False)
     monkeypatch.setattr(datasets, "load_dataset", fake)
     monkeypatch.setattr(mat.data, "hub_unreachable", lambda: None)  # the Hub answers the probe
-    ds = load_raw("anli_r1")
+    ds = load_raw(get_task("anli_r1"))
     assert calls == [("facebook/anli", None)]
     assert sorted(ds) == ["dev_r1", "test_r1", "train_r1"] and ds["dev_r1"].column_names == ["premise", "hypothesis", "label"]
-    load_raw("sst2")
+    load_raw(get_task("sst2"))
     assert calls[-1] == ("nyu-mll/glue", "sst2")
 
 
@@ -161,7 +161,7 @@ def test_an_unreachable_hub_is_one_probe_and_no_download(monkeypatch: pytest.Mon
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(mat.data, "hub_unreachable", lambda: "ConnectError: [Errno -2] Name or service not known")
     with pytest.raises(DataError) as e:
-        load_raw("rte")
+        load_raw(get_task("rte"))
     assert calls == [], "no download attempt, so none of the libraries' retries"
     assert str(e.value) == (
         "nyu-mll/glue (rte): no local data folder (neither --data_dir nor $MAT_DATA_DIR is set) and the Hugging Face Hub "
@@ -175,7 +175,7 @@ def test_tokenize_and_loader_pad_dynamically(tmp_path: Path) -> None:
     data = make_tiny_glue_dir(tmp_path / "data", n_train=10, n_dev=4)
     tok = AutoTokenizer.from_pretrained(make_tiny_model_dir(tmp_path / "model"))
     task = get_task("rte")
-    raw = load_raw("rte", data)
+    raw = load_raw(get_task("rte"), data)
     enc = tokenize(raw["train"], tok, task, max_length=8, cache_dir=tmp_path / "cache")
     assert set(enc.column_names) >= {"input_ids", "attention_mask", "labels", "idx"}
     assert max(len(x) for x in enc["input_ids"]) == 8  # truncated to max_length
@@ -212,6 +212,7 @@ def test_combined_nli_from_local_stand_ins(tmp_path: Path) -> None:
 def test_train_mix_combined_trains_anli_on_the_combined_set(tmp_path: Path) -> None:
     """``--train_mix combined``: the ANLI task trains on MNLI + SNLI + FEVER-NLI + ANLI (local stand-ins)."""
     from mat.cli import parse_cli
+    from mat.provenance import resolve
     from mat.train import fit
     from tests.helpers import make_tiny_model_dir
 
@@ -229,7 +230,7 @@ def test_train_mix_combined_trains_anli_on_the_combined_set(tmp_path: Path) -> N
     model = make_tiny_model_dir(tmp_path / "model", num_labels=3)
     common = ["--model", str(model), "--data_dir", str(tmp_path / "data"), "--method", "vanilla", "--device", "cpu",
               "--batch_size", "5", "--epochs", "1", "--cache_dir", str(tmp_path / "cache")]
-    rec = fit(parse_cli(["--task", "anli_r1", "--train_mix", "combined", "--output_dir", str(tmp_path / "a"), *common]), show_progress=False)
+    rec = fit(resolve(parse_cli(["--task", "anli_r1", "--train_mix", "combined", "--output_dir", str(tmp_path / "a"), *common])), show_progress=False)
     assert rec.status == "SUCCEEDED" and rec.train_steps == 3  # 3 x 3 + 3 x 2 = 15 examples, batches of 5
     assert rec.run["train_mix"] == "combined"
     with pytest.raises(SystemExit) as e:  # refused when the flags are parsed, before any data is read

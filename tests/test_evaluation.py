@@ -16,6 +16,7 @@ from mat.cli import parse_cli
 from mat.spec.config import RunArgs
 from mat.evaluation import eval_steps, selection_value
 from mat.spec.records import EvalResult
+from mat.provenance import resolve
 from mat.train import fit
 from tests.helpers import make_tiny_setup
 
@@ -95,7 +96,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _fit(tiny: dict[str, Path], out: Path, *flags: str) -> Any:
     cfg = parse_cli(["--model", str(tiny["model"]), "--data_dir", str(tiny["data"]), "--device", "cpu", "--output_dir", str(out),
                      "--cache_dir", str(out.parent / "cache"), "--max_length", "32", *flags])
-    rec = fit(cfg, show_progress=False)
+    rec = fit(resolve(cfg), show_progress=False)
     assert rec.status == "SUCCEEDED"
     return rec
 

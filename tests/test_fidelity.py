@@ -44,11 +44,21 @@ from torch import Tensor, nn
 from transformers import BertForSequenceClassification, get_scheduler
 
 from mat.cli import parse_cli
-from mat.spec.config import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, TrialConfig, VanillaArgs, apply_overrides
 from mat.losses import consistency_loss, task_loss
-from mat.methods import MAT
+from mat.methods.mat import MAT
 from mat.optim import warmup_steps
-from mat.precision import choose_precision, measure_rounding, perturbation_bound, resolves
+from mat.precision import choose_precision, measure_rounding, resolves
+from mat.provenance import resolve
+from mat.spec.config import RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.methods import (
+    METHOD_ARGS,
+    FreeLBArgs,
+    MATArgs,
+    R3FArgs,
+    SMARTArgs,
+    VanillaArgs,
+    get_method_spec,
+)
 from mat.spec.tasks import get_task
 from mat.train import make_optimizer
 from tests.helpers import TRIAL_SCRIPT, make_tiny_setup, tiny_bert_config
@@ -213,7 +223,7 @@ def authors_loop(model: nn.Module, batches: list[dict[str, Tensor]], a: MATArgs,
 
 def harness_steps(model: nn.Module, batches: list[dict[str, Tensor]], cfg: TrialConfig, task: str = "cola") -> None:
     """The harness's MAT with the optimizer, schedule and clipping :func:`mat.train.setup` builds from ``cfg``."""
-    optimizer, scheduler = make_optimizer(cfg, model, TOTAL)
+    optimizer, scheduler = make_optimizer(resolve(cfg), model, TOTAL)
     method = MAT(model, optimizer, scheduler, get_task(task), cfg.method, max_grad_norm=float(cfg.train.max_grad_norm or 0.0))
     for batch in batches:
         method.step(batch)
@@ -438,30 +448,30 @@ def test_auto_never_picks_a_format_below_the_perturbation(method: str, half: tor
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: half == torch.bfloat16)
     model = tiny_model()
-    got = choose_precision("auto", torch.device("cuda"), method, METHOD_ARGS[method](), model)
+    got = choose_precision("auto", torch.device("cuda"), get_method_spec(method), METHOD_ARGS[method](), model)
     assert (got.name, got.dtype, got.check) == ("fp32", None, False)
     assert "below" in got.reason and f"{torch.finfo(half).eps:.2g}" in got.reason
     assert got.record() == {"requested": "auto", "used": "fp32", "reason": got.reason}
     # without a perturbation, or with one the format resolves, auto keeps the half format
     for other, args in (("vanilla", VanillaArgs()), ("freelb", FreeLBArgs()), ("mat", MATArgs(adv_max_norm=1.0))):
-        kept = choose_precision("auto", torch.device("cuda"), other, args, model)
+        kept = choose_precision("auto", torch.device("cuda"), get_method_spec(other), args, model)
         assert kept.dtype == half, (other, kept.reason)
 
 
 def test_the_rule_is_the_bound_against_the_format_resolution() -> None:
     assert not resolves(1e-5, 0.02, torch.bfloat16) and not resolves(1e-5, 0.02, torch.float16)
     assert resolves(0.02 * 7.9e-3, 0.02, torch.bfloat16) and not resolves(0.02 * 7.7e-3, 0.02, torch.bfloat16)
-    assert perturbation_bound("mat", MATArgs()) == 1e-5 and perturbation_bound("mat", MATArgs(lambda_s=0.0)) is None
-    assert perturbation_bound("smart", SMARTArgs()) == 1e-5 and perturbation_bound("r3f", R3FArgs()) == 1e-5
-    assert perturbation_bound("vanilla", VanillaArgs()) is None
+    assert get_method_spec("mat").perturbation_bound(MATArgs()) == 1e-5 and get_method_spec("mat").perturbation_bound(MATArgs(lambda_s=0.0)) is None
+    assert get_method_spec("smart").perturbation_bound(SMARTArgs()) == 1e-5 and get_method_spec("r3f").perturbation_bound(R3FArgs()) == 1e-5
+    assert get_method_spec("vanilla").perturbation_bound(VanillaArgs()) is None
 
 
 def test_auto_on_cpu_and_explicit_formats() -> None:
     model, cpu = tiny_model(), torch.device("cpu")
-    assert choose_precision("auto", cpu, "mat", MATArgs(), model).name == "fp32"
-    explicit = choose_precision("bf16", cpu, "mat", MATArgs(), model)
+    assert choose_precision("auto", cpu, get_method_spec("mat"), MATArgs(), model).name == "fp32"
+    explicit = choose_precision("bf16", cpu, get_method_spec("mat"), MATArgs(), model)
     assert (explicit.name, explicit.dtype, explicit.check) == ("bf16", torch.bfloat16, True)  # runs, measured first
-    assert choose_precision("fp16", cpu, "vanilla", VanillaArgs(), model).check is False  # nothing to measure
+    assert choose_precision("fp16", cpu, get_method_spec("vanilla"), VanillaArgs(), model).check is False  # nothing to measure
 
 
 def test_measure_rounding_on_cpu_autocast() -> None:

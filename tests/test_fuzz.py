@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mat.cli import parse_cli
-from mat.spec.config import METHOD_ARGS, PER_METHOD_FIELDS, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.config import PER_METHOD_FIELDS, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.methods import METHOD_ARGS
 from mat.spec.records import RecordError, TrialRecord, read_record, record_from_dict, write_record
 
 BASE = {m: parse_cli(["--method", m]) for m in METHOD_ARGS}

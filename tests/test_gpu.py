@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import torch
 
-from mat.spec.config import MATArgs, VanillaArgs
 from mat.methods import METHODS
+from mat.spec.methods import MATArgs, VanillaArgs
 from tests.helpers import TRIAL_SCRIPT, make_tiny_setup
 from tests.test_methods import FAST_ARGS, LEARN_STEPS, accuracy, build, make_batch, separable_data, tiny_model
 

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from mat.cli import parse_cli
-from mat.spec.config import MATArgs, R3FArgs, TrialConfig, VanillaArgs, apply_overrides
+from mat.provenance import resolve
+from mat.spec.config import TrialConfig, apply_overrides
 from mat.spec.ladder import AUTHORS_DELTA, LADDER, RUNG_NAMES, RUNGS, VISIBLE_DELTA, get_rung, previous_rung
+from mat.spec.methods import MATArgs, R3FArgs, VanillaArgs
 from mat.spec.records import read_record
 from mat.train import fit
 from tests.helpers import REPO, make_tiny_setup
@@ -129,7 +131,7 @@ def test_a_rung_trial_records_its_rung_and_its_compute(tiny: dict[str, Path], tm
     flags = [w for w in flags if w not in ("--group_by_length",)]
     cfg = parse_cli(flags + ["--task", "sst2", "--model", str(tiny["model"]), "--data_dir", str(tiny["data"]),
                              "--epochs", "1", "--batch_size", "8", "--max_length", "32", "--output_dir", str(tmp_path)])
-    fit(apply_overrides(cfg, {"rung": rung, "seed": 2}), show_progress=False)
+    fit(resolve(apply_overrides(cfg, {"rung": rung, "seed": 2})), show_progress=False)
     rec = read_record(tmp_path / "trial.json")
     assert (rec.status, rec.params["rung"], rec.method, rec.seed) == ("SUCCEEDED", rung, get_rung(rung).method, 2)
     steps = rec.cost["optimizer_steps"]

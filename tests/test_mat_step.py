@@ -35,9 +35,9 @@ import torch
 from torch.testing import assert_close
 
 import mat.methods.mat as mat_module
-from mat.spec.config import MATArgs
 from mat.methods.base import per_example_norm
 from mat.methods.mat import clip_linf_, delta_ascent_, ema_, init_delta, langevin_noise_
+from mat.spec.methods import MATArgs
 from tests.test_methods import build, make_batch, tiny_model
 
 GOLDEN = Path(__file__).parent / "golden" / "mat_losses.json"
@@ -232,7 +232,7 @@ def test_theta_bar_is_the_ema_of_the_iterates() -> None:
     # sgld (SGD), noise 0: record the iterates with an optimizer hook and redo the EMA by hand
     from transformers import get_scheduler
 
-    from mat.methods import MAT
+    from mat.methods.mat import MAT
     from mat.optim import build_optimizer
 
     model = tiny_model()
@@ -260,7 +260,7 @@ def test_theta_noise_std(monkeypatch: pytest.MonkeyPatch) -> None:
     # θ ← θ + sqrt(2·lr)·ε_θ·ξ with ε_θ = ratio·γ_θ (γ_θ = base lr); lr here: constant 1e-3
     from transformers import get_scheduler
 
-    from mat.methods import MAT
+    from mat.methods.mat import MAT
     from mat.optim import build_optimizer
 
     model = tiny_model()
@@ -368,7 +368,8 @@ def test_mat_reduces_to_vanilla(sampler: str) -> None:
 
     from transformers import get_scheduler
 
-    from mat.methods import MAT, Vanilla
+    from mat.methods.mat import MAT
+    from mat.methods.vanilla import Vanilla
     from mat.optim import build_optimizer
 
     task = get_method_task()

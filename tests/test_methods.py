@@ -14,9 +14,19 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from mat.spec.config import METHOD_ARGS, FreeLBArgs, MATArgs, R3FArgs, SMARTArgs, VanillaArgs
-from mat.methods import MAT, METHODS, get_method
-from mat.optim import build_optimizer, optimizer_name
+from mat.methods import METHODS, get_method
+from mat.methods.mat import MAT
+from mat.optim import build_optimizer
+from mat.spec.methods import (
+    METHOD_ARGS,
+    METHOD_SPECS,
+    FreeLBArgs,
+    MATArgs,
+    R3FArgs,
+    SMARTArgs,
+    VanillaArgs,
+    get_method_spec,
+)
 from mat.spec.tasks import get_task
 from tests.helpers import tiny_bert_config
 
@@ -100,9 +110,9 @@ def build(
     model = model if model is not None else tiny_model(num_labels=task.num_labels)
     model.train()
     args = args if args is not None else METHOD_ARGS[method]()
-    opt = build_optimizer(model, optimizer_name(args), lr=lr, weight_decay=weight_decay)
+    opt = build_optimizer(model, get_method_spec(method).optimizer(args), lr=lr, weight_decay=weight_decay)
     sched = get_scheduler("linear", opt, num_warmup_steps=warmup, num_training_steps=total_steps)
-    return get_method(method)(model, opt, sched, task, args, **kw)
+    return get_method(get_method_spec(method))(model, opt, sched, task, args, **kw)
 
 
 FAST_ARGS: dict[str, Any] = {
@@ -128,16 +138,16 @@ def accuracy(model: nn.Module, data: dict[str, torch.Tensor]) -> float:
 
 
 def test_registry_names_and_classes() -> None:
-    assert list(METHODS) == ["vanilla", "mat", "freelb", "smart", "r3f"]
-    assert set(METHODS) == set(METHOD_ARGS)
-    assert get_method("MAT") is MAT
+    assert list(METHOD_SPECS) == ["vanilla", "mat", "freelb", "smart", "r3f"]
+    assert set(METHODS) == set(METHOD_SPECS) == set(METHOD_ARGS)
+    assert get_method(get_method_spec("MAT")) is MAT
     for name, cls in METHODS.items():
-        assert cls.name == name
+        assert cls.name == name and get_method(METHOD_SPECS[name]) is cls
 
 
 def test_unknown_method_lists_valid_names() -> None:
     with pytest.raises(KeyError, match=r"Did you mean 'freelb'.*vanilla, mat, freelb, smart, r3f"):
-        get_method("freelbb")
+        get_method_spec("freelbb")
 
 
 # -------------------------------------------------------------------------------------------- optim
@@ -192,10 +202,10 @@ def test_build_optimizer_unknown_name() -> None:
         build_optimizer(tiny_model(), "adamx", lr=1e-3)
 
 
-def test_optimizer_name_per_method() -> None:
-    assert optimizer_name(MATArgs(sampler="rmsprop")) == "rmsprop"
-    assert optimizer_name(FreeLBArgs()) == "adamw"
-    assert optimizer_name(VanillaArgs()) == "adamw"
+def test_optimizer_per_method() -> None:
+    assert get_method_spec("mat").optimizer(MATArgs(sampler="rmsprop")) == "rmsprop"
+    assert get_method_spec("freelb").optimizer(FreeLBArgs()) == "adamw"
+    assert get_method_spec("vanilla").optimizer(VanillaArgs()) == "adamw"
 
 
 # ------------------------------------------------------------------------------------- args checks
@@ -265,7 +275,7 @@ def test_model_without_input_embeddings_is_named(method: str, cls: type) -> None
     model = cls()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     with pytest.raises(TypeError, match=f"{cls.__name__} does not expose its word embeddings"):
-        get_method(method)(model, opt, None, CLS, METHOD_ARGS[method]())
+        get_method(get_method_spec(method))(model, opt, None, CLS, METHOD_ARGS[method]())
 
 
 @pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
@@ -312,7 +322,7 @@ def test_gradient_clipping_bounds_the_sgd_update(method: str) -> None:
 
     opt = build_optimizer(model, "sgld", lr=0.5)
     sched = get_scheduler("constant", opt)
-    m = get_method(method)(model, opt, sched, CLS, FAST_ARGS[method], max_grad_norm=1e-3)
+    m = get_method(get_method_spec(method))(model, opt, sched, CLS, FAST_ARGS[method], max_grad_norm=1e-3)
     before = [p.detach().clone() for p in m.params]
     m.step(make_batch())
     update = torch.cat([(p.detach() - b).flatten() for p, b in zip(m.params, before)]).norm()

@@ -31,8 +31,18 @@ import pytest
 from mat.spec.records import read_record
 from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import (
-    ARTIFACTS, REPO, SFTP_SERVER, SSHD, Experiment, decode, isolate,
-    running_experiment, sshd, trial_command, web_ui_trials, write_config,
+    ARTIFACTS,
+    REPO,
+    SFTP_SERVER,
+    SSHD,
+    Experiment,
+    decode,
+    isolate,
+    running_experiment,
+    sshd,
+    trial_command,
+    web_ui_trials,
+    write_config,
 )
 
 pytestmark = pytest.mark.nni

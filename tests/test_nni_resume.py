@@ -30,7 +30,6 @@ import pytest
 
 from analysis.aggregate import trial_scores
 from analysis.load import load_nni_experiment, read_nni_store, status_counts, trials
-from trials import experiment as nni_runner
 from mat.spec.records import RecordError, TrialRecord, read_record
 from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import (
@@ -45,6 +44,7 @@ from tests.nni_support import (
     wait_for,
     write_config,
 )
+from trials import experiment as nni_runner
 
 TIMEOUT = 240
 STEPS_PER_EPOCH = 4  # tiny SST-2: 64 training examples, batch 16

@@ -26,7 +26,16 @@ import pytest
 
 from mat.spec.records import TrialRecord, read_record
 from tests.helpers import make_tiny_glue_dir, make_tiny_model_dir
-from tests.nni_support import ARTIFACTS, REPO, Experiment, isolate, running_experiment, trial_command, web_ui_trials, write_config
+from tests.nni_support import (
+    ARTIFACTS,
+    REPO,
+    Experiment,
+    isolate,
+    running_experiment,
+    trial_command,
+    web_ui_trials,
+    write_config,
+)
 
 pytestmark = pytest.mark.nni
 

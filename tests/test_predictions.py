@@ -12,8 +12,10 @@ import pytest
 
 from mat.cli import parse_cli
 from mat.spec.metrics import compute_metrics
+from mat.spec.tasks import get_task
 from mat.spec.records import (EvalResult, TrialRecord, decode_values, encode_values, read_record, record_from_dict,
                          write_record)
+from mat.provenance import resolve
 from mat.train import fit
 from tests.helpers import make_tiny_setup
 
@@ -69,7 +71,7 @@ def test_a_tiny_run_keeps_predictions_that_rescore_to_its_metrics(tmp_path: Path
                      "--device", "cpu", "--epochs", "1", "--batch_size", "8", "--eval_times", "2", "--method", "mat",
                      "--sampling_times_delta", "1", "--sampling_times_theta", "2", "--output_dir", str(tmp_path / "o"),
                      "--cache_dir", str(tmp_path / "cache")])
-    fit(cfg, show_progress=False)
+    fit(resolve(cfg), show_progress=False)
     rec = read_record(tmp_path / "o" / "trial.json")
     labels = decode_values(rec.dev_labels["validation"])
     assert len(labels) == 12 and set(labels) <= {0.0, 1.0}
@@ -77,7 +79,7 @@ def test_a_tiny_run_keeps_predictions_that_rescore_to_its_metrics(tmp_path: Path
     for ev in rec.evals:
         preds = decode_values(ev.predictions["validation"])
         assert len(preds) == 12
-        assert compute_metrics("sst2", preds, labels) == ev.metrics
+        assert compute_metrics(get_task("sst2"), preds, labels) == ev.metrics
     assert rec.cost["optimizer_updates"] == 3 * 2, "3 batches of 8, K_θ = 2"
     assert rec.cost["diagnostic_passes"] == {"forward": 0.0, "backward": 0.0}
     assert isinstance(rec.git_dirty, bool) or rec.git_sha is None

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 from mat.runtime import available_cores, trial_threads
-from tests.helpers import REPO
-
-sys.path.insert(0, str(REPO / "trials"))
-from mat_trial import nni_concurrency  # noqa: E402
+from trials.nni_store import nni_concurrency
 
 
 def test_flag_then_omp_then_concurrency() -> None:

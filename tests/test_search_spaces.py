@@ -18,7 +18,8 @@ import pytest
 from nni.common.hpo_utils.validation import validate_search_space
 
 from mat.cli import parse_cli
-from mat.spec.config import METHOD_ARGS, RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.config import RunArgs, TrainArgs, TrialConfig, apply_overrides, searchable_keys
+from mat.spec.methods import METHOD_ARGS
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 SPACES = sorted(SPACES_DIR.glob("*.json"))

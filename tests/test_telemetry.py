@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from mat.cli import parse_cli
-from mat.spec.config import MATArgs
 from mat.methods import METHODS
+from mat.provenance import resolve
+from mat.spec.methods import MATArgs
 from mat.spec.records import EvalResult, TrialRecord, read_record, write_record
 from mat.telemetry import Telemetry
 from mat.train import fit
@@ -177,7 +178,7 @@ def _run(tiny: dict[str, Path], out: Path, method: str, *extra: str) -> Any:
     cfg = parse_cli(["--task", "sst2", "--model", str(tiny["model"]), "--data_dir", str(tiny["data"]), "--method", method,
                      "--epochs", "1", "--batch_size", "8", "--eval_times", "2", "--max_length", "32", "--device", "cpu",
                      "--output_dir", str(out), *extra])
-    return fit(cfg, show_progress=False)
+    return fit(resolve(cfg), show_progress=False)
 
 
 def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -219,7 +220,7 @@ def test_tensorboard_scalars_equal_the_records_interval_means(tiny: dict[str, Pa
 
 def test_the_web_ui_tensorboard_path_links_to_the_trials_folder(tmp_path: Path) -> None:
     """NNI 3.0 (local) starts TensorBoard on <experiment>/trials/<id>/output/tensorboard, not on $NNI_OUTPUT_DIR."""
-    from trials.mat_trial import link_tensorboard_for_webui
+    from trials.nni_store import link_tensorboard_for_webui
 
     exp = tmp_path / "exp"
     (exp / "db").mkdir(parents=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mat.cli import build_parser
-from mat.spec.config import METHOD_ARGS
+from mat.spec.methods import METHOD_ARGS
 from tests.helpers import REPO
 
 PATTERNS = ("README.md", "LICENSE", "Makefile", "setup.cfg", "pyproject.toml", "docs/**/*.md", "nni_configs/*.yml",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import mat
+from trials.nni_store import trial_parameters
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ENDED = ("DONE", "STOPPED", "ERROR")
@@ -207,28 +208,18 @@ def rest(port: int, path: str, timeout: float = 10) -> Any:
 def trial_jobs(port: int) -> list[dict[str, Any]]:
     """The trials, each with ``trialJobId``, ``status``, ``parameters`` and ``final`` (dict or None).
 
-    A trial's parameters are found through the ``parameterId`` of its own metrics, not through its
-    ``hyperParameters`` field: NNI 3.0 can list a trial with another trial's parameters there when trials
-    run side by side (microsoft/nni#5726), while the metrics carry the right id.
+    A trial's parameters are found through the ``parameterId`` of its own metrics
+    (:func:`trials.nni_store.trial_parameters`, microsoft/nni#5726).
     """
     jobs = rest(port, "trial-jobs")
-    by_id: dict[str, dict[str, Any]] = {}
-    for t in jobs:
-        for h in t.get("hyperParameters") or []:
-            rec = json.loads(h)
-            by_id[str(rec.get("parameter_id"))] = rec.get("parameters", {})
-    metric_pid: dict[str, str] = {}
-    for m in rest(port, "metric-data"):
-        metric_pid.setdefault(m["trialJobId"], str(m.get("parameterId")))
+    params = trial_parameters(jobs, rest(port, "metric-data"))
     out = []
     for t in jobs:
-        own = json.loads(t["hyperParameters"][0]) if t.get("hyperParameters") else {}
-        pid = metric_pid.get(t["trialJobId"], str(own.get("parameter_id")))
         final = None
         if t.get("finalMetricData"):
             data = json.loads(t["finalMetricData"][0]["data"])
             final = json.loads(data) if isinstance(data, str) else data
-        out.append({**t, "parameters": by_id.get(pid, own.get("parameters", {})), "final": final})
+        out.append({**t, "parameters": params[t["trialJobId"]], "final": final})
     return out
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mat.cli import parse_cli
-from mat.spec.config import METHOD_ARGS, apply_overrides, searchable_keys
+from mat.spec.config import apply_overrides, searchable_keys
+from mat.spec.methods import METHOD_ARGS
 
 NNI_TYPES = ("choice", "randint", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal")
 

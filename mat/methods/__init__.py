@@ -1,43 +1,37 @@
 """Training methods, one module each, all with the interface of :class:`mat.methods.base.Method`.
 
-``METHODS`` maps the ``--method`` names to classes; :func:`get_method` looks one up. Every class is built
-as ``Method(model, optimizer, scheduler, task, args, *, max_grad_norm=0.0, autocast_dtype=None,
-diagnostics=False)`` and trains with ``step(batch) -> dict[str, float]``. The optimizer comes from
-:func:`mat.optim.build_optimizer` with :func:`mat.optim.optimizer_name` (MAT: its ``sampler``; the others:
-``adamw``).
+Each method is two halves: its spec (name, argument dataclass, training defaults, perturbation bound,
+optimizer), torch-free in :mod:`mat.spec.methods`, and its training step, a class in a module of this package
+decorated with ``@register_method(SPEC)``. This package imports every module in it (as fairseq imports its
+criterions), so a new module is found without being listed here. :data:`METHODS` maps spec names to classes;
+:func:`get_method` gives the class of a spec. Every class is built as ``Method(model, optimizer, scheduler,
+task, args, *, max_grad_norm=0.0, autocast_dtype=None, diagnostics=False)`` and trains with ``step(batch) ->
+dict[str, float]``; its optimizer is :func:`mat.optim.build_optimizer` with ``spec.optimizer(args)``.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import importlib
+import pkgutil
+from typing import Any
 
-from mat.methods.base import Method
-from mat.methods.freelb import FreeLB
-from mat.methods.mat import MAT
-from mat.methods.r3f import R3F
-from mat.methods.smart import SMART
-from mat.methods.vanilla import Vanilla
-from mat.spec.naming import unknown_name
+from mat.methods.base import METHODS, Method, register_method
+from mat.spec.methods import MethodSpec
 
-METHODS: Mapping[str, type[Method]] = {
-    "vanilla": Vanilla,
-    "mat": MAT,
-    "freelb": FreeLB,
-    "smart": SMART,
-    "r3f": R3F,
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def get_method(name: str) -> type[Method]:
-    """The method class registered as ``name`` (case-insensitive).
+def get_method(spec: MethodSpec[Any]) -> type[Method[Any]]:
+    """The class that trains ``spec``.
 
     Raises:
-        KeyError: unknown name; the message lists the valid names and the closest match.
+        KeyError: no class is registered for it (its module in ``mat/methods/`` lacks ``@register_method``).
     """
-    key = name.strip().lower()
-    if key in METHODS:
-        return METHODS[key]
-    raise KeyError(unknown_name("method", name, METHODS))
+    if spec.name in METHODS:
+        return METHODS[spec.name]
+    raise KeyError(f"method {spec.name!r} has a spec but no class: decorate its Method subclass with "
+                   f"@register_method in a module of mat/methods/")
 
 
-__all__ = ["FreeLB", "MAT", "METHODS", "Method", "R3F", "SMART", "Vanilla", "get_method"]
+__all__ = ["METHODS", "Method", "get_method", "register_method"]

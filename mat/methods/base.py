@@ -10,7 +10,7 @@ method modules read like their papers:
 * autocast around forwards (losses are always float32, see :mod:`mat.losses`), and a ``GradScaler`` of the
   method's own when autocasting to float16;
 * gradient clipping before every optimizer step, gradients w.r.t. an input only (``torch.autograd.grad``);
-* tensor helpers: per-example norms, contiguous ("flat") buffers shaped like the parameters.
+* per-example norms (contiguous parameter buffers are :mod:`mat.methods.flat`).
 
 With ``inputs_embeds``, Hugging Face models add the position and token-type embeddings themselves, so a
 perturbation of the word embeddings (B, T, H) is what the adversarial methods add. RoBERTa then numbers
@@ -23,13 +23,18 @@ from __future__ import annotations
 import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from mat.losses import consistency_loss, task_loss
 from mat.methods.stats import Counts, StepStats, grad_norm
+from mat.spec.methods import METHOD_SPECS, MethodSpec
+from mat.spec.tasks import TaskSpec
+
+A = TypeVar("A")  # the method's argument dataclass (mat.spec.methods)
+M = TypeVar("M", bound="Method[Any]")
 
 # Batch keys that are never model keyword inputs here: ids become embeddings, labels go to our losses.
 _NOT_FORWARDED = ("input_ids", "labels", "inputs_embeds")
@@ -86,79 +91,6 @@ def per_example_norm(x: Tensor, p: float | str = "inf") -> Tensor:
     return n.view(-1, *([1] * (x.dim() - 1)))
 
 
-def flat_like(tensors: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-    """Zeroed contiguous buffers shaped like ``tensors``: one flat buffer per (device, dtype), and views.
-
-    Returns:
-        ``(buffers, views)``: ``views[i]`` has the shape, dtype and device of ``tensors[i]`` and lives in
-        one of ``buffers``, so a whole-buffer op (``zero_``, ``normal_``, ``lerp_``) is one kernel.
-    """
-    by_key: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    for i, t in enumerate(tensors):
-        by_key.setdefault((t.device, t.dtype), []).append(i)
-    buffers: list[Tensor] = []
-    views: list[Tensor | None] = [None] * len(tensors)
-    for (device, dtype), idx in by_key.items():
-        buf = torch.zeros(sum(tensors[i].numel() for i in idx), device=device, dtype=dtype)
-        offset = 0
-        for i in idx:
-            n = tensors[i].numel()
-            views[i] = buf[offset : offset + n].view_as(tensors[i])
-            offset += n
-        buffers.append(buf)
-    return buffers, [v for v in views if v is not None]
-
-
-class FlatParams:
-    """The trainable parameters moved into contiguous buffers, so a whole-model update is one kernel.
-
-    Each parameter's ``.data`` becomes a view of one flat buffer per (device, dtype) (the ``Parameter``
-    objects, which the optimizer holds, stay the same); :meth:`like` allocates buffers of the same layout
-    (θ̂, θ̄, a teacher, the gradients), so ``a.lerp_(b, w)`` over two layouts' buffers is the update of every
-    parameter at once. Elementwise work over ~100 tensors otherwise costs ~100 kernels (each an OpenMP
-    region on CPU, a launch on GPU). Saving and loading the model is unaffected (``load_state_dict`` copies
-    in place; safetensors accepts non-overlapping views).
-
-    Args:
-        params: the parameters, in the optimizer's order (so each optimizer group is one contiguous slice).
-    """
-
-    def __init__(self, params: list[Tensor]) -> None:
-        self.params = params
-        self.buffers, self.views = flat_like(params)
-        self.rebind()
-
-    def rebind(self) -> None:
-        """(Re)make every parameter a view of the buffers (after e.g. ``model.to()`` replaced storages)."""
-        with torch.no_grad():
-            for p, v in zip(self.params, self.views):
-                if p.data_ptr() != v.data_ptr():
-                    v.copy_(p.detach())
-                    p.data = v
-
-    def like(self) -> tuple[list[Tensor], list[Tensor]]:
-        """Zeroed ``(buffers, views)`` with the parameters' layout."""
-        return flat_like(self.params)
-
-    def segments(self, views: list[Tensor], buffers: list[Tensor], index: list[int]) -> list[Tensor]:
-        """The flat slices of ``buffers`` holding ``views[i]`` for i in ``index`` (contiguous runs merged)."""
-        out: list[Tensor] = []
-        run: tuple[int, int, int] | None = None  # (buffer, start, stop)
-        for i in index:
-            v = views[i]
-            b = next(j for j, buf in enumerate(buffers) if buf.dtype == v.dtype and buf.device == v.device)
-            start = (v.data_ptr() - buffers[b].data_ptr()) // v.element_size()
-            if run is not None and run[0] == b and run[2] == start:
-                run = (b, run[1], start + v.numel())
-            else:
-                if run is not None:
-                    out.append(buffers[run[0]][run[1] : run[2]])
-                run = (b, start, start + v.numel())
-        if run is not None:
-            out.append(buffers[run[0]][run[1] : run[2]])
-        return out
-
-
 @dataclass
 class Inputs:
     """One batch, split for our forwards.
@@ -184,8 +116,8 @@ class Inputs:
         return {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in self.kwargs.items()}
 
 
-class Method:
-    """Base class of the training methods (vanilla, MAT, FreeLB, SMART, R3F).
+class Method(Generic[A]):
+    """Base class of the training methods; ``class X(Method[XArgs])`` types ``self.args`` as ``XArgs``.
 
     Args:
         model: an ``AutoModelForSequenceClassification`` (any model with ``get_input_embeddings()`` and a
@@ -194,7 +126,7 @@ class Method:
             (:func:`mat.optim.build_optimizer`).
         scheduler: a learning-rate scheduler (``transformers.get_scheduler``); stepped once per batch.
         task: the task's ``TaskSpec`` (``is_regression`` picks the losses).
-        args: the method's frozen argument dataclass (:mod:`mat.spec.config`).
+        args: the method's frozen argument dataclass (its spec's ``args``, :mod:`mat.spec.methods`).
         max_grad_norm: clip the gradient norm to this before every optimizer step (0: no clipping).
         autocast_dtype: run forwards under ``torch.autocast(device, dtype)`` (losses stay float32); with
             float16 the method also scales the loss with a ``GradScaler`` of its own.
@@ -204,15 +136,15 @@ class Method:
         TypeError: the model has no ``get_input_embeddings()`` or its forward takes no ``inputs_embeds``.
     """
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # its spec's name, set by register_method
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
-        task: Any,
-        args: Any,
+        task: TaskSpec,
+        args: A,
         *,
         max_grad_norm: float = 0.0,
         autocast_dtype: torch.dtype | None = None,
@@ -397,3 +329,26 @@ class Method:
         names = {id(p): n for n, p in self.model.named_parameters()}
         for p in self.params:
             yield names[id(p)], p
+
+
+METHODS: dict[str, type[Method[Any]]] = {}  # spec name -> the class that trains it, filled by register_method
+
+
+def register_method(spec: MethodSpec[Any]) -> Callable[[type[M]], type[M]]:
+    """Class decorator: the class trains the method ``spec`` (a registered :class:`~mat.spec.methods.MethodSpec`),
+    as fairseq's ``@register_criterion`` binds a criterion to its name.
+
+    Raises:
+        ValueError: ``spec`` is not the registered spec of its name, or another class trains it already.
+    """
+
+    def bind(cls: type[M]) -> type[M]:
+        if METHOD_SPECS.get(spec.name) is not spec:
+            raise ValueError(f"method {spec.name!r}: register its spec (mat.spec.methods.register_spec) first")
+        if METHODS.get(spec.name, cls) is not cls:
+            raise ValueError(f"method {spec.name!r} is trained by {METHODS[spec.name].__name__} already")
+        cls.name = spec.name
+        METHODS[spec.name] = cls
+        return cls
+
+    return bind

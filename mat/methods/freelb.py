@@ -2,7 +2,7 @@
 
 Follows the authors' Hugging Face script, zhuchen03/FreeLB ``huggingface-transformers/examples/
 run_glue_freelb.py`` (flags ``--adv-lr --adv-steps --adv-init-mag --adv-max-norm --norm-type``), fields of
-:class:`mat.spec.config.FreeLBArgs`. Per batch, with e the word embeddings (B, T, H):
+:class:`mat.spec.methods.FreeLBArgs`. Per batch, with e the word embeddings (B, T, H):
 
 * δ_0 = 0 if ``adv_init_mag`` = 0; else uniform on the real tokens: l2: U(−1, 1)·init_mag/sqrt(n·H) with n
   the example's real tokens; linf: U(−init_mag, init_mag).
@@ -24,7 +24,8 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from mat.methods.base import Inputs, Method, per_example_norm
+from mat.methods.base import Inputs, Method, per_example_norm, register_method
+from mat.spec.methods import FREELB_SPEC, FreeLBArgs
 
 _GRAD_NORM_FLOOR = 1e-8  # the script's clamp of the gradient norm
 
@@ -55,14 +56,13 @@ def freelb_update(delta: Tensor, grad: Tensor, adv_lr: float, max_norm: float, n
     return delta
 
 
-class FreeLB(Method):
-    """FreeLB step (module docstring); ``args`` is a :class:`mat.spec.config.FreeLBArgs`.
+@register_method(FREELB_SPEC)
+class FreeLB(Method[FreeLBArgs]):
+    """FreeLB step (module docstring); ``args`` is a :class:`mat.spec.methods.FreeLBArgs`.
 
     ``step`` returns ``loss`` (mean over the K steps of L(f(θ, e+δ_t))), ``delta_norm`` (mean
     per-example norm of the last δ used, in ``norm_type``), ``lr``, ``grad_norm`` (every step: FreeLB clips) and, every 10th step, ``update_norm``.
     """
-
-    name = "freelb"
 
     def step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:
         a = self.args

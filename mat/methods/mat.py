@@ -1,7 +1,7 @@
 """MAT: Mixed-strategy Adversarial Training (Zhong et al.; Algorithm 2 of the paper).
 
 One training step per batch, as docs/design.md ("The MAT step") specifies it; hyperparameters are the flags of
-the authors' code (Charles-Zhong/MAT ``MAT.py``, ``utils/function.py``), fields of :class:`mat.spec.config.MATArgs`.
+the authors' code (Charles-Zhong/MAT ``MAT.py``, ``utils/function.py``), fields of :class:`mat.spec.methods.MATArgs`.
 With e = the word embeddings of the batch (B, T, H) and θ_t the parameters:
 
 1. δ phase (eq. 11 for δ). δ ~ init, δ̄ = δ; f(θ_t, e) once, without gradients; K_δ times:
@@ -23,13 +23,13 @@ parameters only; the regression ℓ_s is a batch mean unless ``consistency_reduc
 authors'); δ lives on real tokens only (init and noise are
 masked, padding stays 0, where theirs perturbed padding too) and the initial δ is clipped too, so
 ‖δ̄‖∞ ≤ adv_max_norm always holds; a step the fp16 GradScaler skips adds no noise and no θ̄ update.
-The settings around the step are the authors' (:func:`mat.spec.config.method_train_defaults`): no gradient
+The settings around the step are the authors' (:func:`mat.spec.methods.mat_training`): no gradient
 clipping, their optimizer set-up (AdamW's decay 0.01 on every parameter; none for SGD and RMSprop), γ_θ 1e-5;
 ``tests/test_fidelity.py`` checks K_δ = 3, K_θ = 4 steps against a transcription of the authors' loop in
 float64 and measures what each of these departures changes (docs/methods.md).
 
 Efficiency: the trainable parameters are moved into one contiguous buffer at construction
-(:class:`mat.methods.base.FlatParams`; the ``Parameter`` objects stay), and θ̂, θ̄ and the gradients get
+(:class:`mat.methods.flat.FlatParams`; the ``Parameter`` objects stay), and θ̂, θ̄ and the gradients get
 buffers of the same layout, allocated once and overwritten in place: θ̂ and θ̄ are the only extra copies
 of the parameters. A copy, the EMA and the mix are then one kernel each over all parameters, and once
 the optimizer has stepped the gradient buffer holds the Langevin noise (one ``normal_``, one ``add_`` per
@@ -47,9 +47,11 @@ import torch
 from torch import Tensor
 
 from mat.losses import consistency_loss
-from mat.methods.base import FlatParams, Inputs, Method, per_example_norm
+from mat.methods.base import Inputs, Method, per_example_norm, register_method
+from mat.methods.flat import FlatParams
 from mat.methods.stats import StepStats, global_norm, independent_rng, replayed_rng, rng_state
 from mat.optim import OPTIMIZER_CLASSES
+from mat.spec.methods import MAT_SPEC, MATArgs
 
 _GRAD_NORM_FLOOR = 1e-8  # the authors' clamp of ‖g‖∞ in update_delta
 _DIAGNOSTIC_SEED = 0x5EED_D1A6  # + the step: dropout masks of the λ = 0 diagnostic forward, apart from training's
@@ -152,8 +154,9 @@ def ema_(average: Tensor | list[Tensor], new: Tensor | list[Tensor], beta: float
 # --------------------------------------------------------------------------------------------- the method
 
 
-class MAT(Method):
-    """MAT step (see the module docstring); ``args`` is a :class:`mat.spec.config.MATArgs`.
+@register_method(MAT_SPEC)
+class MAT(Method[MATArgs]):
+    """MAT step (see the module docstring); ``args`` is a :class:`mat.spec.methods.MATArgs`.
 
     ``step`` returns ``loss`` (mean task loss L over the θ steps), ``adv_loss`` (mean λ·ℓ_s(f(θ,e),
     f(θ,e+δ̄)) over the θ steps), ``delta_norm`` (mean over examples of ‖δ̄‖∞), ``delta_kl`` (ℓ_s of the
@@ -173,8 +176,6 @@ class MAT(Method):
         TypeError: the optimizer is not the class ``args.sampler`` names.
         ValueError: ``args.sampling_step_theta`` disagrees with the optimizer's learning rate.
     """
-
-    name = "mat"
 
     def __init__(self, model: Any, optimizer: Any, scheduler: Any, task: Any, args: Any, **kw: Any) -> None:
         super().__init__(model, optimizer, scheduler, task, args, **kw)

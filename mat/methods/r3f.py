@@ -1,7 +1,7 @@
 """R3F: robust representations through regularized fine-tuning (Aghajanyan et al., ICLR 2021).
 
 Follows fairseq ``examples/rxf/rxf_src/sentence_prediction_r3f.py`` (flags ``--eps --r3f-lambda
---noise-type``), fields of :class:`mat.spec.config.R3FArgs`. Per batch, with e the word embeddings (B, T, H):
+--noise-type``), fields of :class:`mat.spec.methods.R3FArgs`. Per batch, with e the word embeddings (B, T, H):
 
 * z ~ N(0, eps²) (``normal``) or U(−eps, eps) (``uniform``), shape (B, T, H);
 * loss = L(f(θ, e)) + r3f_lambda·ℓ_s(f(θ, e), f(θ, e.detach() + z)), gradients to θ through both forwards
@@ -21,7 +21,8 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from mat.methods.base import Method
+from mat.methods.base import Method, register_method
+from mat.spec.methods import R3F_SPEC, R3FArgs
 
 
 def r3f_noise(embeds: Tensor, kind: str, eps: float) -> Tensor:
@@ -33,14 +34,13 @@ def r3f_noise(embeds: Tensor, kind: str, eps: float) -> Tensor:
     raise ValueError(f"unknown noise_type {kind!r}: use normal or uniform")
 
 
-class R3F(Method):
-    """R3F step (module docstring); ``args`` is a :class:`mat.spec.config.R3FArgs`.
+@register_method(R3F_SPEC)
+class R3F(Method[R3FArgs]):
+    """R3F step (module docstring); ``args`` is a :class:`mat.spec.methods.R3FArgs`.
 
     ``step`` returns ``loss`` (L on the clean forward), ``adv_loss`` (r3f_lambda·ℓ_s), ``lr`` and, every 10th
     step, ``grad_norm`` and ``update_norm`` (:mod:`mat.methods.stats`).
     """
-
-    name = "r3f"
 
     def step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:
         a = self.args

@@ -1,6 +1,6 @@
 """SMART: smoothness-inducing adversarial regularization + Bregman proximal point (Jiang et al., ACL 2020).
 
-loss = L(θ) + adv_alpha·R_s(θ) + bregman_mu·D_Breg(θ, θ̃), fields of :class:`mat.spec.config.SMARTArgs`.
+loss = L(θ) + adv_alpha·R_s(θ) + bregman_mu·D_Breg(θ, θ̃), fields of :class:`mat.spec.methods.SMARTArgs`.
 
 R_s follows Algorithm 1 of the paper with the ``--adv_*`` flags of namisan/mt-dnn
 (``mt_dnn/perturbation.py`` ``SmartPerturbation``; ``adv_alpha`` weighs it in ``mt_dnn/model.py``):
@@ -24,7 +24,7 @@ and LayerNorm) rather than the word embeddings; its ascent loss is a one-sided `
 D_Breg (the paper's momentum Bregman proximal point; mt-dnn's public flags have no such term):
 ℓ_s(f(x; θ), f(x; θ̃)) against a teacher θ̃ = EMA of the iterates, θ̃ ← β·θ̃ + (1−β)·θ after every
 optimizer step (β = ``bregman_beta``). The teacher is one contiguous copy of the trainable parameters
-(the parameters are made contiguous too, :class:`mat.methods.base.FlatParams`, so the EMA is one
+(the parameters are made contiguous too, :class:`mat.methods.flat.FlatParams`, so the EMA is one
 kernel), run through the same module with ``torch.func.functional_call`` under ``no_grad`` and in the
 model's current (train) mode; it is this method's state for checkpoints. The paper's β schedule (0.99
 for the first 10% of updates, 0.999 after) is not built in: β is constant.
@@ -41,7 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from mat.methods.base import FlatParams, Inputs, Method
+from mat.methods.base import Inputs, Method, register_method
+from mat.methods.flat import FlatParams
+from mat.spec.methods import SMART_SPEC, SMARTArgs
 
 
 def symmetric_kl_detached(p_logits: Tensor, q_logits: Tensor) -> Tensor:
@@ -99,14 +101,13 @@ def project(noise: Tensor, p_norm: str, level: int, epsilon: float) -> Tensor:
     return noise * (epsilon / norm.clamp_min(torch.finfo(norm.dtype).tiny)).clamp(max=1.0)
 
 
-class SMART(Method):
-    """SMART step (module docstring); ``args`` is a :class:`mat.spec.config.SMARTArgs`.
+@register_method(SMART_SPEC)
+class SMART(Method[SMARTArgs]):
+    """SMART step (module docstring); ``args`` is a :class:`mat.spec.methods.SMARTArgs`.
 
     ``step`` returns ``loss`` (L), ``adv_loss`` (adv_alpha·R_s), ``bregman_loss`` (bregman_mu·D_Breg),
     ``noise_norm`` (mean per-example ‖ν‖∞), ``lr``, ``grad_norm`` (every step when clipping) and, every 10th step, ``update_norm``.
     """
-
-    name = "smart"
 
     def __init__(self, model: Any, optimizer: Any, scheduler: Any, task: Any, args: Any, **kw: Any) -> None:
         super().__init__(model, optimizer, scheduler, task, args, **kw)

@@ -150,13 +150,13 @@ def derive_cost(cost: Mapping[str, Any], method: str, params: Mapping[str, Any],
         return out
     derived = []
     if "optimizer_updates" not in out:
-        k_theta = params.get("sampling_times_theta", 1) if method == "mat" else 1
+        k_theta = params.get("sampling_times_theta", 1)  # K_θ optimizer steps a batch (a MAT parameter)
         if isinstance(k_theta, (int, float)) and not isinstance(k_theta, bool):
             out["optimizer_updates"] = int(steps * k_theta)
             derived.append("optimizer_updates")
     passes = out.get("passes")
     if isinstance(passes, dict) and isinstance(passes.get("forward"), (int, float)):
-        measured = method == "mat" and bool(set(telemetry) & set(DIAGNOSTIC_STATS))
+        measured = bool(set(telemetry) & set(DIAGNOSTIC_STATS))  # only --diagnostics writes these
         extra = float(steps) if measured else 0.0
         out["diagnostic_passes"] = {"forward": extra, "backward": 0.0}
         passes["forward"] = round(float(passes["forward"]) - extra, 2)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mat.spec.tasks import TaskSpec, get_task
+from mat.spec.tasks import TaskSpec
 
 
 def accuracy(predictions: Sequence[int] | np.ndarray, references: Sequence[int] | np.ndarray) -> float:
@@ -73,7 +73,7 @@ def _pair(predictions: object, references: object, dtype: type | None = None) ->
 
 
 def compute_metrics(
-    task: TaskSpec | str,
+    task: TaskSpec,
     predictions: Sequence[float] | np.ndarray,
     references: Sequence[float] | np.ndarray,
     split: str | None = None,
@@ -81,7 +81,7 @@ def compute_metrics(
     """The task's metrics for one evaluation split.
 
     Args:
-        task: the task's spec, or a name :func:`mat.spec.tasks.get_task` knows.
+        task: the task's spec.
         predictions: class ids (B,) for classification, scores (B,) for STS-B.
         references: gold labels (B,).
         split: for MNLI, which dev split these are: ``*mismatched`` gives ``accuracy_mm``, anything
@@ -93,7 +93,6 @@ def compute_metrics(
     Raises:
         ValueError: lengths differ, nothing to score, or references hold -1 (an unlabelled test split).
     """
-    task = get_task(task) if isinstance(task, str) else task
     refs = np.asarray(references)
     if not task.is_regression and np.any(refs < 0):
         raise ValueError(f"{task.name}: references contain -1 (an unlabelled split cannot be scored)")

@@ -1,25 +1,7 @@
 """The trial record (``trial.json``, schema 1): what every trial writes and what ``analysis`` reads.
 
-Format (docs/design.md, "The trial record")::
-
-    schema: 1, trial_id, experiment_id (null outside NNI), method, task, model, seed,
-    params: {every resolved hyperparameter},
-    run: {run settings that change results: max_train_samples, max_eval_samples, max_length, max_steps,
-          eval_times, eval_splits} (additive; absent in older records),
-    status: "SUCCEEDED" | "FAILED" | "RUNNING" | "INTERRUPTED", error: null | "message",
-    evals: [{step, epoch, metrics: {name: value}, score, splits?: {split: {name: value}},
-             telemetry?: {statistic: mean over the steps since the previous evaluation},
-             predictions?: {dev split: "p0,p1,..."}}],
-    best: {step, metrics, score}, final: {step, metrics, score},
-    test_predictions: path or null, wall_seconds, train_steps,
-    versions: {python, torch, transformers, datasets, nni, mat}, git_sha,
-    git_dirty?: true | false | null, git_diff_sha?: null | "sha256 of the diff of tracked files" (additive),
-    precision: null | {requested, used, reason, [perturbation_bound, embedding_rms, relative_perturbation,
-               format_resolution, logit_change_fp32, logit_change, rounding_change, resolved]} (additive),
-    cost: {wall_seconds: {startup, data, tokenize, model, train, evaluate, write, total}, train_tokens,
-           padded_tokens, optimizer_steps, optimizer_updates, passes: {forward, backward},
-           diagnostic_passes: {forward, backward}} (additive; see mat.spec.cost),
-    dev_labels?: {dev split: "y0,y1,..."} (additive)
+Format: docs/design.md, "The trial record", the one copy of the schema (``tests/test_record_schema.py``
+checks it against the dataclasses here).
 
 ``metrics`` and ``score`` are those of the task's dev split (the one model selection uses). ``splits``
 (optional, additive) holds the metrics of extra evaluation sets (ANLI test, AdvGLUE) at that step.

@@ -14,20 +14,17 @@ from typing import Sequence
 
 import numpy as np
 
-from mat.spec.tasks import get_task
+from mat.spec.tasks import GLUE_TASKS, TASKS, TaskSpec
 
-# Submission files the GLUE server wants, in its own naming.
+AX_FILE = "AX.tsv"  # the diagnostic set's file: no task of its own
+# Submission files the GLUE server wants, in its own naming: every GLUE task's, then AX.
 GLUE_SUBMISSION_FILES: tuple[str, ...] = (
-    "CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
-    "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv",
+    *(f for t in GLUE_TASKS for f in TASKS[t].submission_files.values()), AX_FILE,
 )
-STRING_LABEL_TASKS = frozenset({"mnli", "qnli", "rte"})
-AX_FILE = "AX.tsv"
 
 
-def format_predictions(task_name: str, predictions: Sequence[float] | np.ndarray) -> list[str]:
+def format_predictions(task: TaskSpec, predictions: Sequence[float] | np.ndarray) -> list[str]:
     """Predictions (class ids, or STS-B scores) as the strings the server expects."""
-    task = get_task(task_name)
     if task.is_regression:
         return [f"{min(5.0, max(0.0, float(p))):.3f}" for p in predictions]
     out = []
@@ -35,12 +32,12 @@ def format_predictions(task_name: str, predictions: Sequence[float] | np.ndarray
         i = int(p)
         if not 0 <= i < task.num_labels:
             raise ValueError(f"{task.name}: prediction {p!r} is not a class id 0..{task.num_labels - 1}")
-        out.append(task.label_names[i] if task.name in STRING_LABEL_TASKS else str(i))
+        out.append(task.label_names[i] if task.submission_labels else str(i))
     return out
 
 
 def write_prediction_file(
-    path: str | os.PathLike[str], task_name: str, indices: Sequence[int], predictions: Sequence[float] | np.ndarray
+    path: str | os.PathLike[str], task: TaskSpec, indices: Sequence[int], predictions: Sequence[float] | np.ndarray
 ) -> Path:
     """Write one ``index<TAB>prediction`` file (header included), sorted by index.
 
@@ -51,7 +48,7 @@ def write_prediction_file(
         raise ValueError(f"{len(indices)} indices for {len(predictions)} predictions")
     if len(set(int(i) for i in indices)) != len(indices):
         raise ValueError("duplicate example indices: every test example must be predicted exactly once")
-    labels = format_predictions(task_name, predictions)
+    labels = format_predictions(task, predictions)
     rows = sorted(zip((int(i) for i in indices), labels))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,11 +58,10 @@ def write_prediction_file(
     return path
 
 
-def submission_name(task_name: str, split: str) -> str:
+def submission_name(task: TaskSpec, split: str) -> str:
     """The server's file name for ``task``'s test split (``MNLI-m.tsv`` ...); AX for the diagnostic set."""
     if split == "diagnostic":
         return AX_FILE
-    task = get_task(task_name)
     if split not in task.submission_files:
         raise ValueError(f"{task.name} split {split!r} has no GLUE submission file (test splits: {list(task.submission_files)})")
     return task.submission_files[split]

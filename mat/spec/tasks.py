@@ -60,6 +60,7 @@ class TaskSpec:
         label_aliases: other spellings of labels in local files (ANLI ``e``/``n``/``c``).
         glue_dir: the folder name in ``glue_data`` (``SST-2``); None for non-GLUE tasks.
         submission_files: ``{split: file name}`` for the GLUE test server.
+        submission_labels: the server wants label names, not ids, in the task's files (MNLI, QNLI, RTE).
         labelled_test: test files carry gold labels (ANLI).
         label: the display name in tables and figures (``SST-2``, ``ANLI-R1``).
     """
@@ -80,6 +81,7 @@ class TaskSpec:
     label_aliases: Mapping[str, str] = field(default_factory=dict)
     glue_dir: str | None = None
     submission_files: Mapping[str, str] = field(default_factory=dict)
+    submission_labels: bool = False
     labelled_test: bool = False
     label: str = ""
 
@@ -138,6 +140,7 @@ def _glue(
     test: LocalFile,
     adv: LocalFile | None = None,
     regression: bool = False,
+    submission_labels: bool = False,
 ) -> TaskSpec:
     files: dict[str, tuple[LocalFile, ...]] = {"train": (train,), "validation": (dev,), "test": (test,)}
     extra: tuple[str, ...] = ()
@@ -160,6 +163,7 @@ def _glue(
         local_files=files,
         glue_dir=glue_dir,
         submission_files={"test": f"{glue_dir}.tsv"},
+        submission_labels=submission_labels,
         label=glue_dir,
     )
 
@@ -201,6 +205,7 @@ def _mnli() -> TaskSpec:
         glue_dir="MNLI",
         label="MNLI",
         submission_files={"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"},
+        submission_labels=True,
     )
 
 
@@ -270,14 +275,14 @@ def _build() -> dict[str, TaskSpec]:
             _tsv("glue/QNLI/train.tsv", question="question", sentence="sentence", label="label"),
             _tsv("glue/QNLI/dev.tsv", question="question", sentence="sentence", label="label"),
             _tsv("glue/QNLI/test.tsv", question="question", sentence="sentence"),
-            adv=_adv("qnli", "question", "sentence"),
+            adv=_adv("qnli", "question", "sentence"), submission_labels=True,
         ),
         _glue(
             "rte", "RTE", ("sentence1", "sentence2"), _NLI2, ("accuracy",),
             _tsv("glue/RTE/train.tsv", sentence1="sentence1", sentence2="sentence2", label="label"),
             _tsv("glue/RTE/dev.tsv", sentence1="sentence1", sentence2="sentence2", label="label"),
             _tsv("glue/RTE/test.tsv", sentence1="sentence1", sentence2="sentence2"),
-            adv=_adv("rte", "sentence1", "sentence2"),
+            adv=_adv("rte", "sentence1", "sentence2"), submission_labels=True,
         ),
         _glue(
             "wnli", "WNLI", ("sentence1", "sentence2"), ("not_entailment", "entailment"), ("accuracy",),
@@ -323,7 +328,7 @@ def sort_tasks(names: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(names), key=lambda t: (order.get(t, len(order)), t))
 
 
-def task_score(task: TaskSpec | str, metrics: Mapping[str, float], *, partial: bool = False) -> float:
+def task_score(spec: TaskSpec, metrics: Mapping[str, float], *, partial: bool = False) -> float:
     """A task's score: the mean of its metrics (the paper's per-task score; MRPC = (acc + F1) / 2).
 
     The one scoring rule of the project: the training loop scores evaluations with it and ``analysis``
@@ -331,17 +336,15 @@ def task_score(task: TaskSpec | str, metrics: Mapping[str, float], *, partial: b
     F1 is never scored on accuracy alone.
 
     Args:
-        task: the task's spec or name (``mrpc``).
+        spec: the task's spec (:func:`get_task`).
         metrics: ``{metric: value}`` on the 0-100 scale.
         partial: for published rows that print only some metrics (``86.7/-``): the known (present, finite)
             ones stand for the task, NaN when none is. Never for trial records.
 
     Raises:
-        KeyError: unknown task.
         ValueError: a metric the task does not have; or (``partial=False``) a missing or non-finite metric,
             named in the message.
     """
-    spec = get_task(task) if isinstance(task, str) else task
     extra = sorted(set(metrics) - set(spec.metrics))
     if extra:
         raise ValueError(f"{spec.name}: metrics {extra} are not among the task's metrics {list(spec.metrics)}")
