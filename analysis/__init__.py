@@ -39,6 +39,6 @@ from mat.spec.tasks import task_score
 __all__ = [
     "AnalysisWarning", "PAPER_TASKS", "SeedMismatch", "best_configs", "bootstrap_ci", "choose_configs",
     "compare_to_baseline", "glue_score", "glue_scores", "load", "load_nni_experiment", "load_records",
-    "paired_comparison", "paired_stats", "repeats", "seed_summary", "select_configs", "status_counts", "t_interval",
-    "task_score", "trial_scores", "unpaired_comparison",
+    "paired_comparison", "paired_stats", "repeats", "seed_summary", "select_configs", "status_counts",
+    "t_interval", "task_score", "trial_scores", "unpaired_comparison",
 ]

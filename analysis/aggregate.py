@@ -31,7 +31,8 @@ from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
 from mat.spec.tasks import get_task, task_score
 
 __all__ = [
-    "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs", "bootstrap_ci",
+    "CONFIG_BY", "METHOD_BY", "SCORE", "SELECTIONS", "Choice", "ablation_slices", "best_configs",
+    "bootstrap_ci",
     "choose_configs", "compare_to_baseline", "factor_groups", "glue_scores", "paired_comparison",
     "searched_params", "seed_summary", "select_configs", "trial_scores", "trial_table", "unpaired_comparison",
 ]
@@ -63,12 +64,13 @@ def _fallback_rows(evals: pd.DataFrame, selection: str) -> pd.DataFrame:
 
 
 def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, object], tuple[str, str]]]:
-    """``mat.spec.tasks.task_score`` of each trial's dev metrics (strict), and ``{(experiment, trial): (source,
+    """``mat.spec.tasks.task_score`` of each trial's dev metrics (strict), and ``{(experiment, trial):
+    (source,
     reason)}`` of the trials it refuses (a missing or NaN metric, an unknown task)."""
     dev = picked[(picked["split"] == DEV) & (picked["metric"] != "default")]
     found: dict[tuple[object, object], tuple[str, str, dict[str, float]]] = {}
-    for e, t, task, src, m, v in zip(dev["experiment"], dev["trial"], dev["task"], dev["source"], dev["metric"],
-                                     dev["value"]):
+    for e, t, task, src, m, v in zip(dev["experiment"], dev["trial"], dev["task"], dev["source"],
+                                     dev["metric"], dev["value"]):
         found.setdefault((e, t), (str(task), str(src), {}))[2][str(m)] = float(v)
     scores: dict[tuple[object, object, str], float] = {}
     refused: dict[tuple[object, object], tuple[str, str]] = {}
@@ -83,7 +85,8 @@ def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, obj
 
 def _score_rows(picked: pd.DataFrame, dev: pd.Series) -> pd.DataFrame:
     """One ``score`` row per (trial, split): the dev task score; for an extra split the mean of the
-    metrics it carries (MNLI's AdvGLUE sets carry one each); ``default`` where a trial reported nothing else."""
+    metrics it carries (MNLI's AdvGLUE sets carry one each); ``default`` where a trial reported nothing
+    else."""
     keys = _TRIAL + ["split"]
     real = picked[(picked["metric"] != "default") & (picked["split"] != DEV)]
     score = pd.concat([dev, real.groupby(keys, sort=False)["value"].mean()])
@@ -171,7 +174,8 @@ def seed_summary(scores: pd.DataFrame, by: Sequence[str] = CONFIG_BY, n_boot: in
         lo, hi = t_intervals(out["mean"].to_numpy(), out["std"].to_numpy(), out["n"].to_numpy(), confidence)
     else:
         codes = grouped.ngroup().to_numpy()
-        lo, hi = group_bootstrap(codes, scores["value"].to_numpy(dtype=float), len(out), n_boot, confidence, seed)
+        lo, hi = group_bootstrap(codes, scores["value"].to_numpy(dtype=float), len(out), n_boot, confidence,
+            seed)
     out["ci_low"], out["ci_high"], out["interval"] = lo, hi, interval
     out["n"] = out["n"].astype(int)
     return out.reset_index()[by + cols]
@@ -247,19 +251,20 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
         summary = seed_summary(scores, CONFIG_BY, n_boot, confidence, seed, interval)
         best = best_configs(summary).assign(selected_on=SAME_DATA)
         note = ("Each configuration is chosen on the mean dev score over the same seeds it is reported on: "
-                "where a method searched K > 1 configurations (K: `n_configs`), its numbers are the best of K "
-                "and read optimistic.")
+                "where a method searched K > 1 configurations (K: `n_configs`), its numbers are the best of "
+                "K and read optimistic.")
         return Choice(best, select_configs(scores, best), note)
     seeds = sorted(int(s) for s in scores["seed"].dropna().unique())
-    sel = sorted(select_seeds) if select_seeds is not None else [s for s in seeds if s not in set(report_seeds or ())]
+    sel = (sorted(select_seeds) if select_seeds is not None
+           else [s for s in seeds if s not in set(report_seeds or ())])
     rep = sorted(report_seeds) if report_seeds is not None else [s for s in seeds if s not in set(sel)]
     if set(sel) & set(rep):
         raise ValueError(f"--select_seeds and --report_seeds overlap on {sorted(set(sel) & set(rep))}: "
                          "a configuration chosen on a seed cannot be reported on it without selection bias")
     summary = seed_summary(scores[scores["seed"].isin(sel)], CONFIG_BY, n_boot, confidence, seed, interval)
     best = best_configs(summary).assign(selected_on=f"seeds {_seed_list(sel)}")
-    note = (f"Each configuration is chosen on the mean dev score over seeds {_seed_list(sel)} and reported on "
-            f"seeds {_seed_list(rep)} (held out from the choice).")
+    note = (f"Each configuration is chosen on the mean dev score over seeds {_seed_list(sel)} and reported "
+            f"on seeds {_seed_list(rep)} (held out from the choice).")
     return Choice(best, select_configs(scores[scores["seed"].isin(rep)], best), note)
 
 
@@ -293,7 +298,8 @@ def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[s
                 continue
         present = [t for t in tasks if t in per_task]
         missing = [t for t in tasks if t not in present]
-        score = glue_score(per_task, convention, allow_missing=True) if (present and (allow_missing or not missing)) \
+        score = glue_score(per_task, convention,
+            allow_missing=True) if (present and (allow_missing or not missing)) \
             else math.nan
         key = key if isinstance(key, tuple) else (key,)
         rows.append((*key, convention, score, len(present), ",".join(missing)))
@@ -310,7 +316,8 @@ def searched_params(scores: pd.DataFrame) -> list[str]:
         if not c.startswith("param.") or c == "param.seed":
             continue
         v = pd.to_numeric(scores[c], errors="coerce")
-        if v.notna().any() and v.dropna().nunique() > 1 and scores[c].map(lambda x: isinstance(x, bool)).sum() == 0:
+        flags = scores[c].map(lambda x: isinstance(x, bool)).sum()
+        if v.notna().any() and v.dropna().nunique() > 1 and flags == 0:
             out.append(c.removeprefix("param."))
     return out
 

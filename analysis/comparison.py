@@ -87,7 +87,8 @@ def _seed_text(seeds: Sequence[object]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
-def _pairs(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: str) -> tuple[pd.DataFrame, dict[str, str]]:
+def _pairs(a: pd.DataFrame, b: pd.DataFrame, method_a: str,
+    method_b: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """Per-seed means joined on seed, and the seed problems (only-a, only-b, repeated) as text."""
     ca, cb = a.groupby("seed")["value"].count(), b.groupby("seed")["value"].count()
     pairs = a.groupby("seed")["value"].mean().to_frame("a").join(
@@ -97,29 +98,31 @@ def _pairs(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: str) -> tu
     rep = [f"{s} ({method_a})" for s in ca.index[ca > 1]] + [f"{s} ({method_b})" for s in cb.index[cb > 1]]
     notes = []
     if only_a or only_b:
-        notes.append(f"seed sets differ: only {method_a} ran {_seed_text(only_a) or '-'}, only {method_b} ran "
-                     f"{_seed_text(only_b) or '-'}; compared on the {len(pairs)} shared seeds")
+        notes.append(f"seed sets differ: only {method_a} ran {_seed_text(only_a) or '-'}, only {method_b} "
+                     f"ran {_seed_text(only_b) or '-'}; compared on the {len(pairs)} shared seeds")
     if rep:
         notes.append(f"seed(s) repeat: {', '.join(rep)}; their values are averaged before pairing")
-    text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b), "repeated_seeds": ", ".join(rep),
-            "warning": "; ".join(notes)}
+    text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b),
+            "repeated_seeds": ", ".join(rep), "warning": "; ".join(notes)}
     return pairs, text
 
 
 PAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff",
-                  "ci_low", "ci_high", "interval", "t", "dof", "p_value", "wilcoxon_p", "test", "seeds_only_a",
-                  "seeds_only_b", "repeated_seeds", "warning"]
+                  "ci_low", "ci_high", "interval", "t", "dof", "p_value", "wilcoxon_p", "test",
+                  "seeds_only_a", "seeds_only_b", "repeated_seeds", "warning"]
 
 
 def _method_groups(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str], split: str,
                    metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     """(group key as a tuple, the group's rows of the two methods) for one split and metric, groups sorted."""
-    s = scores[(scores["split"] == split) & (scores["metric"] == metric) & scores["method"].isin([method_a, method_b])]
+    s = scores[(scores["split"] == split) & (scores["metric"] == metric)
+               & scores["method"].isin([method_a, method_b])]
     for key, g in s.groupby(list(by), sort=True):
         yield (key if isinstance(key, tuple) else (key,)), g
 
 
-def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
+def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str,
+    by: Sequence[str] = ("model", "task"),
                       split: str = DEV, metric: str = SCORE, interval: str = "t", n_boot: int = 2000,
                       confidence: float = 0.95, seed: int = 0, strict: bool = False) -> pd.DataFrame:
     """Compare two methods per group, paired by seed value (module docstring).
@@ -152,7 +155,8 @@ def paired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Se
         st = paired_stats(pairs["a"].to_numpy(), pairs["b"].to_numpy(), interval, confidence, n_boot, seed)
         mean_a = float(pairs["a"].mean()) if len(pairs) else math.nan
         mean_b = float(pairs["b"].mean()) if len(pairs) else math.nan
-        rows.append((*key, method_a, method_b, len(a), len(b), st.n_pairs, mean_a, mean_b, st.mean_diff, st.sd_diff,
+        rows.append((*key, method_a, method_b, len(a), len(b), st.n_pairs, mean_a, mean_b, st.mean_diff,
+            st.sd_diff,
                      st.ci_low, st.ci_high, interval, st.t, st.dof, st.p_value, st.wilcoxon_p, PAIRED_TEST,
                      text["seeds_only_a"], text["seeds_only_b"], text["repeated_seeds"], text["warning"]))
     return pd.DataFrame(rows, columns=list(by) + PAIRED_COLUMNS)
@@ -183,11 +187,12 @@ def _welch(a: np.ndarray, b: np.ndarray, interval: str, confidence: float, n_boo
     return float(res.statistic), float(res.pvalue), float(dof), lo, hi
 
 
-UNPAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
-                    "interval", "t", "dof", "p_value", "test"]
+UNPAIRED_COLUMNS = ["method_a", "method_b", "n_a", "n_b", "mean_a", "mean_b", "mean_diff", "ci_low",
+                    "ci_high", "interval", "t", "dof", "p_value", "test"]
 
 
-def unpaired_comparison(scores: pd.DataFrame, method_a: str, method_b: str, by: Sequence[str] = ("model", "task"),
+def unpaired_comparison(scores: pd.DataFrame, method_a: str, method_b: str,
+    by: Sequence[str] = ("model", "task"),
                         split: str = DEV, metric: str = SCORE, interval: str = "t", n_boot: int = 2000,
                         confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Welch's unequal-variance comparison of two methods per group, for data that share no seeds.
@@ -240,7 +245,8 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
     if not (s["method"] == baseline).any():
         raise ValueError(f"baseline {baseline!r} has no results; methods found: {sorted(set(s['method']))}")
     keys = list(by) + ["method"]
-    out = s.groupby(keys, sort=True)["value"].agg(["count", "mean", "std"]).rename(columns={"count": "n"}).reset_index()
+    out = (s.groupby(keys, sort=True)["value"].agg(["count", "mean", "std"])
+           .rename(columns={"count": "n"}).reset_index())
     if chosen is not None and "n_configs" in chosen.columns:
         extra = chosen[[c for c in keys if c in chosen.columns] + ["n_configs", "selected_on"]]
         out = out.merge(extra, on=[c for c in keys if c in chosen.columns], how="left")
@@ -283,7 +289,8 @@ def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), s
         seeds = {str(m): gm["seed"] for m, gm in g.groupby("method", sort=True)}
         sets = {m: sorted(int(x) for x in v.dropna().unique()) for m, v in seeds.items()}
         if len({tuple(v) for v in sets.values()}) > 1:
-            out.append(f"{where}: seed sets differ: " + "; ".join(f"{m} {_seed_text(v)}" for m, v in sets.items()))
+            out.append(f"{where}: seed sets "
+                "differ: " + "; ".join(f"{m} {_seed_text(v)}" for m, v in sets.items()))
         for m, v in seeds.items():
             rep = sorted(int(x) for x in v[v.duplicated()].dropna().unique())
             if rep:
@@ -293,8 +300,8 @@ def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), s
 
 def table_notes(interval: str) -> list[str]:
     """The notes under a method x task comparison table (:func:`comparison_table`)."""
-    return ["Rows: mean ± std over seeds (n); † the best of several configurations chosen on these same seeds "
-            "(optimistic).",
+    return ["Rows: mean ± std over seeds (n); † the best of several configurations chosen on these same "
+            "seeds (optimistic).",
             f"Difference rows: mean of the per-seed differences over the seeds both methods ran, "
             f"{INTERVAL_NOTES[interval]}, paired t-test p (t) and exact Wilcoxon signed-rank p (W); Welch's "
             "unpaired test only where the methods share no seed; ‡ seed sets differ or repeat (the CSV's "
@@ -311,7 +318,8 @@ def _diff_cell(r: pd.Series) -> str:
     if str(r["test"]).startswith("Welch"):
         return cell + " (Welch, unpaired)"
     cell += f" (t), {fmt_p(r['wilcoxon_p'])} (W)"
-    return cell + (f", {int(r['n_pairs'])} pairs" if r["n_pairs"] != r["n"] else "") + (" ‡" if r["warning"] else "")
+    return cell + (f", {int(r['n_pairs'])} pairs" if r["n_pairs"] != r["n"] else "") + (" "
+        "‡" if r["warning"] else "")
 
 
 def _mean_cell(r: pd.Series) -> str:

@@ -1,8 +1,9 @@
 """The component ladder in numbers: per task, every rung's seeds, paired differences and compute.
 
-Trials of the ladder carry ``params.rung`` (:mod:`mat.spec.ladder`: ``vanilla`` -> ``inner_steps`` -> ``sampling``
--> ``dropout_consistency`` -> ``mat`` -> ``mat_visible_delta``, and ``r3f`` beside it). Their rows are split off
-the other trials (:func:`split_rungs`: the rung becomes the ``method`` label, since several rungs train with
+Trials of the ladder carry ``params.rung`` (:mod:`mat.spec.ladder`: ``vanilla`` -> ``inner_steps`` ->
+``sampling`` -> ``dropout_consistency`` -> ``mat`` -> ``mat_visible_delta``, and ``r3f`` beside it). Their
+rows are split off the other trials (:func:`split_rungs`: the rung becomes the ``method`` label, since several
+rungs train with
 ``--method mat``) and summarised per (model, task, rung) by :func:`ladder_rows`:
 
 * ``n, mean, std, ci_low, ci_high``: the dev task score over seeds (t-interval or bootstrap of the mean);
@@ -13,8 +14,8 @@ the other trials (:func:`split_rungs`: the rung becomes the ``method`` label, si
   blocks (a 2B forward counts 2), ``train_seconds``: mean training wall time.
 
 :func:`ladder_table` lays one task out as a table and :func:`findings` says, per rung, only what the intervals
-support ("no difference detectable with n seeds" where the interval holds 0; a difference with its Holm-adjusted
-p over the table's comparisons). Pure functions; no torch.
+support ("no difference detectable with n seeds" where the interval holds 0; a difference with its
+Holm-adjusted p over the table's comparisons). Pure functions; no torch.
 """
 
 from __future__ import annotations
@@ -73,13 +74,15 @@ def _paired(a: pd.Series, b: pd.Series, interval: str, n_boot: int, seed: int) -
     return [st.n_pairs, st.mean_diff, st.ci_low, st.ci_high, st.p_value, st.wilcoxon_p]
 
 
-def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
+    seed: int = 0) -> pd.DataFrame:
     """One row per (model, task, rung) in ladder order (module docstring for the columns).
 
     Args:
         per_seed: per-trial score rows of one configuration per rung (``method`` = the rung, e.g. the
             ``per_seed`` of :func:`analysis.aggregate.choose_configs` over :func:`split_rungs`' second part),
-            with ``seed``, ``split``, ``metric``, ``value`` and the ``cost.*`` columns where the records had them.
+            with ``seed``, ``split``, ``metric``, ``value`` and the ``cost.*`` columns where the records had
+            them.
         interval, n_boot, seed: the interval of means and differences (``"t"`` or ``"bootstrap"``).
     """
     s = per_seed[(per_seed["split"] == DEV) & (per_seed["metric"] == SCORE)]
@@ -89,17 +92,20 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
         for rung in rung_order(by_seed):
             gr = g[g["method"] == rung]
             v = gr["value"].to_numpy(dtype=float)
-            lo, hi = mean_interval(v, interval, n_boot=n_boot, seed=seed) if len(v) > 1 else (math.nan, math.nan)
+            lo, hi = mean_interval(v, interval, n_boot=n_boot, seed=seed) if len(v) > 1 else (math.nan,
+                math.nan)
             prev = previous_rung(rung) if rung in RUNG_NAMES else None
             stats: list[float] = []
             for ref in ("vanilla", prev):
                 usable = ref is not None and ref in by_seed and ref != rung
-                stats += _paired(by_seed[rung], by_seed[ref], interval, n_boot, seed) if usable else [0] + [math.nan] * 5
+                stats += _paired(by_seed[rung], by_seed[ref], interval, n_boot,
+                    seed) if usable else [0] + [math.nan] * 5
             fwd, bwd = _per_step(gr, "cost.passes.forward"), _per_step(gr, "cost.passes.backward")
             seeds = ",".join(str(x) for x in sorted(int(x) for x in gr["seed"].dropna().unique()))
-            rows.append([model, task, rung, prev or "", len(v), seeds, float(v.mean()) if len(v) else math.nan,
-                         float(v.std(ddof=1)) if len(v) > 1 else math.nan, lo, hi, *stats, fwd, bwd, fwd + bwd,
-                         _mean_col(gr, "cost.wall_seconds.train")])
+            rows.append([model, task, rung, prev or "", len(v), seeds,
+                float(v.mean()) if len(v) else math.nan,
+                         float(v.std(ddof=1)) if len(v) > 1 else math.nan, lo, hi, *stats, fwd, bwd,
+                         fwd + bwd, _mean_col(gr, "cost.wall_seconds.train")])
     out = pd.DataFrame(rows, columns=ROW_COLUMNS)
     for ref in REFERENCES:
         out[f"vs_{ref}_n_pairs"] = out[f"vs_{ref}_n_pairs"].astype(int)
@@ -174,7 +180,7 @@ def findings(rows: pd.DataFrame, alpha: float = 0.05) -> list[str]:
         else:
             m, a = family[keys[j]], adjusted[j]
             held = "holds" if a < alpha else "does not hold"
-            out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] excludes 0 "
-                       f"(paired t {p_clause(r[f'vs_{ref}_p_value'])}, {int(n)} seeds); Holm over the table's {m} "
-                       f"comparisons: {p_clause(a)}, {held} at {alpha:.0%}.")
+            out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] "
+                       f"excludes 0 (paired t {p_clause(r[f'vs_{ref}_p_value'])}, {int(n)} seeds); Holm over "
+                       f"the table's {m} comparisons: {p_clause(a)}, {held} at {alpha:.0%}.")
     return out

@@ -25,9 +25,9 @@ from analysis.telemetry import kl_rows, kl_table, telemetry_info, telemetry_plot
 from mat.spec.tasks import sort_tasks, task_label
 
 INTRO = (
-    "Each rung adds one part of MAT to the rung before (mat.ladder); `r3f` stands beside the ladder, compared "
-    "with vanilla. Every rung ran the same seeds with the same shared hyperparameters except its own; "
-    "differences are paired by seed.")
+    "Each rung adds one part of MAT to the rung before (mat.ladder); `r3f` stands beside the ladder, "
+    "compared with vanilla. Every rung ran the same seeds with the same shared hyperparameters except its "
+    "own; differences are paired by seed.")
 
 
 def _slug(text: object) -> str:
@@ -39,9 +39,9 @@ def table_notes(interval: str) -> list[str]:
     return [f"dev score: mean ± std over seeds (n); 95% CI: {INTERVAL_NOTES[interval]}.",
             f"− vanilla / − previous rung: mean over the seeds both ran of the per-seed difference, "
             f"{INTERVAL_NOTES[interval]}, paired t-test p and the number of pairs.",
-            "passes/step: forward + backward passes per training step in units of one batch pass (a 2B forward "
-            "counts 2; MAT's δ-phase input gradients count as backward passes), from the records' cost blocks; "
-            "train s: mean training wall seconds (hardware-dependent)."]
+            "passes/step: forward + backward passes per training step in units of one batch pass (a 2B "
+            "forward counts 2; MAT's δ-phase input gradients count as backward passes), from the records' "
+            "cost blocks; train s: mean training wall seconds (hardware-dependent)."]
 
 
 def code_note(trials: pd.DataFrame) -> str:
@@ -97,15 +97,16 @@ def new_axes(n: int) -> tuple[Figure, list[Any]]:
     return fig, list(axes[0])
 
 
-def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
-                   seed: int = 0, select_seeds: Sequence[int] | None = None,
+def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval: str = "t",
+                   n_boot: int = 2000, seed: int = 0, select_seeds: Sequence[int] | None = None,
                    report_seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """Write the ladder section through the report's writer ``w`` (``lines``, ``table``, ``csv``, ``figure``).
 
     Args:
         w: the report writer (:class:`analysis.report._Writer`).
         df: the tidy frame (its telemetry rows are plotted for the reported trials).
-        rung_scores: :func:`analysis.ladder.split_rungs`' rung rows of :func:`analysis.aggregate.trial_scores`.
+        rung_scores: :func:`analysis.ladder.split_rungs`' rung rows of
+            :func:`analysis.aggregate.trial_scores`.
         interval, n_boot, seed, select_seeds, report_seeds: as for the rest of the report.
 
     Returns:
@@ -129,14 +130,16 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
             w.lines += [f"- {x}" for x in findings(t)] + [""]
         kl = kl_rows(reported)
         if len(kl):
-            w.lines += ["**δ against dropout.** How much the perturbation itself moves the output, next to what two "
-                        "dropout masks alone do, over training:", ""]
-            w.table(kl_table(kl, f"δ's own ℓ_s against the dropout-only ℓ_s, {model}", f"ladder_kl_{_slug(model)}"))
+            w.lines += ["**δ against dropout.** How much the perturbation itself moves the output, next to "
+                        "what two dropout masks alone do, over training:", ""]
+            w.table(kl_table(kl, f"δ's own ℓ_s against the dropout-only ℓ_s, {model}",
+                f"ladder_kl_{_slug(model)}"))
         box = plots.seed_box_info(per_seed)
         if len(box.data):
             box = dataclasses.replace(box, methods=rung_order(box.methods))
             w.figure(plots.seed_box_plot(box, f"{model}: dev task score per seed and rung"),
-                     f"ladder_box_{_slug(model)}", "Per-seed dev task scores by task and rung (Figure 3 layout)")
+                     f"ladder_box_{_slug(model)}", "Per-seed dev task scores by task and rung (Figure 3 "
+                     "layout)")
         if mrows["passes_per_step"].notna().any():
             w.figure(compute_plot(mrows), f"ladder_compute_{_slug(model)}",
                      "Dev score against forward + backward passes per training step, per rung (mean ± std)")

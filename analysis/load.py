@@ -48,7 +48,8 @@ from analysis.tidy import (
 from mat.spec.records import RECORD_FILE, STATUSES
 
 __all__ = [
-    "COLUMNS", "DEV", "LOCAL_EXPERIMENT", "NNI_STATUS", "RUN_KEYS", "TRIAL_COLUMNS", "AnalysisWarning", "NniStore",
+    "COLUMNS", "DEV", "LOCAL_EXPERIMENT", "NNI_STATUS", "RUN_KEYS", "TRIAL_COLUMNS", "AnalysisWarning",
+    "NniStore",
     "check_record", "config_key", "default_nni_dir", "find_record_files", "load", "load_nni_experiment",
     "load_records", "nni_experiment_dir", "parameter_history", "read_nni_store", "repeats", "skipped",
     "status_counts", "trials",

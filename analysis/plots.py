@@ -32,8 +32,8 @@ from mat.spec.tasks import sort_tasks, task_label
 
 __all__ = [
     "BoxInfo", "ablation_info", "ablation_plot", "box_artist_stats", "hparam_info", "hparam_plot",
-    "learning_curve_info", "learning_curve_plot", "new_figure", "save_figure", "searched_params", "seed_box_info",
-    "seed_box_plot", "split_panels",
+    "learning_curve_info", "learning_curve_plot", "new_figure", "save_figure", "searched_params",
+    "seed_box_info", "seed_box_plot", "split_panels",
 ]
 
 STYLE = "whitegrid"
@@ -106,10 +106,12 @@ def seed_box_info(scores: pd.DataFrame, split: str = DEV, n_panels: int = 2) -> 
     """
     d = scores[(scores["metric"] == "score") & (scores["split"] == split)]
     data = d[["task", "method", "seed", "value"]].dropna(subset=["value"]).reset_index(drop=True)
-    rows = [(t, m, *_box_stats(g["value"].to_numpy(dtype=float))) for (t, m), g in data.groupby(["task", "method"])]
+    rows = [(t, m, *_box_stats(g["value"].to_numpy(dtype=float))) for (t,
+        m), g in data.groupby(["task", "method"])]
     stats = pd.DataFrame(rows, columns=["task", "method", "n", "median", "q1", "q3", "whislo", "whishi"])
     medians = data.groupby("task")["value"].median()
-    return BoxInfo(data, stats, split_panels(medians, n_panels) if len(medians) else [], _methods(data["method"]))
+    return BoxInfo(data, stats, split_panels(medians, n_panels) if len(medians) else [],
+        _methods(data["method"]))
 
 
 def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
@@ -178,7 +180,8 @@ def ablation_info(scores: pd.DataFrame, param: str, split: str = DEV) -> pd.Data
     g = d.groupby(["task", "metric", col])["value"].agg(["count", "mean", "std"]).reset_index()
     g = g.rename(columns={col: "setting", "count": "n"})
     g["n"] = g["n"].astype(int)
-    return g.sort_values(["task", "metric", "setting"], key=lambda s: s.map(_numeric_or_text)).reset_index(drop=True)
+    return g.sort_values(["task", "metric", "setting"],
+        key=lambda s: s.map(_numeric_or_text)).reset_index(drop=True)
 
 
 def _numeric_or_text(v: object) -> object:
@@ -260,8 +263,8 @@ def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
         fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
     # fixed margins: a grid of equal panels needs no tight_layout (which measures every label: slow)
     top = 1 - 0.45 / fig.get_figheight()
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / fig.get_figheight(), top=top - 0.25 / fig.get_figheight(),
-                        hspace=0.55, wspace=0.28)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / fig.get_figheight(),
+                        top=top - 0.25 / fig.get_figheight(), hspace=0.55, wspace=0.28)
     return fig
 
 
@@ -298,8 +301,8 @@ def hparam_plot(info: pd.DataFrame) -> Figure:
     fig, axes = new_figure(1, max(1, len(params)), (4.2 * max(1, len(params)), 3.8))
     for ax, p in zip(axes[0], params):
         g = info[info["param"] == p]
-        sns.scatterplot(data=g, x="setting", y="delta", hue="method", hue_order=methods, palette=palette, ax=ax,
-                        s=12, alpha=0.35, linewidth=0, legend=False, rasterized=True)
+        sns.scatterplot(data=g, x="setting", y="delta", hue="method", hue_order=methods, palette=palette,
+                        ax=ax, s=12, alpha=0.35, linewidth=0, legend=False, rasterized=True)
         for method, gm in g.groupby("method", sort=False):
             mean = gm.groupby("setting")["delta"].mean()
             ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette[method], label=method)
@@ -334,7 +337,7 @@ def box_artist_stats(fig: Figure) -> pd.DataFrame:
                 continue
             for pos, (med, box) in enumerate(zip(container.medians, container.boxes)):
                 ys = box.get_path().vertices[:, 1]
-                rows.append((panel, hue, pos, float(np.mean(med.get_ydata())), float(ys.min()), float(ys.max()),
-                             float(np.mean(med.get_xdata()))))
+                rows.append((panel, hue, pos, float(np.mean(med.get_ydata())), float(ys.min()),
+                             float(ys.max()), float(np.mean(med.get_xdata()))))
     return pd.DataFrame(rows, columns=["panel", "hue", "position", "median", "q1", "q3", "x"])
 

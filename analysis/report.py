@@ -39,7 +39,8 @@ SELECTION_NOTES = {
     "final": "Each trial contributes its final (last) evaluation.",
 }
 # Display names of mat.spec.records.STATUSES, in the order the report lists them.
-STATUS_LABELS = {"SUCCEEDED": "finished", "RUNNING": "running", "FAILED": "failed", "INTERRUPTED": "interrupted"}
+STATUS_LABELS = {"SUCCEEDED": "finished", "RUNNING": "running", "FAILED": "failed",
+    "INTERRUPTED": "interrupted"}
 assert set(STATUS_LABELS) == set(STATUSES), "a record status without a display name"
 MAX_LISTED = 50
 
@@ -80,7 +81,8 @@ def _status_section(df: pd.DataFrame, counts: dict[str, int]) -> list[str]:
     open_trials = agg.trial_table(df)
     open_trials = open_trials[open_trials["status"] != "SUCCEEDED"]
     if len(open_trials):
-        shown = open_trials.head(MAX_LISTED)[["experiment", "trial", "task", "method", "status", "error"]].fillna("")
+        shown = open_trials.head(MAX_LISTED)[["experiment", "trial", "task", "method", "status",
+            "error"]].fillna("")
         shown["error"] = shown["error"].astype(str).str.slice(0, 160)
         more = f" (first {MAX_LISTED} of {len(open_trials)})" if len(open_trials) > MAX_LISTED else ""
         lines += [f"### Unfinished trials{more}", "", tables.plain_markdown(shown)]
@@ -96,8 +98,8 @@ def _listed(title: str, items: list[str], none: str = "None.", about: str = "") 
 def _repeats_section(df: pd.DataFrame) -> list[str]:
     items = [f"- {r.method}, {r.task}, seed {r.seed}: kept `{r.kept_source}` ({r.kept_status}); set aside "
              f"`{r.repeat_source}` ({r.repeat_status})" for r in repeats(df).itertuples()]
-    return _listed("Repeated trials", items, about="Two finished trials of one method, task, model, configuration "
-                   "(run settings included) and seed count once: the newest.")
+    return _listed("Repeated trials", items, about="Two finished trials of one method, task, model, "
+                   "configuration (run settings included) and seed count once: the newest.")
 
 
 class _Writer:
@@ -134,18 +136,20 @@ def _reference_rows(ref: pd.DataFrame | None) -> pd.DataFrame:
 
 def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice_note: str) -> None:
     ours = tables.method_rows(ms)
-    sel_note = f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per task. " \
-        + choice_note
+    sel_note = (f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per "
+                "task. " + choice_note)
     dev = ours[ours["split"] == DEV]
     if dev["task"].isin(GLUE_TASKS).any():
         ref = published.glue_reference(model)
-        table_no = {"bert-base": "Table 1", "roberta-large": "Table 2"}.get(published.model_family(model) or "")
-        published_note = (f"Published rows: MAT paper {table_no} as printed (sources in the CSV); their Score "
-                          "is the printed one.")
+        table_no = {"bert-base": "Table 1", "roberta-large": "Table "
+            "2"}.get(published.model_family(model) or "")
+        published_note = (f"Published rows: MAT paper {table_no} as printed (sources in the CSV); their "
+                          "Score is the printed one.")
         notes = [sel_note] + ([published_note] if ref is not None else [])
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(GLUE_TASKS)]], ignore_index=True)
         w.lines += ["### GLUE", ""]
-        w.table(tables.glue_table(rows, opt.convention, f"GLUE dev results, {model}", f"glue_{slug(model)}", notes))
+        w.table(tables.glue_table(rows, opt.convention, f"GLUE dev results, {model}", f"glue_{slug(model)}",
+            notes))
         both = pd.concat([agg.glue_scores(ms, c) for c in CONVENTIONS], ignore_index=True)
         both["glue_score"] = both["glue_score"].map(lambda v: tables.fmt(v, 2))
         w.lines += ["GLUE scores under both conventions (`-`: tasks missing):", "",
@@ -153,34 +157,39 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice
     if ours["task"].isin(ANLI_TASKS).any():
         ref = published.anli_reference(model)
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(ANLI_TASKS)]], ignore_index=True)
-        notes = [sel_note] + (["Published rows: MAT paper Table 3 (sources in the CSV)."] if ref is not None else [])
+        notes = [sel_note] + (["Published rows: MAT paper Table 3 (sources in the "
+            "CSV)."] if ref is not None else [])
         w.lines += ["### ANLI", ""]
         w.table(tables.anli_table(rows, f"ANLI results, {model}", f"anli_{slug(model)}", notes))
     adv = ours[ours["split"].astype(str).str.startswith("adv_validation")]
     if len(adv):
         w.lines += ["### AdvGLUE", ""]
-        w.table(tables.advglue_table(adv, f"AdvGLUE dev results, {model}", f"advglue_{slug(model)}", [sel_note]))
+        w.table(tables.advglue_table(adv, f"AdvGLUE dev results, {model}", f"advglue_{slug(model)}",
+            [sel_note]))
 
 
 def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> None:
     methods = sorted(set(sel["method"]))
     if "mat" not in methods or len(methods) < 2:
         return
-    frames = [comparison.paired_comparison(sel, "mat", m, interval=opt.interval, n_boot=opt.n_boot, seed=opt.seed)
+    frames = [comparison.paired_comparison(sel, "mat", m, interval=opt.interval, n_boot=opt.n_boot,
+        seed=opt.seed)
               for m in methods if m != "mat"]
     comp = pd.concat(frames, ignore_index=True).sort_values(["task", "method_b"], kind="stable")
     w.csv(comp, f"comparison_{slug(model)}")
     shown = pd.DataFrame({
         "task": comp["task"], "vs": comp["method_b"],
-        "pairs (mat/other seeds)": [f"{p} ({a}/{b})" for p, a, b in zip(comp["n_pairs"], comp["n_a"], comp["n_b"])],
+        "pairs (mat/other "
+        "seeds)": [f"{p} ({a}/{b})" for p, a, b in zip(comp["n_pairs"], comp["n_a"], comp["n_b"])],
         "mean diff": comp["mean_diff"].map(lambda v: tables.fmt(v, 2)),
         "95% CI": [tables.fmt_interval(a, b) for a, b in zip(comp["ci_low"], comp["ci_high"])],
         "paired t p": comp["p_value"].map(tables.fmt_p), "Wilcoxon p": comp["wilcoxon_p"].map(tables.fmt_p),
     })
     w.lines += ["### MAT vs each baseline (dev task score, chosen configurations)", "",
-                f"Mean of the per-seed differences MAT - other over the seeds both ran; {INTERVAL_NOTES[opt.interval]} "
-                "of it; paired t-test (`scipy.stats.ttest_rel`) and exact Wilcoxon signed-rank p-values (with 5 "
-                "seeds the Wilcoxon p is at least 0.0625).", "", tables.plain_markdown(shown)]
+                "Mean of the per-seed differences MAT - other over the seeds both ran; "
+                f"{INTERVAL_NOTES[opt.interval]} of it; paired t-test (`scipy.stats.ttest_rel`) and exact "
+                "Wilcoxon signed-rank p-values (with 5 seeds the Wilcoxon p is at least 0.0625).", "",
+                tables.plain_markdown(shown)]
     warned = zip(comp["task"], comp["method_b"], comp["warning"])
     w.lines += [f"- warning: {t}, mat vs {b}: {x}" for t, b, x in warned if x]
     w.lines.append("")
@@ -214,7 +223,8 @@ def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Seq
                  f"{method}, {model}: dev score against {p} (mean ± std over seeds)")
 
 
-def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], method: str, model: str, name: str) -> None:
+def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], method: str, model: str,
+    name: str) -> None:
     """The paper's Table 4 or 5, on the tasks we ran, beside our ablation of ``factor`` (MAT, BERT-base)."""
     ref = published.ablation_reference(factor, method, model)
     if ref is None or not ref[1]["task"].isin(set(info["task"])).any():
@@ -238,8 +248,9 @@ def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
         "config": best["config"].map(lambda c: f"`{c}`"),
     })
     w.lines += ["## Best configuration per task and method", "",
-                f"Chosen on the mean dev task score over the seeds in 'chosen on'; {INTERVAL_NOTES[opt.interval]}. "
-                "A score chosen as the best of several configurations on the same seeds reads optimistic.",
+                "Chosen on the mean dev task score over the seeds in 'chosen on'; "
+                f"{INTERVAL_NOTES[opt.interval]}. A score chosen as the best of several configurations on "
+                "the same seeds reads optimistic.",
                 "", tables.plain_markdown(shown)]
 
 
@@ -248,8 +259,8 @@ def _repeat_lines(df: pd.DataFrame) -> list[str]:
             for r in repeats(df).itertuples()]
 
 
-def build_report(df: pd.DataFrame, out_dir: str | Path, opt: Options = Options(), sources: Sequence[str] = (), *,
-                 page: str = "report.md", title: str = "MAT harness report",
+def build_report(df: pd.DataFrame, out_dir: str | Path, opt: Options = Options(), sources: Sequence[str] = (),
+                 *, page: str = "report.md", title: str = "MAT harness report",
                  preface: str | None = None) -> ReportResult:
     """Write the tables, figures and ``report.md`` for the tidy frame ``df`` into ``out_dir``.
 
@@ -260,7 +271,8 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, opt: Options = Options()
             ablations, intervals, seed choice, baseline, strictness).
         sources: text naming where ``df`` came from (printed in the report).
         page: the file name of the page written into ``out_dir``.
-        title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
+        title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing
+            computed).
 
     Trials that carry ``params.rung`` (the component ladder, :mod:`mat.spec.ladder`) are reported in their own
     section (:mod:`analysis.ladder_report`), one row per rung; the other sections cover the other trials.
@@ -273,7 +285,8 @@ def build_report(df: pd.DataFrame, out_dir: str | Path, opt: Options = Options()
         ValueError: unknown selection, convention or interval; overlapping seed lists.
         SeedMismatch: ``strict`` and seed sets differ or a seed repeats (nothing is written).
     """
-    selection, convention, interval, n_boot, seed = opt.selection, opt.convention, opt.interval, opt.n_boot, opt.seed
+    selection, convention, interval = opt.selection, opt.convention, opt.interval
+    n_boot, seed = opt.n_boot, opt.seed
     agg._check_selection(selection)
     check_interval(interval)
     if convention not in CONVENTIONS:
@@ -347,7 +360,8 @@ def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, 
     _comparisons(w, model, msel, opt)
     evals = df[df["kind"] == "eval"]
     keys = pd.MultiIndex.from_frame(msel[["experiment", "trial"]].drop_duplicates())
-    curves = plots.learning_curve_info(evals[pd.MultiIndex.from_frame(evals[["experiment", "trial"]]).isin(keys)])
+    curves = plots.learning_curve_info(evals[pd.MultiIndex.from_frame(evals[["experiment",
+        "trial"]]).isin(keys)])
     if len(curves) and curves["step"].nunique() > 1:
         w.lines += ["### Learning curves", ""]
         w.figure(plots.learning_curve_plot(curves), f"learning_curves_{slug(model)}",

@@ -14,8 +14,9 @@ One row per (trial, evaluation kind, step, split, metric)::
   the run settings that change results (the record's ``run`` object, under ``"run"``) where the record
   has them, so seeds of one configuration share it and a smoke run never pools with a full run.
 * ``run.<name>`` columns hold those run settings; ``param.<name>`` the hyperparameters; ``cost.<name>`` the
-  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``, ``cost.optimizer_steps``);
-  ``code.git_sha`` and ``code.<package>`` the commit and package versions (``code.torch``...) the record names.
+  record's cost block, flattened (``cost.passes.forward``, ``cost.wall_seconds.train``,
+  ``cost.optimizer_steps``); ``code.git_sha`` and ``code.<package>`` the commit and package versions
+  (``code.torch``...) the record names.
 * ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
   statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
@@ -56,15 +57,17 @@ TRIAL_COLUMNS = COLUMNS[:10]
 LOCAL_EXPERIMENT = identity.LOCAL_EXPERIMENT
 UNKNOWN = "unknown"
 SEED_KEYS = ("seed",)
-# The run settings that change a trial's result, as the trial record's ``run`` object holds them (not searched;
-# flags of the trial command). A record's whole ``run`` object enters the configuration; these keys are read
-# from the trial command of an NNI trial that left no record and has no sibling record to take them from.
+# The run settings that change a trial's result, as the trial record's ``run`` object holds them (not
+# searched; flags of the trial command). A record's whole ``run`` object enters the configuration; these keys
+# are read from the trial command of an NNI trial that left no record and has no sibling record to take them
+# from.
 RUN_KEYS = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits",
             "train_mix")
 
 
 class AnalysisWarning(UserWarning):
-    """An input that was skipped, repaired or set aside while loading or scoring; the message names the file."""
+    """An input that was skipped, repaired or set aside while loading or scoring; the message names the
+    file."""
 
 
 def _canonical(v: Any) -> Any:
@@ -199,10 +202,12 @@ class Builder:
             self.add(trial, None, math.nan, math.nan, None, None, math.nan)
 
     def add_record(self, rec: TrialRecord, source: str, run: Mapping[str, Any], written: float,
-                   status: str | None = None, error: str | None = None, experiment: str | None = None) -> None:
+                   status: str | None = None, error: str | None = None,
+                   experiment: str | None = None) -> None:
         """Add a checked record (:func:`check_record`) with all its evaluations."""
         info = (
-            experiment or rec.experiment_id or LOCAL_EXPERIMENT, rec.trial_id, rec.method, get_task(rec.task).name,
+            experiment or rec.experiment_id or LOCAL_EXPERIMENT, rec.trial_id, rec.method,
+            get_task(rec.task).name,
             rec.model, rec.seed, status or rec.status, error if error is not None else rec.error,
             config_key(rec.params, run), source,
         )
@@ -211,7 +216,8 @@ class Builder:
                            {"git_sha": rec.git_sha, **rec.versions})
         for ev in rec.evals:
             self.add_eval(t, "eval", ev)
-            self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])
+            self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k,
+                v) for k, v in ev.telemetry.items()])
         for kind, chosen in (("best", rec.best), ("final", rec.final)):
             if chosen is not None:
                 self.add_eval(t, kind, chosen)

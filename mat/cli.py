@@ -1,4 +1,5 @@
-"""The trial's command line: every flag is a config field (:mod:`mat.spec.config`), named exactly as the field.
+"""The trial's command line: every flag is a config field (:mod:`mat.spec.config`), named exactly as the
+field.
 
 ``--method`` is read first, so ``--method smart --help`` lists SMART's flags. A mistyped or unknown flag, a
 value out of range or a bad combination ends in argparse's usage error (exit 2) naming the flag and, for
@@ -26,13 +27,15 @@ DESCRIPTION = (
     "Under NNI, the parameters NNI sends override the flags. Use --method M --help for M's flags."
 )
 ALIAS_HELP = {
-    "sampling_times": "Sets sampling_times_delta and sampling_times_theta to one K (the paper's Table 7 tunes one K).",
+    "sampling_times": "Sets sampling_times_delta and sampling_times_theta to one K (the paper's Table 7 "
+    "tunes one K).",
     "beta": "Sets beta_s and beta_p to one beta (Algorithm 2 has one beta).",
 }
 
 
 class TrialArgumentParser(HfArgumentParser):
-    """``HfArgumentParser`` whose ``range`` metadata is left to ``__post_init__`` (it is not an argparse option)."""
+    """``HfArgumentParser`` whose ``range`` metadata is left to ``__post_init__`` (it is not an argparse
+    option)."""
 
     @staticmethod
     def _parse_dataclass_field(parser: Any, field: dataclasses.Field[Any]) -> None:
@@ -53,7 +56,8 @@ def build_parser(method: str) -> TrialArgumentParser:
     parser = TrialArgumentParser(types_, allow_abbrev=False, description=DESCRIPTION)
     for alias, targets in _aliases(method).items():
         kind = type(getattr(METHOD_ARGS[method](), targets[0]))
-        parser.add_argument(f"--{alias}", type=kind, default=None, help=ALIAS_HELP.get(alias, f"Sets {', '.join(targets)}."))
+        parser.add_argument(f"--{alias}", type=kind, default=None,
+            help=ALIAS_HELP.get(alias, f"Sets {', '.join(targets)}."))
     return parser
 
 
@@ -77,12 +81,14 @@ def parse_cli(argv: Sequence[str] | None = None) -> TrialConfig:
         flags = _flag_names(parser)
         first = next((u for u in unknown if u.startswith("-")), unknown[0])
         name = first.split("=")[0]
-        owners = [m for m, a in METHOD_ARGS.items() if name[2:] in {f.name for f in dataclasses.fields(a)} | set(_aliases(m))]
+        owners = [m for m, a in METHOD_ARGS.items()
+                  if name[2:] in {f.name for f in dataclasses.fields(a)} | set(_aliases(m))]
         if owners and first.startswith("--"):
             hint = f" {name} is a flag of --method {' / '.join(owners)}, not of {known.method}."
         else:
             hint = did_you_mean(name, flags) if first.startswith("-") else ""
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}.{hint} (--method {known.method} --help lists every flag)")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}.{hint} (--method {known.method} --help "
+            "lists every flag)")
     values = vars(namespace)
     given = {a.split("=")[0].lstrip("-") for a in args if a.startswith("--")}
     overrides: dict[str, Any] = {}
@@ -92,7 +98,8 @@ def parse_cli(argv: Sequence[str] | None = None) -> TrialConfig:
             continue
         clash = [t for t in targets if t in given]
         if clash:
-            parser.error(f"--{alias} sets {', '.join(targets)}: give either --{alias} or --{', --'.join(clash)}, not both")
+            parser.error(f"--{alias} sets {', '.join(targets)}: give either --{alias} or "
+                f"--{', --'.join(clash)}, not both")
         overrides[alias] = value
     try:
         groups = []

@@ -39,8 +39,10 @@ def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int) -> set[i
 
 
 @torch.no_grad()
-def predict(model: Any, loader: Any, task: TaskSpec, device: torch.device, autocast: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, labels) over a loader, each (N,) in dataset order: class ids (argmax) or regression scores.
+def predict(model: Any, loader: Any, task: TaskSpec, device: torch.device,
+    autocast: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) over a loader, each (N,) in dataset order: class ids (argmax) or regression
+    scores.
 
     A loader that serves its examples in another order (``SortedByLength``, longest first) has that order
     on its sampler (``order``); the predictions are put back in dataset order, so test-set files line up
@@ -86,7 +88,8 @@ def build_eval_sets(cfg: TrialConfig, task: TaskSpec, raw: Any, tokenizer: Any) 
     extra = [s.strip() for s in run.eval_splits.split(",") if s.strip()]
     for s in extra:
         if s in task.test_splits and not task.labelled_test:
-            raise ValueError(f"{task.name}: {s!r} has no labels and cannot be evaluated; use --predict for test-set files")
+            raise ValueError(f"{task.name}: {s!r} has no labels and cannot be evaluated; use --predict for "
+                "test-set files")
     sets = []
     for split, dev in splits + [(s, False) for s in extra if s not in task.eval_splits]:
         ds = require_split(raw, task, split, run.data_dir)
@@ -97,7 +100,8 @@ def build_eval_sets(cfg: TrialConfig, task: TaskSpec, raw: Any, tokenizer: Any) 
     return sets
 
 
-def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.device, autocast: torch.dtype | None, step: int, epoch: float) -> EvalResult:
+def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.device,
+    autocast: torch.dtype | None, step: int, epoch: float) -> EvalResult:
     """Evaluate every split; the dev metrics (MNLI: merged over its two dev sets) give the score."""
     dev: dict[str, float] = {}
     extra: dict[str, dict[str, float]] = {}
@@ -112,7 +116,8 @@ def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.devi
 
 
 def write_test_predictions(
-    cfg: TrialConfig, task: TaskSpec, raw: Any, model: Any, tokenizer: Any, device: torch.device, autocast: torch.dtype | None, out_dir: Path
+    cfg: TrialConfig, task: TaskSpec, raw: Any, model: Any, tokenizer: Any, device: torch.device,
+    autocast: torch.dtype | None, out_dir: Path
 ) -> Path:
     """Predict every test split present and write GLUE submission files (ANLI: ``<split>.tsv``).
 
@@ -126,7 +131,8 @@ def write_test_predictions(
             log.warning("%s: no %s split to predict (its file is absent)", task.name, split)
             continue
         tok = tokenize(raw[split], tokenizer, task, cfg.run.max_length, cfg.run.cache_dir)
-        preds, _ = predict(model, make_loader(tok, tokenizer, cfg.run.eval_batch_size, shuffle=False), task, device, autocast)
+        preds, _ = predict(model, make_loader(tok, tokenizer, cfg.run.eval_batch_size, shuffle=False), task,
+            device, autocast)
         name = submission_name(task, split) if task.submission_files else f"{split}.tsv"
         written.append(write_prediction_file(pred_dir / name, task, raw[split]["idx"], preds))
     if not written:

@@ -40,7 +40,8 @@ def symmetric_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
         ValueError: the shapes differ.
     """
     if p_logits.shape != q_logits.shape:
-        raise ValueError(f"symmetric_kl: logits shapes differ: {tuple(p_logits.shape)} vs {tuple(q_logits.shape)}")
+        raise ValueError(f"symmetric_kl: logits shapes differ: {tuple(p_logits.shape)} vs "
+            f"{tuple(q_logits.shape)}")
     log_p = F.log_softmax(_at_least_fp32(p_logits), dim=-1)  # (B, C)
     log_q = F.log_softmax(_at_least_fp32(q_logits), dim=-1)  # (B, C)
     per_example = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)  # (B,)

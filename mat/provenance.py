@@ -39,7 +39,8 @@ def git_sha() -> str | None:
     """The commit of the mat-harness checkout, when it is one (None for an installed copy)."""
     try:
         here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+            timeout=5)
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -55,13 +56,15 @@ def task_name(name: str) -> str:
 
 
 def default_output_dir(cfg: TrialConfig) -> Path:
-    """``--output_dir`` (the trial script passes ``$NNI_OUTPUT_DIR`` under NNI), else ``runs/<task>-<method>-seed<k>``."""
+    """``--output_dir`` (the trial script passes ``$NNI_OUTPUT_DIR`` under NNI), else
+    ``runs/<task>-<method>-seed<k>``."""
     if cfg.run.output_dir:
         return Path(cfg.run.output_dir)
     return Path("runs") / f"{task_name(cfg.run.task)}-{cfg.run.method}-seed{cfg.train.seed}"
 
 
-def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str | None = None) -> TrialRecord:
+def new_record(cfg: TrialConfig, trial_id: str | None = None,
+    experiment_id: str | None = None) -> TrialRecord:
     """A RUNNING record for ``cfg`` with its parameters, run settings, versions and git sha filled in."""
     out = default_output_dir(cfg)
     return TrialRecord(

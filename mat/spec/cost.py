@@ -66,7 +66,8 @@ class CostMeter:
         t = self.seconds.get("train", 0.0)
         return self.train_tokens / t if t > 0 else 0.0
 
-    def to_dict(self, optimizer_steps: int, passes: Mapping[str, float], startup: float | None = None) -> dict[str, Any]:
+    def to_dict(self, optimizer_steps: int, passes: Mapping[str, float],
+        startup: float | None = None) -> dict[str, Any]:
         """The record's ``cost`` block; ``total`` is the wall time of ``fit`` plus ``startup``."""
         secs = dict(self.seconds)
         if startup is not None:
@@ -87,5 +88,6 @@ class CostMeter:
         parts = ", ".join(f"{k} {w[k]:.1f}s" for k in (*PHASES, "total") if k in w)
         total = c["train_tokens"] + c["padded_tokens"]
         pad = 100.0 * c["padded_tokens"] / total if total else 0.0
-        return (f"cost: {parts}; {c['train_tokens']} train tokens ({pad:.1f}% padding), {optimizer_steps} steps, "
-                f"{c['passes'].get('forward', 0):g} forward / {c['passes'].get('backward', 0):g} backward passes")
+        return (f"cost: {parts}; {c['train_tokens']} train tokens ({pad:.1f}% padding), {optimizer_steps} "
+                f"steps, {c['passes'].get('forward', 0):g} forward / {c['passes'].get('backward', 0):g} "
+                "backward passes")
