@@ -34,8 +34,15 @@ from analysis.comparison import (
     unpaired_comparison,
 )
 from analysis.intervals import t_interval
-from analysis.load import (AnalysisWarning, Loaded, load, load_nni_experiment, load_records, load_with_notes,
-                           status_counts)
+from analysis.load import (
+    AnalysisWarning,
+    Loaded,
+    load,
+    load_nni_experiment,
+    load_records,
+    load_with_notes,
+    status_counts,
+)
 from analysis.scores import PAPER_TASKS, glue_score
 from mat.spec.tasks import task_score
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m analysis report ... --out DIR`` and ``python -m analysis compare ... --baseline M``.
+"""Command line: ``python -m analysis report ... --out DIR`` and ``python -m analysis compare ... --baseline
+M``.
 
 Exit status: 0 when there are results; 1 when nothing usable was found (no trials, missing inputs, no
 finished trial with an evaluation, a baseline without results; the message says which) or ``--strict``
@@ -23,7 +24,8 @@ EPILOG = """examples:
   python -m analysis report --records runs/ --out report/
   python -m analysis report --experiment a1b2c3d4 e5f6g7h8 --out report/ --selection last
   python -m analysis compare --records runs/ --baseline vanilla --selection split
-  python -m analysis report --experiment a1b2c3d4 --nni_dir /data/nni-experiments --convention glue --out report/
+  python -m analysis report --experiment a1b2c3d4 --nni_dir /data/nni-experiments --convention glue \
+      --out report/
   python -m analysis compare --records runs/ --baseline vanilla --markdown compare.md --csv compare.csv
   python -m analysis compare --records runs/ --baseline vanilla --select_seeds 1,2 --report_seeds 3,4,5
 """
@@ -58,7 +60,8 @@ def _common() -> argparse.ArgumentParser:
                      help="NNI experiment id(s); read from <nni_dir>/<ID>/db/nni.sqlite (read-only) and the "
                      "trials' trial.json records. Repeatable.")
     src.add_argument("--records", nargs="+", action="extend", default=[], metavar="DIR",
-                     help="folder(s) searched recursively for trial.json files (or record files). Repeatable.")
+                     help="folder(s) searched recursively for trial.json files (or record files). "
+                     "Repeatable.")
     p.add_argument("--nni_dir", default=None, metavar="DIR",
                    help=f"folder holding NNI experiment folders (default: {default_nni_dir()})")
     return p
@@ -78,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common()
     rep = sub.add_parser(
-        "report", parents=[common], help="write tables, figures and report.md for trial records or NNI experiments",
+        "report", parents=[common], help="write tables, figures and report.md for trial records or NNI "
+        "experiments",
         description="Load trial records and/or NNI experiments, aggregate over seeds, and write tables "
         "(Markdown, LaTeX, CSV), figures (PNG, PDF) and a report.md that embeds them into --out. Failed, "
         "running and interrupted trials are counted; skipped input files and repeated trials are listed.",
@@ -86,12 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     rep.add_argument("--page", default="report.md", metavar="NAME",
-                     help="file name of the page written into --out (default report.md; e.g. --out docs --page "
-                     "results.md writes docs/results.md, docs/tables/, docs/figures/)")
-    rep.add_argument("--title", default="MAT harness report", help="the page's first heading (default 'MAT harness report')")
+                     help="file name of the page written into --out (default report.md; e.g. --out docs "
+                     "--page results.md writes docs/results.md, docs/tables/, docs/figures/)")
+    rep.add_argument("--title", default="MAT harness report", help="the page's first heading (default 'MAT "
+        "harness report')")
     rep.add_argument("--preface", default=None, metavar="FILE",
-                     help="Markdown file placed under the title, before the generated sections (e.g. a study's "
-                     "settings: results/components/README.md for docs/results.md)")
+                     help="Markdown file placed under the title, before the generated sections (e.g. a "
+                     "study's settings: results/components/README.md for docs/results.md)")
     add_flags(rep, "report")
     cmp_ = sub.add_parser(
         "compare", parents=[common],
@@ -106,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(cmp_, "compare")
     cmp_.add_argument("--markdown", default=None, metavar="FILE", help="also write the Markdown table here")
     cmp_.add_argument("--csv", default=None, metavar="FILE",
-                      help="write the long table (every number: n, mean, std, configurations searched, n_pairs, "
-                      "difference, interval, t, dof, p-values, warnings) as CSV here")
+                      help="write the long table (every number: n, mean, std, configurations searched, "
+                      "n_pairs, difference, interval, t, dof, p-values, warnings) as CSV here")
     parser.set_defaults(report_parser=rep, compare_parser=cmp_)
     return parser
 
@@ -123,7 +128,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
     for msg in notes[:5]:
         print(f"warning: {msg}", file=sys.stderr)
     if len(notes) > 5:
-        print(f"warning: ... and {len(notes) - 5} more (skipped inputs and repeats; report.md lists them all)",
+        print(f"warning: ... and {len(notes) - 5} more (skipped inputs and repeats; report.md lists them "
+            "all)",
               file=sys.stderr)
     return loaded, sources
 
@@ -137,7 +143,8 @@ def _load_or_explain(args: argparse.Namespace) -> tuple[Any, list[str]] | None:
     if len(loaded.frame) == 0:
         skipped = len(loaded.skipped)
         print(f"error: nothing usable found in {', '.join(sources)}: no trial records"
-              + (f" ({skipped} file(s) skipped as unreadable or invalid)" if skipped else ""), file=sys.stderr)
+              + (f" ({skipped} file(s) skipped as unreadable or invalid)" if skipped else ""),
+              file=sys.stderr)
         return None
     return loaded, sources
 
@@ -195,7 +202,8 @@ def compare_tables(loaded: Any, args: argparse.Namespace) -> tuple[str, Any]:
     rep = loaded.repeats
     if opt.strict and len(rep):
         raise SeedMismatch("--strict: configuration and seed run twice: " + "; ".join(
-            f"{r.method}, {r.task}, seed {r.seed} ({r.kept_source}, {r.repeat_source})" for r in rep.itertuples()))
+            f"{r.method}, {r.task}, seed {r.seed} ({r.kept_source}, "
+            f"{r.repeat_source})" for r in rep.itertuples()))
     choice = aggregate.choose_configs(scores, opt.select_seeds, opt.report_seeds, opt.interval, opt.n_boot,
                                       seed=opt.seed)
     long = compare_to_baseline(choice.per_seed, opt.baseline, choice.best, interval=opt.interval,

@@ -25,10 +25,10 @@ from typing import Sequence
 import pandas as pd
 
 from analysis.comparison import compare_to_baseline, paired_comparison, unpaired_comparison
+from analysis.halves import SELECTION
 from analysis.intervals import bootstrap_ci, check_interval, group_bootstrap, t_intervals
 from analysis.scores import convention_tasks, glue_score
 from analysis.selection import SELECTIONS, check_selection, selected_rows
-from analysis.halves import SELECTION
 from analysis.tidy import DEV, SCORE, TRIAL_COLUMNS, AnalysisWarning
 from mat.spec.tasks import get_task, task_score
 
@@ -50,12 +50,13 @@ def _check_selection(selection: str) -> str:
 
 
 def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, object], tuple[str, str]]]:
-    """``mat.spec.tasks.task_score`` of each trial's dev metrics (strict), and ``{(experiment, trial): (source,
+    """``mat.spec.tasks.task_score`` of each trial's dev metrics (strict), and ``{(experiment, trial):
+    (source,
     reason)}`` of the trials it refuses (a missing or NaN metric, an unknown task)."""
     dev = picked[(picked["split"] == DEV) & (picked["metric"] != "default")]
     found: dict[tuple[object, object], tuple[str, str, dict[str, float]]] = {}
-    for e, t, task, src, m, v in zip(dev["experiment"], dev["trial"], dev["task"], dev["source"], dev["metric"],
-                                     dev["value"]):
+    for e, t, task, src, m, v in zip(dev["experiment"], dev["trial"], dev["task"], dev["source"],
+                                     dev["metric"], dev["value"]):
         found.setdefault((e, t), (str(task), str(src), {}))[2][str(m)] = float(v)
     scores: dict[tuple[object, object, str], float] = {}
     refused: dict[tuple[object, object], tuple[str, str]] = {}
@@ -70,7 +71,8 @@ def _dev_scores(picked: pd.DataFrame) -> tuple[pd.Series, dict[tuple[object, obj
 
 def _score_rows(picked: pd.DataFrame, dev: pd.Series) -> pd.DataFrame:
     """One ``score`` row per (trial, split): the dev task score; for an extra split the mean of the
-    metrics it carries (MNLI's AdvGLUE sets carry one each); ``default`` where a trial reported nothing else."""
+    metrics it carries (MNLI's AdvGLUE sets carry one each); ``default`` where a trial reported nothing
+    else."""
     keys = _TRIAL + ["split"]
     real = picked[(picked["metric"] != "default") & (picked["split"] != DEV)]
     score = pd.concat([dev, real.groupby(keys, sort=False)["value"].mean()])
@@ -162,7 +164,8 @@ def seed_summary(scores: pd.DataFrame, by: Sequence[str] = CONFIG_BY, n_boot: in
         lo, hi = t_intervals(out["mean"].to_numpy(), out["std"].to_numpy(), out["n"].to_numpy(), confidence)
     else:
         codes = grouped.ngroup().to_numpy()
-        lo, hi = group_bootstrap(codes, scores["value"].to_numpy(dtype=float), len(out), n_boot, confidence, seed)
+        lo, hi = group_bootstrap(codes, scores["value"].to_numpy(dtype=float), len(out), n_boot, confidence,
+            seed)
     out["ci_low"], out["ci_high"], out["interval"] = lo, hi, interval
     out["n"] = out["n"].astype(int)
     return out.reset_index()[by + cols]
@@ -260,15 +263,16 @@ def choose_configs(scores: pd.DataFrame, select_seeds: Sequence[int] | None = No
                 "and read optimistic.")
         return Choice(best.assign(selected_on=SAME_DATA), select_configs(scores, best), note)
     seeds = sorted(int(s) for s in scores["seed"].dropna().unique())
-    sel = sorted(select_seeds) if select_seeds is not None else [s for s in seeds if s not in set(report_seeds or ())]
+    sel = (sorted(select_seeds) if select_seeds is not None
+           else [s for s in seeds if s not in set(report_seeds or ())])
     rep = sorted(report_seeds) if report_seeds is not None else [s for s in seeds if s not in set(sel)]
     if set(sel) & set(rep):
         raise ValueError(f"--select_seeds and --report_seeds overlap on {sorted(set(sel) & set(rep))}: "
                          "a configuration chosen on a seed cannot be reported on it without selection bias")
     summary = seed_summary(scores[scores["seed"].isin(sel)], CONFIG_BY, n_boot, confidence, seed, interval)
     best = _best_of(summary)[0].assign(selected_on=f"seeds {_seed_list(sel)}")
-    note = (f"Each configuration is chosen on the mean dev score over seeds {_seed_list(sel)} and reported on "
-            f"seeds {_seed_list(rep)} (held out from the choice).")
+    note = (f"Each configuration is chosen on the mean dev score over seeds {_seed_list(sel)} and reported "
+            f"on seeds {_seed_list(rep)} (held out from the choice).")
     return Choice(best, select_configs(scores[scores["seed"].isin(rep)], best), note)
 
 
@@ -302,7 +306,8 @@ def glue_scores(summary: pd.DataFrame, convention: str = "paper", by: Sequence[s
                 continue
         present = [t for t in tasks if t in per_task]
         missing = [t for t in tasks if t not in present]
-        score = glue_score(per_task, convention, allow_missing=True) if (present and (allow_missing or not missing)) \
+        score = glue_score(per_task, convention,
+            allow_missing=True) if (present and (allow_missing or not missing)) \
             else math.nan
         key = key if isinstance(key, tuple) else (key,)
         rows.append((*key, convention, score, len(present), ",".join(missing)))
@@ -319,7 +324,8 @@ def searched_params(scores: pd.DataFrame) -> list[str]:
         if not c.startswith("param.") or c == "param.seed":
             continue
         v = pd.to_numeric(scores[c], errors="coerce")
-        if v.notna().any() and v.dropna().nunique() > 1 and scores[c].map(lambda x: isinstance(x, bool)).sum() == 0:
+        flags = scores[c].map(lambda x: isinstance(x, bool)).sum()
+        if v.notna().any() and v.dropna().nunique() > 1 and flags == 0:
             out.append(c.removeprefix("param."))
     return out
 

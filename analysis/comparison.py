@@ -17,9 +17,9 @@ those of the differences (:func:`paired_stats`):
 Seeds that only one arm ran are left out of the pairs and named in ``warning``; so is a seed that
 appears twice for one arm (its values are averaged before pairing). ``strict=True`` refuses instead
 (:class:`SeedMismatch`). Arms whose trials ran at different precisions (``param.precision``: bf16 against
-fp32) are named in ``warning`` too, and compared all the same. Welch's unequal-variance t-test (:func:`unpaired_comparison`) is for data with no
-shared seeds, and is labelled so wherever it is shown. :func:`comparison_table` lays the comparison with
-a baseline out as an arm x task table.
+fp32) are named in ``warning`` too, and compared all the same. Welch's unequal-variance t-test
+(:func:`unpaired_comparison`) is for data with no shared seeds, and is labelled so wherever it is shown.
+:func:`comparison_table` lays the comparison with a baseline out as an arm x task table.
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ def _pairs(a: pd.DataFrame, b: pd.DataFrame, arm_a: str, arm_b: str) -> tuple[pd
     if rep:
         notes.append(f"seed(s) repeat: {', '.join(rep)}; their values are averaged before pairing")
     notes += [n for n in [_precision_note(a, b, arm_a, arm_b)] if n]
-    text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b), "repeated_seeds": ", ".join(rep),
-            "warning": "; ".join(notes)}
+    text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b),
+            "repeated_seeds": ", ".join(rep), "warning": "; ".join(notes)}
     return pairs, text
 
 
@@ -129,19 +129,21 @@ def _precision_note(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: s
     pa, pb = (sorted(set(x[PRECISION].dropna().astype(str))) for x in (a, b))
     if not pa or not pb or (pa == pb and len(pa) == 1):
         return ""
-    return (f"the arms ran at different precisions ({method_a}: {', '.join(pa)}; {method_b}: {', '.join(pb)}): "
-            "part of the difference may be the number format; run every arm with one --precision")
+    return (f"the arms ran at different precisions ({method_a}: {', '.join(pa)}; {method_b}: "
+            f"{', '.join(pb)}): part of the difference may be the number format; run every arm with one "
+            "--precision")
 
 
 PAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff",
-                  "ci_low", "ci_high", "interval", "t", "dof", "p_value", "wilcoxon_p", "test", "seeds_only_a",
-                  "seeds_only_b", "repeated_seeds", "warning"]
+                  "ci_low", "ci_high", "interval", "t", "dof", "p_value", "wilcoxon_p", "test",
+                  "seeds_only_a", "seeds_only_b", "repeated_seeds", "warning"]
 
 
 def _arm_groups(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str], split: str,
                 metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     """(group key as a tuple, the group's rows of the two arms) for one split and metric, groups sorted."""
-    used = [*by, "arm", "seed", "split", "metric", "value"] + ([PRECISION] if PRECISION in scores.columns else [])
+    used = [*by, "arm", "seed", "split", "metric",
+        "value"] + ([PRECISION] if PRECISION in scores.columns else [])
     s = scores[list(dict.fromkeys(used))]  # the columns used
     s = s[(s["split"] == split) & (s["metric"] == metric) & s["arm"].isin([arm_a, arm_b])]
     for key, g in s.groupby(list(by), sort=True):
@@ -265,14 +267,16 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
         SeedMismatch: ``strict`` and seeds differ or repeat.
         ValueError: ``baseline`` has no rows.
     """
-    used = [*by, "arm", "seed", "split", "metric", "value"] + ([PRECISION] if PRECISION in scores.columns else [])
+    used = [*by, "arm", "seed", "split", "metric",
+        "value"] + ([PRECISION] if PRECISION in scores.columns else [])
     s = scores[list(dict.fromkeys(used))]
     s = s[(s["split"] == split) & (s["metric"] == metric)]
     if not (s["arm"] == baseline).any():
         raise ValueError(f"baseline {baseline!r} has no results; arms found: {sorted(set(s['arm']))} (an arm "
                          "is a method, or its named variant: params.arm or params.rung)")
     keys = list(by) + ["arm"]
-    out = s.groupby(keys, sort=True)["value"].agg(["count", "mean", "std"]).rename(columns={"count": "n"}).reset_index()
+    out = (s.groupby(keys, sort=True)["value"].agg(["count", "mean", "std"])
+           .rename(columns={"count": "n"}).reset_index())
     if chosen is not None and "n_configs" in chosen.columns:
         extra = chosen[[c for c in keys if c in chosen.columns] + ["n_configs", "selected_on"]]
         out = out.merge(extra, on=[c for c in keys if c in chosen.columns], how="left")
@@ -315,7 +319,8 @@ def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), s
         seeds = {str(m): gm["seed"] for m, gm in g.groupby("arm", sort=True)}
         sets = {m: sorted(int(x) for x in v.dropna().unique()) for m, v in seeds.items()}
         if len({tuple(v) for v in sets.values()}) > 1:
-            out.append(f"{where}: seed sets differ: " + "; ".join(f"{m} {_seed_text(v)}" for m, v in sets.items()))
+            out.append(f"{where}: seed sets "
+                "differ: " + "; ".join(f"{m} {_seed_text(v)}" for m, v in sets.items()))
         for m, v in seeds.items():
             rep = sorted(int(x) for x in v[v.duplicated()].dropna().unique())
             if rep:
@@ -344,7 +349,8 @@ def _diff_cell(r: pd.Series) -> str:
     if str(r["test"]).startswith("Welch"):
         return cell + " (Welch, unpaired)"
     cell += f" (t), {fmt_p(r['wilcoxon_p'])} (W)"
-    return cell + (f", {int(r['n_pairs'])} pairs" if r["n_pairs"] != r["n"] else "") + (" ‡" if r["warning"] else "")
+    return cell + (f", {int(r['n_pairs'])} pairs" if r["n_pairs"] != r["n"] else "") + (" "
+        "‡" if r["warning"] else "")
 
 
 def _mean_cell(r: pd.Series) -> str:

@@ -1,9 +1,9 @@
 """The dev set in two fixed halves, and each evaluation rescored on them from the record's predictions.
 
 A record keeps every evaluation's predictions on the dev set and the gold labels once
-(``evals[i].predictions`` and ``dev_labels``, :mod:`mat.spec.records`). That lets the analysis choose an evaluation
-(and a configuration) on one part of the dev set and report its score on another part the choice never saw
-(``--selection split``).
+(``evals[i].predictions`` and ``dev_labels``, :mod:`mat.spec.records`). That lets the analysis choose an
+evaluation (and a configuration) on one part of the dev set and report its score on another part the choice
+never saw (``--selection split``).
 
 **The halves.** Dev example ``i`` (0-based, in the dev set's order; for MNLI within each of its two dev sets)
 is in the *selection* half when the lowest bit of ``splitmix64(i)`` is 0, else in the *report* half.
@@ -79,8 +79,8 @@ def half_metrics(record: TrialRecord) -> list[tuple[int, float, str, dict[str, f
 
     Returns:
         ``(step, epoch, half, metrics)`` per evaluation with predictions on every dev split and per half
-        (:data:`SELECTION`, :data:`REPORT`); ``metrics`` as :func:`mat.spec.metrics.compute_metrics` gives them
-        (MNLI: ``accuracy_m`` and ``accuracy_mm`` from its two dev sets). Empty without predictions.
+        (:data:`SELECTION`, :data:`REPORT`); ``metrics`` as :func:`mat.spec.metrics.compute_metrics` gives
+        them (MNLI: ``accuracy_m`` and ``accuracy_mm`` from its two dev sets). Empty without predictions.
     """
     task = get_task(record.task)
     labels = {s: np.asarray(decode_values(t)) for s, t in record.dev_labels.items()}

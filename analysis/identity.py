@@ -90,7 +90,8 @@ class Repeat:
                 f"{self.seed}) as {self.kept_source} (trial {self.kept}, {self.kept_status}); counted once")
 
     def as_tuple(self) -> tuple[str, ...]:
-        """``(method, task, model, seed, kept, kept_source, kept_status, repeat, repeat_source, repeat_status)``."""
+        """``(method, task, model, seed, kept, kept_source, kept_status, repeat, repeat_source,
+        repeat_status)``."""
         return (self.method, self.task, self.model, self.seed, self.kept, self.kept_source, self.kept_status,
                 self.repeat, self.repeat_source, self.repeat_status)
 
@@ -155,7 +156,8 @@ def _labels(trials: pd.DataFrame, keep: np.ndarray) -> list[str]:
 
 
 def _repeat(kept: pd.Series, rep: pd.Series) -> Repeat:
-    return Repeat(str(rep["method"]), str(rep["task"]), str(rep["model"]), str(rep["seed"]), str(rep["config"]),
+    return Repeat(str(rep["method"]), str(rep["task"]), str(rep["model"]), str(rep["seed"]),
+        str(rep["config"]),
                   str(kept["trial"]), str(kept["source"]), str(kept["status"]), str(rep["trial"]),
                   str(rep["source"]), str(rep["status"]))
 
@@ -191,8 +193,8 @@ def resolve(trials: pd.DataFrame) -> Resolution:
             continue
         k = trials.iloc[kept]
         duplicates.append((str(trials.at[i, "source"]),
-                           f"trial already loaded from another source ({k['source']}, {k['status']}); one copy "
-                           "of a trial is kept: SUCCEEDED first, then the newest"))
+                           f"trial already loaded from another source ({k['source']}, {k['status']}); one "
+                           "copy of a trial is kept: SUCCEEDED first, then the newest"))
     repeats: list[Repeat] = []
     seen: dict[str, int] = {}
     counted = (trials["seed"].notna() & (trials["status"] == "SUCCEEDED")).to_numpy()

@@ -125,10 +125,11 @@ def group_bootstrap(codes: np.ndarray, values: np.ndarray, n_groups: int, n_boot
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values for m comparisons made together (Holm 1979): with the p-values sorted
-    ascending p(1) <= ... <= p(m), the i-th adjusted value is max over j <= i of min(1, (m - j + 1) p(j)), put back
-    in input order. Rejecting where the adjusted p < α keeps the chance of any false claim among the m at most
-    α, whatever their dependence. NaN entries (comparisons without a p) are left NaN and do not count in m.
+    """Holm's step-down adjusted p-values for m comparisons made together (Holm 1979): with the p-values
+    sorted ascending p(1) <= ... <= p(m), the i-th adjusted value is max over j <= i of min(1, (m - j + 1)
+    p(j)), put back in input order. Rejecting where the adjusted p < α keeps the chance of any false claim
+    among the m at most α, whatever their dependence. NaN entries (comparisons without a p) are left NaN and
+    do not count in m.
 
     Args:
         p_values: shape (m_total,), raw p-values, NaN where missing.

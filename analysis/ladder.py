@@ -1,10 +1,10 @@
 """The component ladder in numbers: per task, every rung's seeds, paired differences and compute.
 
-Trials of the ladder carry ``params.rung`` (:mod:`mat.spec.ladder`: ``vanilla`` -> ``inner_steps`` -> ``sampling``
--> ``dropout_consistency`` -> ``mat`` -> ``mat_visible_delta``, and ``r3f`` beside it): each rung is an arm
-(:mod:`analysis.identity`; its ``arm`` is the rung, though several rungs train with ``--method mat``). Their
-rows are split off the other trials (:func:`split_rungs`) and summarised per (model, task, rung) by
-:func:`ladder_rows`, under one selection rule (which evaluation of a trial is scored: ``best``, ``last``,
+Trials of the ladder carry ``params.rung`` (:mod:`mat.spec.ladder`: ``vanilla`` -> ``inner_steps`` ->
+``sampling`` -> ``dropout_consistency`` -> ``mat`` -> ``mat_visible_delta``, and ``r3f`` beside it): each rung
+is an arm (:mod:`analysis.identity`; its ``arm`` is the rung, though several rungs train with ``--method
+mat``). Their rows are split off the other trials (:func:`split_rungs`) and summarised per (model, task, rung)
+by :func:`ladder_rows`, under one selection rule (which evaluation of a trial is scored: ``best``, ``last``,
 ``split``; :mod:`analysis.selection`):
 
 * ``n, mean, std, ci_low, ci_high``: the dev task score over seeds (t-interval or bootstrap of the mean);
@@ -14,7 +14,8 @@ rows are split off the other trials (:func:`split_rungs`) and summarised per (mo
 * ``forward_per_step, backward_per_step, passes_per_step``: training's passes per training step (a 2B forward
   counts 2; the ``--diagnostics`` forwards are apart, in ``diagnostic_per_step``), ``updates_per_step``:
   optimizer updates per training step (K_θ for MAT), ``cost_derived``: whether some of these were derived from
-  an older record's parameters (:func:`mat.spec.cost.derive_cost`), ``train_seconds``: mean training wall time.
+  an older record's parameters (:func:`mat.spec.cost.derive_cost`), ``train_seconds``: mean training wall
+  time.
 
 :func:`selection_gap` measures, per rung, how far one selection's score lies from another's on the same trials
 (best − last: what choosing the evaluation on the reported data adds). :func:`ladder_table` lays one task out,
@@ -95,7 +96,8 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
     Args:
         per_seed: per-trial score rows of one configuration per rung (``arm`` = the rung, e.g. the
             ``per_seed`` of :func:`analysis.aggregate.choose_configs` over :func:`split_rungs`' second part),
-            with ``seed``, ``split``, ``metric``, ``value`` and the ``cost.*`` columns where the records had them.
+            with ``seed``, ``split``, ``metric``, ``value`` and the ``cost.*`` columns where the records had
+            them.
         interval, n_boot, seed: the interval of means and differences (``"t"`` or ``"bootstrap"``).
         selection: the selection rule ``per_seed`` was scored under (the ``selection`` column).
     """
@@ -106,12 +108,14 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
         for rung in rung_order(by_seed):
             gr = g[g["arm"] == rung]
             v = gr["value"].to_numpy(dtype=float)
-            lo, hi = mean_interval(v, interval, n_boot=n_boot, seed=seed) if len(v) > 1 else (math.nan, math.nan)
+            lo, hi = mean_interval(v, interval, n_boot=n_boot, seed=seed) if len(v) > 1 else (math.nan,
+                math.nan)
             prev = previous_rung(rung) if rung in RUNG_NAMES else None
             stats: list[float] = []
             for ref in ("vanilla", prev):
                 usable = ref is not None and ref in by_seed and ref != rung
-                stats += _paired(by_seed[rung], by_seed[ref], interval, n_boot, seed) if usable else [0] + [math.nan] * 5
+                stats += _paired(by_seed[rung], by_seed[ref], interval, n_boot,
+                    seed) if usable else [0] + [math.nan] * 5
             fwd, bwd = _per_step(gr, "cost.passes.forward"), _per_step(gr, "cost.passes.backward")
             seeds = ",".join(str(x) for x in sorted(int(x) for x in gr["seed"].dropna().unique()))
             mean = float(v.mean()) if len(v) else math.nan
@@ -276,7 +280,7 @@ def findings(rows: pd.DataFrame, alpha: float = 0.05, other: pd.DataFrame | None
             m, a = family[keys[j]], adjusted[j]
             held = "holds" if a < alpha else "does not hold"
             t_p, w_p = p_clause(r[f"vs_{ref}_p_value"]), p_clause(r[f"vs_{ref}_wilcoxon_p"])
-            out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] excludes 0 "
-                       f"(paired t {t_p}, Wilcoxon {w_p}, {int(n)} seeds); Holm over the table's {m} "
-                       f"comparisons: {p_clause(a)}, {held} at {alpha:.0%}.{tail}")
+            out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] "
+                       f"excludes 0 (paired t {t_p}, Wilcoxon {w_p}, {int(n)} seeds); Holm over the table's "
+                       f"{m} comparisons: {p_clause(a)}, {held} at {alpha:.0%}.{tail}")
     return out

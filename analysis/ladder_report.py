@@ -27,8 +27,8 @@ from analysis.telemetry import kl_rows, kl_table, telemetry_info, telemetry_plot
 from mat.spec.tasks import sort_tasks, task_label
 
 INTRO = (
-    "Each rung is an arm of its own and adds one part of MAT to the rung before (mat.spec.ladder); `r3f` stands "
-    "beside the ladder, compared with vanilla. Every rung ran the same seeds with the same shared "
+    "Each rung is an arm of its own and adds one part of MAT to the rung before (mat.spec.ladder); `r3f` "
+    "stands beside the ladder, compared with vanilla. Every rung ran the same seeds with the same shared "
     "hyperparameters except its own; differences are paired by seed.")
 SELECTIONS_TEXT = (
     "**Best and last, side by side.** Each comparison is shown twice: with every trial scored on its best "
@@ -51,7 +51,7 @@ def _slug(text: object) -> str:
 
 def table_notes(interval: str, derived: bool = False) -> list[str]:
     """The notes under a ladder table (``derived``: some cost numbers were derived from older records)."""
-    return [f"dev score, <selection>: mean ± std over seeds (n) with each trial scored on that evaluation; "
+    return ["dev score, <selection>: mean ± std over seeds (n) with each trial scored on that evaluation; "
             "best − last: the mean over trials of a trial's best score minus its last.",
             f"− vanilla / − previous rung: mean over the seeds both ran of the per-seed difference, "
             f"{INTERVAL_NOTES[interval]}, paired t-test p (t), exact Wilcoxon signed-rank p (W) and the "
@@ -138,8 +138,8 @@ def _rows(df: pd.DataFrame, selection: str, interval: str, n_boot: int, seed: in
     return choice, ladder_rows(choice.per_seed, interval, n_boot, seed, selection)
 
 
-def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
-                   seed: int = 0, select_seeds: Sequence[int] | None = None,
+def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval: str = "t",
+                   n_boot: int = 2000, seed: int = 0, select_seeds: Sequence[int] | None = None,
                    report_seeds: Sequence[int] | None = None, selection: str = "best") -> pd.DataFrame:
     """Write the ladder section through the report's writer ``w`` (``lines``, ``table``, ``csv``, ``figure``).
 
@@ -183,14 +183,16 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
             w.lines += [f"- {x}" for x in findings(t, other=o)] + [""]
         kl = kl_rows(reported)
         if len(kl):
-            w.lines += ["**δ against dropout.** How much the perturbation itself moves the output, next to what two "
-                        "dropout masks alone do, over training:", ""]
-            w.table(kl_table(kl, f"δ's own ℓ_s against the dropout-only ℓ_s, {model}", f"ladder_kl_{_slug(model)}"))
+            w.lines += ["**δ against dropout.** How much the perturbation itself moves the output, next to "
+                        "what two dropout masks alone do, over training:", ""]
+            w.table(kl_table(kl, f"δ's own ℓ_s against the dropout-only ℓ_s, {model}",
+                f"ladder_kl_{_slug(model)}"))
         box = plots.seed_box_info(per_seed)
         if len(box.data):
             box = dataclasses.replace(box, arms=rung_order(box.arms))
             w.figure(plots.seed_box_plot(box, f"{model}: dev task score per seed and rung"),
-                     f"ladder_box_{_slug(model)}", "Per-seed dev task scores by task and rung (Figure 3 layout)")
+                     f"ladder_box_{_slug(model)}", "Per-seed dev task scores by task and rung (Figure 3 "
+                     "layout)")
         if mrows["passes_per_step"].notna().any():
             w.figure(compute_plot(mrows), f"ladder_compute_{_slug(model)}",
                      "Dev score against training's forward + backward passes per training step, per rung "

@@ -8,11 +8,11 @@ trial's own ``TrialJobEvent``, which NNI 3.0 can fill with another trial's param
 #5693; the recorded fixture under ``tests/fixtures/analysis/nni`` shows it). Run settings of a trial
 without a record (``--max_steps``...) come from the experiment's trial command.
 
-A stopped experiment (an NNI stop (``stop`` command): its latest ``ExperimentProfile`` has an ``endTime``) leaves the
-trials that were running with ``RUNNING`` as their last event in NNI's store: NNI records no end for them.
-They are reported INTERRUPTED, never RUNNING and never finished. an NNI resume (``resume`` command) re-runs each of them
-under the same trial id, so a resumed trial is one trial (one row set), whose record and status are those of
-its latest run (docs/resume.md).
+A stopped experiment (an NNI stop (``stop`` command): its latest ``ExperimentProfile`` has an ``endTime``)
+leaves the trials that were running with ``RUNNING`` as their last event in NNI's store: NNI records no end
+for them. They are reported INTERRUPTED, never RUNNING and never finished. an NNI resume (``resume`` command)
+re-runs each of them under the same trial id, so a resumed trial is one trial (one row set), whose record and
+status are those of its latest run (docs/resume.md).
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def _loads_twice(text: str | None) -> Any:
 def parameter_history(store: NniStore) -> dict[str, list[tuple[float, dict[str, Any]]]]:
     """``{parameter_id: [(timestamp, parameters), ...]}``: every parameter set issued under each id, in order.
 
-    After an NNI resume (``resume`` command) NNI 3.0's dispatcher restarts its parameter ids at (the largest id among the
+    After an NNI resume (``resume`` command) NNI 3.0's dispatcher restarts its parameter ids at (the largest
+    id among the
     trials it re-dispatches) + 1, or at 0 when none was running, so one id can name two parameter sets:
     the one issued before the stop and the one issued after it. Re-dispatches of the same set are kept once.
     """
@@ -122,7 +123,8 @@ def parameter_history(store: NniStore) -> dict[str, list[tuple[float, dict[str, 
     return out
 
 
-def _issued_params(history: Sequence[tuple[float, dict[str, Any]]], first_metric: float) -> dict[str, Any] | None:
+def _issued_params(history: Sequence[tuple[float, dict[str, Any]]],
+    first_metric: float) -> dict[str, Any] | None:
     """The parameter set an id named when a trial first reported under it: the latest issued no later."""
     if not history:
         return None
@@ -177,7 +179,8 @@ def _stderr_tail(trial_dir: Path | None) -> str | None:
     if trial_dir is None:
         return None
     try:
-        lines = [ln for ln in (trial_dir / "trial.stderr").read_text(errors="replace").splitlines() if ln.strip()]
+        text = (trial_dir / "trial.stderr").read_text(errors="replace")
+        lines = [ln for ln in text.splitlines() if ln.strip()]
     except OSError:
         return None
     return lines[-1][:500] if lines else None
@@ -189,12 +192,14 @@ def _trial_dir(exp_dir: Path, trial: str, env: Any) -> Path | None:
 
 
 STOPPED_WHILE_RUNNING = (
-    "the experiment was stopped (NNI stop command) while the trial was {status} (partial; resuming the experiment re-runs it)"
+    "the experiment was stopped (NNI stop command) while the trial was {status} (partial; resuming the "
+    "experiment re-runs it)"
 )
 
 
 def _nni_status(nni_status: str, ended: bool) -> tuple[str, str | None]:
-    """Record status of an NNI status; in an ended experiment a trial NNI still lists as running was stopped."""
+    """Record status of an NNI status; in an ended experiment a trial NNI still lists as running was
+    stopped."""
     mapped = NNI_STATUS.get(nni_status, "RUNNING")
     if ended and mapped == "RUNNING":
         return "INTERRUPTED", STOPPED_WHILE_RUNNING.format(status=nni_status)
@@ -207,13 +212,14 @@ def _merge_status(rec: TrialRecord, nni_status: str, ended: bool = False) -> tup
     mapped, stopped = _nni_status(nni_status, ended)
     if rec.status == "RUNNING" and mapped != "RUNNING":
         status = "FAILED" if mapped == "FAILED" else "INTERRUPTED"
-        return status, rec.error or stopped or f"NNI reports the trial {nni_status} but its record says RUNNING (partial)"
+        return status, rec.error or stopped or (
+            f"NNI reports the trial {nni_status} but its record says RUNNING (partial)")
     return rec.status, rec.error
 
 
 def _add_nni_only(b: Builder, store: NniStore, exp_id: str, trial: str, metrics: pd.DataFrame,
-                  params_by_id: Mapping[str, Sequence[tuple[float, dict[str, Any]]]], event_params: dict[str, Any] | None,
-                  status: str, error: str | None, written: float,
+                  params_by_id: Mapping[str, Sequence[tuple[float, dict[str, Any]]]],
+                  event_params: dict[str, Any] | None, status: str, error: str | None, written: float,
                   shared_run: Mapping[str, Any] | None) -> None:
     """A trial without a usable record: metrics from MetricData, parameters joined on parameterId (for an id
     NNI issued twice, around a resume, the set issued last before the trial's first metric); run settings
@@ -306,7 +312,8 @@ def load_nni_into(b: Builder, exp_dir: Path) -> None:
         pending.append((trial, metrics_by_trial.get(trial, empty), event_params, status, error, written))
     shared = runs[0] if runs and all(r == runs[0] for r in runs) else None
     for trial, metrics, event_params, status, error, written in pending:
-        _add_nni_only(b, store, exp_id, trial, metrics, params_by_id, event_params, status, error, written, shared)
+        _add_nni_only(b, store, exp_id, trial, metrics, params_by_id, event_params, status, error, written,
+            shared)
 
 
 def nni_experiment_dir(experiment: str, nni_dir: str | os.PathLike[str] | None = None) -> Path:

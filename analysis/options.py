@@ -22,7 +22,8 @@ def seed_list(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds like 1,2,3, got {text!r}") from None
+        raise argparse.ArgumentTypeError("expected comma-separated integer seeds like 1,2,3, got "
+            f"{text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("expected at least one seed")
     return seeds
@@ -37,22 +38,25 @@ def _opt(default: Any, help: str | dict[str, str], only: str | None = None, **ar
 class Options:
     """How the report is computed (the ``report`` command's flags; ``compare`` takes the shared ones)."""
 
-    selection: str = _opt("best", "evaluation each trial contributes: 'best', its best dev evaluation (the MAT "
-                          "authors' rule, default; chosen on the data it is scored on, so it reads high); 'last' "
-                          "(or 'final'), its last one; 'split', the one best on a fixed selection half of the dev "
-                          "set, scored on the other half (needs the dev predictions records keep; configurations "
-                          "are chosen on that half too)", choices=(*SELECTIONS, "final"))
-    convention: str = _opt("paper", "GLUE score: 'paper' = mean of 8 tasks without WNLI (the MAT paper's Score "
-                           "column, default); 'glue' = all 9 tasks", only="report", choices=tuple(CONVENTIONS))
+    selection: str = _opt("best", "evaluation each trial contributes: 'best', its best dev evaluation (the "
+                          "MAT authors' rule, default; chosen on the data it is scored on, so it reads "
+                          "high); 'last' (or 'final'), its last one; 'split', the one best on a fixed "
+                          "selection half of the dev set, scored on the other half (needs the dev "
+                          "predictions records keep; configurations are chosen on that half too)",
+                          choices=(*SELECTIONS, "final"))
+    convention: str = _opt("paper", "GLUE score: 'paper' = mean of 8 tasks without WNLI (the MAT paper's "
+                           "Score column, default); 'glue' = all 9 tasks", only="report",
+                           choices=tuple(CONVENTIONS))
     ablations: tuple[str, ...] = _opt((), "hyperparameter(s) to tabulate and plot as ablations (Tables 4-5 "
-                                      "layout) even when other hyperparameters vary too; one-factor sweeps are "
-                                      "found without it", only="report", flag="--ablation", nargs="+",
+                                      "layout) even when other hyperparameters vary too; one-factor sweeps "
+                                      "are found without it", only="report", flag="--ablation", nargs="+",
                                       action="extend", metavar="PARAM")
-    interval: str = _opt("t", "95%% interval of a mean and of a paired difference: 't' (t-interval, n-1 degrees "
-                         "of freedom; default, right at 3-30 seeds) or 'bootstrap' (percentile bootstrap)",
+    interval: str = _opt("t", "95%% interval of a mean and of a paired difference: 't' (t-interval, n-1 "
+                         "degrees of freedom; default, right at 3-30 seeds) or 'bootstrap' (percentile "
+                         "bootstrap)",
                          choices=INTERVALS)
-    n_boot: int = _opt(2000, "bootstrap resamples when --interval bootstrap (default 2000)", flag="--bootstrap",
-                       type=int, metavar="N")
+    n_boot: int = _opt(2000, "bootstrap resamples when --interval bootstrap (default 2000)",
+                       flag="--bootstrap", type=int, metavar="N")
     seed: int = _opt(0, "bootstrap random seed (default 0)", type=int)
     select_seeds: tuple[int, ...] | None = _opt(
         None, "choose each task's configuration on these seeds only (default: all seeds, the same ones "

@@ -34,8 +34,8 @@ from mat.spec.tasks import sort_tasks, task_label
 
 __all__ = [
     "BoxInfo", "ablation_info", "ablation_plot", "box_artist_stats", "hparam_info", "hparam_plot",
-    "learning_curve_info", "learning_curve_plot", "new_figure", "save_figure", "searched_params", "seed_box_info",
-    "seed_box_plot", "split_panels",
+    "learning_curve_info", "learning_curve_plot", "new_figure", "save_figure", "searched_params",
+    "seed_box_info", "seed_box_plot", "split_panels",
 ]
 
 STYLE = "whitegrid"
@@ -176,7 +176,8 @@ def ablation_info(scores: pd.DataFrame, param: str, split: str = DEV) -> pd.Data
     g = d.groupby(["task", "metric", col])["value"].agg(["count", "mean", "std"]).reset_index()
     g = g.rename(columns={col: "setting", "count": "n"})
     g["n"] = g["n"].astype(int)
-    return g.sort_values(["task", "metric", "setting"], key=lambda s: s.map(_numeric_or_text)).reset_index(drop=True)
+    return g.sort_values(["task", "metric", "setting"],
+        key=lambda s: s.map(_numeric_or_text)).reset_index(drop=True)
 
 
 def _numeric_or_text(v: object) -> object:
@@ -258,8 +259,8 @@ def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
         fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
     # fixed margins: a grid of equal panels needs no tight_layout (which measures every label: slow)
     top = 1 - 0.45 / fig.get_figheight()
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / fig.get_figheight(), top=top - 0.25 / fig.get_figheight(),
-                        hspace=0.55, wspace=0.28)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / fig.get_figheight(),
+                        top=top - 0.25 / fig.get_figheight(), hspace=0.55, wspace=0.28)
     return fig
 
 
@@ -332,7 +333,7 @@ def box_artist_stats(fig: Figure) -> pd.DataFrame:
                 continue
             for pos, (med, box) in enumerate(zip(container.medians, container.boxes)):
                 ys = box.get_path().vertices[:, 1]
-                rows.append((panel, hue, pos, float(np.mean(med.get_ydata())), float(ys.min()), float(ys.max()),
-                             float(np.mean(med.get_xdata()))))
+                rows.append((panel, hue, pos, float(np.mean(med.get_ydata())), float(ys.min()),
+                             float(ys.max()), float(np.mean(med.get_xdata()))))
     return pd.DataFrame(rows, columns=["panel", "hue", "position", "median", "q1", "q3", "x"])
 

@@ -19,7 +19,8 @@ ANLI_REFERENCES = {"roberta-large": "table3_anli_roberta_large.csv"}
 ABLATION_REFERENCES = {"K": "table4_ablation_k.csv", "lambda_s": "table5_ablation_lambda.csv"}
 # The swept hyperparameter of each ablation table, as our records name it: the paper's K sets both sampling
 # loops (sampling_times_delta = sampling_times_theta; NNI's alias sampling_times), λ is lambda_s.
-ABLATION_PARAMS = {"K": ("sampling_times", "sampling_times_delta", "sampling_times_theta"), "lambda_s": ("lambda_s",)}
+ABLATION_PARAMS = {"K": ("sampling_times", "sampling_times_delta", "sampling_times_theta"),
+    "lambda_s": ("lambda_s",)}
 ABLATION_TABLES = {"K": "Table 4", "lambda_s": "Table 5"}
 ID_COLUMNS = ("row", "method", "model", "published_score", "source")
 

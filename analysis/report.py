@@ -24,8 +24,14 @@ import pandas as pd
 
 from analysis import aggregate as agg
 from analysis import comparison, plots, published, tables
-from analysis.bookkeeping import (STATUS_LABELS, code_section, listed, repeat_lines, repeats_section,
-                                  status_section)
+from analysis.bookkeeping import (
+    STATUS_LABELS,
+    code_section,
+    listed,
+    repeat_lines,
+    repeats_section,
+    status_section,
+)
 from analysis.identity import REPEAT_FIELDS
 from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
@@ -105,18 +111,20 @@ def _reference_rows(ref: pd.DataFrame | None) -> pd.DataFrame:
 
 def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice_note: str) -> None:
     ours = tables.arm_rows(ms)
-    sel_note = f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per task. " \
-        + choice_note
+    sel_note = (f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per "
+                "task. " + choice_note)
     dev = ours[ours["split"] == DEV]
     if dev["task"].isin(GLUE_TASKS).any():
         ref = published.glue_reference(model)
-        table_no = {"bert-base": "Table 1", "roberta-large": "Table 2"}.get(published.model_family(model) or "")
-        published_note = (f"Published rows: MAT paper {table_no} as printed (sources in the CSV); their Score "
-                          "is the printed one.")
+        table_no = {"bert-base": "Table 1", "roberta-large": "Table "
+            "2"}.get(published.model_family(model) or "")
+        published_note = (f"Published rows: MAT paper {table_no} as printed (sources in the CSV); their "
+                          "Score is the printed one.")
         notes = [sel_note] + ([published_note] if ref is not None else [])
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(GLUE_TASKS)]], ignore_index=True)
         w.lines += ["### GLUE", ""]
-        w.table(tables.glue_table(rows, opt.convention, f"GLUE dev results, {model}", f"glue_{slug(model)}", notes))
+        w.table(tables.glue_table(rows, opt.convention, f"GLUE dev results, {model}", f"glue_{slug(model)}",
+            notes))
         both = pd.concat([agg.glue_scores(ms, c) for c in CONVENTIONS], ignore_index=True)
         both["glue_score"] = both["glue_score"].map(lambda v: tables.fmt(v, 2))
         w.lines += ["GLUE scores under both conventions (`-`: tasks missing):", "",
@@ -124,34 +132,39 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice
     if ours["task"].isin(ANLI_TASKS).any():
         ref = published.anli_reference(model)
         rows = pd.concat([_reference_rows(ref), ours[ours["task"].isin(ANLI_TASKS)]], ignore_index=True)
-        notes = [sel_note] + (["Published rows: MAT paper Table 3 (sources in the CSV)."] if ref is not None else [])
+        notes = [sel_note] + (["Published rows: MAT paper Table 3 (sources in the "
+            "CSV)."] if ref is not None else [])
         w.lines += ["### ANLI", ""]
         w.table(tables.anli_table(rows, f"ANLI results, {model}", f"anli_{slug(model)}", notes))
     adv = ours[ours["split"].astype(str).str.startswith("adv_validation")]
     if len(adv):
         w.lines += ["### AdvGLUE", ""]
-        w.table(tables.advglue_table(adv, f"AdvGLUE dev results, {model}", f"advglue_{slug(model)}", [sel_note]))
+        w.table(tables.advglue_table(adv, f"AdvGLUE dev results, {model}", f"advglue_{slug(model)}",
+            [sel_note]))
 
 
 def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> None:
     arms = sorted(set(sel["arm"]))
     if "mat" not in arms or len(arms) < 2:
         return
-    frames = [comparison.paired_comparison(sel, "mat", m, interval=opt.interval, n_boot=opt.n_boot, seed=opt.seed)
+    frames = [comparison.paired_comparison(sel, "mat", m, interval=opt.interval, n_boot=opt.n_boot,
+        seed=opt.seed)
               for m in arms if m != "mat"]
     comp = pd.concat(frames, ignore_index=True).sort_values(["task", "arm_b"], kind="stable")
     w.csv(comp, f"comparison_{slug(model)}")
     shown = pd.DataFrame({
         "task": comp["task"], "vs": comp["arm_b"],
-        "pairs (mat/other seeds)": [f"{p} ({a}/{b})" for p, a, b in zip(comp["n_pairs"], comp["n_a"], comp["n_b"])],
+        "pairs (mat/other "
+        "seeds)": [f"{p} ({a}/{b})" for p, a, b in zip(comp["n_pairs"], comp["n_a"], comp["n_b"])],
         "mean diff": comp["mean_diff"].map(lambda v: tables.fmt(v, 2)),
         "95% CI": [tables.fmt_interval(a, b) for a, b in zip(comp["ci_low"], comp["ci_high"])],
         "paired t p": comp["p_value"].map(tables.fmt_p), "Wilcoxon p": comp["wilcoxon_p"].map(tables.fmt_p),
     })
     w.lines += ["### MAT vs each baseline (dev task score, chosen configurations)", "",
-                f"Mean of the per-seed differences MAT - other over the seeds both ran; {INTERVAL_NOTES[opt.interval]} "
-                "of it; paired t-test (`scipy.stats.ttest_rel`) and exact Wilcoxon signed-rank p-values (with 5 "
-                "seeds the Wilcoxon p is at least 0.0625).", "", tables.plain_markdown(shown)]
+                "Mean of the per-seed differences MAT - other over the seeds both ran; "
+                f"{INTERVAL_NOTES[opt.interval]} of it; paired t-test (`scipy.stats.ttest_rel`) and exact "
+                "Wilcoxon signed-rank p-values (with 5 seeds the Wilcoxon p is at least 0.0625).", "",
+                tables.plain_markdown(shown)]
     warned = zip(comp["task"], comp["arm_b"], comp["warning"])
     w.lines += [f"- warning: {t}, mat vs {b}: {x}" for t, b, x in warned if x]
     w.lines.append("")
@@ -210,8 +223,9 @@ def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
         "config": best["config"].map(lambda c: f"`{c}`"),
     })
     w.lines += ["## Best configuration per task and arm", "",
-                f"Chosen on the mean dev task score over the seeds in 'chosen on'; {INTERVAL_NOTES[opt.interval]}. "
-                "A score chosen as the best of several configurations on the same seeds reads optimistic.",
+                "Chosen on the mean dev task score over the seeds in 'chosen on'; "
+                f"{INTERVAL_NOTES[opt.interval]}. A score chosen as the best of several configurations on "
+                "the same seeds reads optimistic.",
                 "", tables.plain_markdown(shown)]
 
 
@@ -228,7 +242,8 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, opt: Options 
             ablations, intervals, seed choice, baseline, strictness).
         sources: text naming where ``df`` came from (printed in the report).
         page: the file name of the page written into ``out_dir``.
-        title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing computed).
+        title, preface: the page's first heading; Markdown placed under it (a study's settings, nothing
+            computed).
 
     Trials that carry ``params.rung`` (the component ladder, :mod:`mat.spec.ladder`) are reported in their own
     section (:mod:`analysis.ladder_report`), one row per rung; the other sections cover the other trials.
@@ -242,7 +257,8 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, opt: Options 
         SeedMismatch: ``strict`` and seed sets differ or a seed repeats (nothing is written).
     """
     opt = replace(opt, selection=agg._check_selection(opt.selection))  # 'final' is 'last'
-    selection, convention, interval, n_boot, seed = opt.selection, opt.convention, opt.interval, opt.n_boot, opt.seed
+    selection, convention, interval = opt.selection, opt.convention, opt.interval
+    n_boot, seed = opt.n_boot, opt.seed
     check_interval(interval)
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}")
@@ -318,7 +334,8 @@ def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, 
     _comparisons(w, model, msel, opt)
     evals = df[df["kind"] == "eval"]
     keys = pd.MultiIndex.from_frame(msel[["experiment", "trial"]].drop_duplicates())
-    curves = plots.learning_curve_info(evals[pd.MultiIndex.from_frame(evals[["experiment", "trial"]]).isin(keys)])
+    curves = plots.learning_curve_info(evals[pd.MultiIndex.from_frame(evals[["experiment",
+        "trial"]]).isin(keys)])
     if len(curves) and curves["step"].nunique() > 1:
         w.lines += ["### Learning curves", ""]
         w.figure(plots.learning_curve_plot(curves), f"learning_curves_{slug(model)}",

@@ -44,7 +44,8 @@ def convention_tasks(convention: str) -> tuple[str, ...]:
     try:
         return CONVENTIONS[convention]
     except KeyError:
-        raise ValueError(f"unknown GLUE score convention {convention!r}; use one of {list(CONVENTIONS)}") from None
+        raise ValueError(f"unknown GLUE score convention {convention!r}; use one of "
+            f"{list(CONVENTIONS)}") from None
 
 
 def convention_note(convention: str) -> str:

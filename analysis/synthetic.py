@@ -36,7 +36,8 @@ LAMBDAS = (0.1, 1.0, 3.0, 5.0, 10.0, 50.0)
 
 def config_params(method: str, index: int) -> dict[str, float | int | str]:
     """The ``index``-th synthetic configuration of ``method`` (a grid over learning rate and lambda)."""
-    lr, lam = LEARNING_RATES[index % len(LEARNING_RATES)], LAMBDAS[(index // len(LEARNING_RATES)) % len(LAMBDAS)]
+    lr = LEARNING_RATES[index % len(LEARNING_RATES)]
+    lam = LAMBDAS[(index // len(LEARNING_RATES)) % len(LAMBDAS)]
     params: dict[str, float | int | str] = {"learning_rate": lr, "per_device_train_batch_size": 32,
                                             "num_train_epochs": 3, "config_index": index}
     if method != "vanilla":
@@ -57,12 +58,14 @@ def _splits(task: str, final: float, frac: float, rng: random.Random) -> dict[st
     for split in spec.test_splits if spec.labelled_test else ():
         out[split] = {"accuracy": round(final * frac - 1.0 + rng.gauss(0, 0.5), 2)}
     for split in spec.extra_eval_splits:  # metric names as mat.spec.metrics.compute_metrics gives them
-        names = (("accuracy_mm" if "mismatched" in split else "accuracy_m"),) if task == "mnli" else spec.metrics
+        names = (("accuracy_mm" if "mismatched" in split else "accuracy_m"),
+            ) if task == "mnli" else spec.metrics
         out[split] = {m: round(0.6 * final * frac + rng.gauss(0, 1.0), 2) for m in names}
     return out
 
 
-def make_record(method: str, task: str, seed: int, config: int, n_evals: int = 5, model: str = "bert-base-uncased",
+def make_record(method: str, task: str, seed: int, config: int, n_evals: int = 5,
+    model: str = "bert-base-uncased",
                 status: str = "SUCCEEDED", experiment_id: str | None = None) -> TrialRecord:
     """One synthetic record (deterministic in its arguments)."""
     rng = random.Random(f"{method}/{task}/{seed}/{config}/{model}")
@@ -116,7 +119,8 @@ RUNG_PASSES = {"vanilla": (1, 1), "inner_steps": (2, 2), "sampling": (2, 2), "dr
 RUNG_OWN_KL = {"dropout_consistency": 0.0, "mat": 5e-11, "mat_visible_delta": 4e-3}
 
 
-def make_ladder_record(rung: str, task: str, seed: int, n_evals: int = 4, model: str = "minilm") -> TrialRecord:
+def make_ladder_record(rung: str, task: str, seed: int, n_evals: int = 4,
+    model: str = "minilm") -> TrialRecord:
     """One synthetic component-ladder record (``params.rung``, a cost block, telemetry per evaluation); the
     seed's effect is shared by every rung, so paired differences are tighter than the spread of each rung."""
     spec, name = get_task(task), get_rung(rung).name
@@ -129,9 +133,11 @@ def make_ladder_record(rung: str, task: str, seed: int, n_evals: int = 4, model:
     for i in range(1, n_evals + 1):
         frac = 1.0 - 0.08 * (1.0 - i / n_evals) ** 2
         metrics = {m: round(level * frac + rng.gauss(0, 0.1), 2) for m in spec.metrics}
-        telemetry = {"loss": 0.7 / i, "lr": 3e-5 * (1 - i / (n_evals + 1)), "grad_norm": 5.0 / i, "update_norm": 1e-3}
+        telemetry = {"loss": 0.7 / i, "lr": 3e-5 * (1 - i / (n_evals + 1)), "grad_norm": 5.0 / i,
+            "update_norm": 1e-3}
         if name not in ("vanilla", "r3f"):
-            telemetry |= {"theta_noise_norm": 0.0 if name == "inner_steps" else 1e-6, "dropout_kl": 1.6e-4 / i}
+            telemetry |= {"theta_noise_norm": 0.0 if name == "inner_steps" else 1e-6,
+                "dropout_kl": 1.6e-4 / i}
         if name in RUNG_OWN_KL:
             telemetry |= {"delta_own_kl": RUNG_OWN_KL[name] / i, "adv_loss": 3 * 1.6e-4 / i}
         rec.evals.append(EvalResult(step=50 * i, epoch=3.0 * i / n_evals, metrics=metrics,
@@ -154,7 +160,8 @@ def ladder_records(tasks: Sequence[str] = ("rte", "cola"), seeds: Sequence[int] 
         yield make_ladder_record(rung, task, seed, model=model)
 
 
-def write_records(records: Iterator[TrialRecord] | Sequence[TrialRecord], out_dir: str | os.PathLike[str]) -> int:
+def write_records(records: Iterator[TrialRecord] | Sequence[TrialRecord],
+    out_dir: str | os.PathLike[str]) -> int:
     """Write each record to ``out_dir/<trial_id>/trial.json`` (plain writes: test data); return the count."""
     out = Path(out_dir)
     n = 0

@@ -100,14 +100,15 @@ def _cell(values: dict, row: str, col: Column, std: dict | None = None) -> str:
     return MISSING if all(p == MISSING for p in parts) else "/".join(parts)
 
 
-def _grid(rows: pd.DataFrame, columns: Sequence[Column], show_std: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _grid(rows: pd.DataFrame, columns: Sequence[Column],
+    show_std: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     values = _lookup(rows)
     std = _lookup(rows, "std") if show_std and "std" in rows.columns else None
     order = _row_order(rows)
     cells = pd.DataFrame({c.header: [_cell(values, r, c, std) for r in order] for c in columns}, index=order)
     keys = [(c.task, c.split, m) for c in columns for m in c.metrics]
-    numbers = pd.DataFrame({f"{t}.{s}.{m}": [values.get((r, t, s, m), math.nan) for r in order] for t, s, m in keys},
-                           index=order)
+    numbers = pd.DataFrame({f"{t}.{s}.{m}": [values.get((r, t, s, m), math.nan) for r in order]
+                            for t, s, m in keys}, index=order)
     cells.index.name = numbers.index.name = "row"
     return cells, numbers
 
@@ -127,7 +128,8 @@ def glue_columns(convention: str = "paper") -> list[Column]:
     cols = []
     for t in convention_tasks(convention):
         metrics = get_task(t).metrics
-        cols.append(Column(f"{task_label(t)} ({'/'.join(METRIC_LABELS[m] for m in metrics)})", t, DEV, metrics))
+        cols.append(Column(f"{task_label(t)} ({'/'.join(METRIC_LABELS[m] for m in metrics)})", t, DEV,
+            metrics))
     return cols
 
 
@@ -176,10 +178,12 @@ def glue_table(rows: pd.DataFrame, convention: str = "paper", title: str = "GLUE
     return Table(name, title, cells, _extras(rows, numbers), tuple(notes))
 
 
-def anli_table(rows: pd.DataFrame, title: str = "ANLI results", name: str = "anli", notes: Sequence[str] = ()) -> Table:
+def anli_table(rows: pd.DataFrame, title: str = "ANLI results", name: str = "anli",
+    notes: Sequence[str] = ()) -> Table:
     """Table 3 layout: ANLI dev R1-R3 then test R1-R3 (accuracy)."""
     columns = [Column(f"Dev R{i}", t, DEV, ("accuracy",)) for i, t in enumerate(ANLI_TASKS, 1)]
-    columns += [Column(f"Test R{i}", t, get_task(t).test_splits[0], ("accuracy",)) for i, t in enumerate(ANLI_TASKS, 1)]
+    columns += [Column(f"Test R{i}", t, get_task(t).test_splits[0],
+        ("accuracy",)) for i, t in enumerate(ANLI_TASKS, 1)]
     cells, numbers = _grid(rows, columns)
     return Table(name, title, cells, _extras(rows, numbers), tuple(notes))
 
@@ -249,8 +253,8 @@ def ablation_table(rows: pd.DataFrame, hyperparameter: str, title: str | None = 
             cells.loc[label_row, lab] = fmt(mu) + (sd_text if fmt(mu) != MISSING else "")
             numbers.loc[label_row, lab] = mu
     cells.index.name = numbers.index.name = f"{hyperparameter}"
-    return Table(name or f"ablation_{hyperparameter}", title or f"Ablation over {hyperparameter}", cells, numbers,
-                 tuple(notes))
+    return Table(name or f"ablation_{hyperparameter}", title or f"Ablation over {hyperparameter}", cells,
+                 numbers, tuple(notes))
 
 
 # -------------------------------------------------------------------------------------------- render
@@ -365,5 +369,6 @@ def plain_markdown(df: pd.DataFrame) -> str:
     """A DataFrame as a plain Markdown table (header, one line per row; ``|`` in cells escaped)."""
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " "
+        "|" for row in df.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"

@@ -25,13 +25,14 @@ from mat.spec.ladder import RUNG_KEY, RUNG_NAMES
 from mat.spec.tasks import sort_tasks, task_label
 
 # The statistics shown by default, in this order (those the trials recorded): what the terms of MAT did.
-DEFAULT_STATS = ("loss", "adv_loss", "delta_kl", "delta_own_kl", "dropout_kl", "delta_norm", "theta_noise_norm",
-                 "update_norm", "grad_norm", "lr")
+DEFAULT_STATS = ("loss", "adv_loss", "delta_kl", "delta_own_kl", "dropout_kl", "delta_norm",
+                 "theta_noise_norm", "update_norm", "grad_norm", "lr")
 LABELS = {
     "loss": "task loss L", "adv_loss": "consistency term λ·ℓ_s", "delta_kl": "ℓ_s the δ phase sees",
-    "delta_own_kl": "δ's own ℓ_s (same dropout mask)", "dropout_kl": "dropout-only ℓ_s", "delta_norm": "‖δ̄‖∞",
-    "theta_noise_norm": "‖θ Langevin noise‖₂", "update_norm": "‖optimizer update‖₂", "grad_norm": "‖gradient‖₂",
-    "lr": "learning rate",
+    "delta_own_kl": "δ's own ℓ_s (same dropout mask)", "dropout_kl": "dropout-only ℓ_s",
+    "delta_norm": "‖δ̄‖∞",
+    "theta_noise_norm": "‖θ Langevin noise‖₂", "update_norm": "‖optimizer update‖₂",
+    "grad_norm": "‖gradient‖₂", "lr": "learning rate",
 }
 
 
@@ -96,7 +97,8 @@ def telemetry_plot(info: pd.DataFrame, stats: Sequence[str] | None = None) -> Fi
     stats = list(stats) if stats is not None else [s for s in DEFAULT_STATS if s in present] + sorted(
         s for s in present if s not in DEFAULT_STATS)
     tasks = sort_tasks(info["task"]) if len(info) else []
-    fig, axes = new_figure(max(1, len(stats)), max(1, len(tasks)), (4.2 * max(1, len(tasks)), 2.4 * max(1, len(stats))))
+    fig, axes = new_figure(max(1, len(stats)), max(1, len(tasks)),
+        (4.2 * max(1, len(tasks)), 2.4 * max(1, len(stats))))
     groups = group_order(list(info["group"]))
     palette = dict(zip(groups, sns.color_palette(n_colors=max(1, len(groups)))))
     for i, stat in enumerate(stats):
@@ -116,8 +118,8 @@ def telemetry_plot(info: pd.DataFrame, stats: Sequence[str] | None = None) -> Fi
             ax.set_xlabel("step" if i == len(stats) - 1 else "")
     rows = max(1, figure_legend(fig, axes.flat))  # every group once, whichever panel drew it
     top = 1 - (0.3 + 0.25 * rows) / fig.get_figheight()
-    fig.subplots_adjust(left=0.75 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(), top=top - 0.2 / fig.get_figheight(),
-                        hspace=0.6, wspace=0.3)
+    fig.subplots_adjust(left=0.75 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(),
+                        top=top - 0.2 / fig.get_figheight(), hspace=0.6, wspace=0.3)
     return fig
 
 
@@ -125,7 +127,8 @@ KL_COLUMNS = ["task", "group", "n", "delta_own_kl", "dropout_kl", "ratio", "rati
 
 
 def kl_rows(df: pd.DataFrame, statuses: Sequence[str] | None = ("SUCCEEDED",)) -> pd.DataFrame:
-    """δ's own ℓ_s against the dropout-only ℓ_s over training, per (task, group), from ``--diagnostics`` trials.
+    """δ's own ℓ_s against the dropout-only ℓ_s over training, per (task, group), from ``--diagnostics``
+    trials.
 
     Per trial: the mean of ``delta_own_kl`` and of ``dropout_kl`` over its training (each evaluation's
     interval mean weighted by the steps it covers, so the whole-run mean), their ratio, and the smallest
@@ -160,7 +163,8 @@ def kl_rows(df: pd.DataFrame, statuses: Sequence[str] | None = ("SUCCEEDED",)) -
     t = pd.DataFrame(per_trial, columns=["task", "group", "own", "drop", "ratio", "min_ratio"])
     if t.empty:
         return pd.DataFrame(columns=KL_COLUMNS)
-    out = t.groupby(["task", "group"]).agg(n=("own", "size"), delta_own_kl=("own", "mean"), dropout_kl=("drop", "mean"),
+    out = t.groupby(["task", "group"]).agg(n=("own", "size"), delta_own_kl=("own", "mean"),
+        dropout_kl=("drop", "mean"),
                                            ratio=("ratio", "mean"), ratio_std=("ratio", "std"),
                                            min_interval_ratio=("min_ratio", "min")).reset_index()
     order = {g: i for i, g in enumerate(group_order(list(out["group"])))}
@@ -186,9 +190,9 @@ def kl_table(rows: pd.DataFrame, title: str, name: str) -> Table:
     cells.index.name = "rung"
     numbers = rows.set_index("group")
     numbers.index.name = "rung"
-    notes = ("δ's own ℓ_s: clean vs perturbed forward under the same dropout masks; dropout-only ℓ_s: two clean "
-             "forwards that differ only in their dropout masks (both measured at every step with --diagnostics). "
-             "Each trial's value is its mean over training (evaluation intervals weighted by their steps); the "
-             "table gives the mean over seeds, the ratio as mean ± std over seeds (n), and the smallest ratio of "
-             "any one interval of any seed.",)
+    notes = ("δ's own ℓ_s: clean vs perturbed forward under the same dropout masks; dropout-only ℓ_s: two "
+             "clean forwards that differ only in their dropout masks (both measured at every step with "
+             "--diagnostics). Each trial's value is its mean over training (evaluation intervals weighted by "
+             "their steps); the table gives the mean over seeds, the ratio as mean ± std over seeds (n), and "
+             "the smallest ratio of any one interval of any seed.",)
     return Table(name, title, cells, numbers, notes)

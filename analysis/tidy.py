@@ -27,9 +27,9 @@ One row per (trial, evaluation kind, step, split, metric)::
   files had uncommitted changes, and their hash.
 * ``kind == "telemetry"`` rows (split ``"train"``) hold an evaluation's ``telemetry``: the mean of a training
   statistic (``metric``: ``loss``, ``delta_own_kl``...) over the steps before that evaluation (``step``).
-* A record that kept its dev predictions (:mod:`mat.spec.records`) has, per evaluation, ``kind == "half"`` rows on
-  the splits ``"dev.selection"`` and ``"dev.report"``: the task's metrics on the two fixed halves of the dev
-  set (:mod:`analysis.halves`), which ``--selection split`` chooses and reports on.
+* A record that kept its dev predictions (:mod:`mat.spec.records`) has, per evaluation, ``kind == "half"``
+  rows on the splits ``"dev.selection"`` and ``"dev.report"``: the task's metrics on the two fixed halves of
+  the dev set (:mod:`analysis.halves`), which ``--selection split`` chooses and reports on.
 * Failed, running and interrupted trials are kept with their ``status`` and ``error``; a trial with no
   evaluation is one row whose ``kind``, ``metric`` and ``value`` are missing.
 
@@ -75,9 +75,10 @@ INFO_COLUMNS = tuple(c for c in TRIAL_COLUMNS if c != "arm")
 LOCAL_EXPERIMENT = identity.LOCAL_EXPERIMENT
 UNKNOWN = "unknown"
 SEED_KEYS = ("seed",)
-# The run settings that change a trial's result, as the trial record's ``run`` object holds them (not searched;
-# flags of the trial command). A record's whole ``run`` object enters the configuration; these keys are read
-# from the trial command of an NNI trial that left no record and has no sibling record to take them from.
+# The run settings that change a trial's result, as the trial record's ``run`` object holds them (not
+# searched; flags of the trial command). A record's whole ``run`` object enters the configuration; these keys
+# are read from the trial command of an NNI trial that left no record and has no sibling record to take them
+# from.
 RUN_KEYS = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits",
             "train_mix")
 
@@ -99,7 +100,8 @@ class Loaded:
 
 
 class AnalysisWarning(UserWarning):
-    """An input that was skipped, repaired or set aside while loading or scoring; the message names the file."""
+    """An input that was skipped, repaired or set aside while loading or scoring; the message names the
+    file."""
 
 
 def _canonical(v: Any) -> Any:
@@ -240,10 +242,12 @@ class Builder:
             self.add(trial, None, math.nan, math.nan, None, None, math.nan)
 
     def add_record(self, rec: TrialRecord, source: str, run: Mapping[str, Any], written: float,
-                   status: str | None = None, error: str | None = None, experiment: str | None = None) -> None:
+                   status: str | None = None, error: str | None = None,
+                   experiment: str | None = None) -> None:
         """Add a checked record (:func:`check_record`) with all its evaluations."""
         info = (
-            experiment or rec.experiment_id or LOCAL_EXPERIMENT, rec.trial_id, rec.method, get_task(rec.task).name,
+            experiment or rec.experiment_id or LOCAL_EXPERIMENT, rec.trial_id, rec.method,
+            get_task(rec.task).name,
             rec.model, rec.seed, status or rec.status, error if error is not None else rec.error,
             config_key(rec.params, run), source,
         )
@@ -254,7 +258,8 @@ class Builder:
                             "git_diff_sha": rec.git_diff_sha, **rec.versions})
         for ev in rec.evals:
             self.add_eval(t, "eval", ev)
-            self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k, v) for k, v in ev.telemetry.items()])
+            self.rows.extend([(t, TELEMETRY, ev.step, ev.epoch, TRAIN, k,
+                v) for k, v in ev.telemetry.items()])
         if has_predictions(rec):
             for step, epoch, half, metrics in half_metrics(rec):
                 self.rows.extend([(t, HALF, step, epoch, half, m, v) for m, v in metrics.items()])

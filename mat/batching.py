@@ -116,7 +116,8 @@ class SortedByLength(Sampler[int]):
 
 
 def make_loader(
-    ds: Any, tokenizer: Any, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, group_by_length: bool = False
+    ds: Any, tokenizer: Any, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
+    group_by_length: bool = False
 ) -> DataLoader:
     """A ``DataLoader`` that pads each batch with ``DataCollatorWithPadding``.
 
@@ -132,7 +133,10 @@ def make_loader(
     gen.manual_seed(seed)
     collate = DataCollatorWithPadding(tokenizer)
     if shuffle and group_by_length:
-        return DataLoader(ds, batch_sampler=LengthGroupedBatches(lengths, batch_size, gen), generator=gen, collate_fn=collate, num_workers=num_workers)
+        return DataLoader(ds, batch_sampler=LengthGroupedBatches(lengths, batch_size, gen), generator=gen,
+            collate_fn=collate, num_workers=num_workers)
     if shuffle:
-        return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=collate, num_workers=num_workers)
-    return DataLoader(ds, batch_size=batch_size, sampler=SortedByLength(lengths), collate_fn=collate, num_workers=num_workers)
+        return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=collate,
+            num_workers=num_workers)
+    return DataLoader(ds, batch_size=batch_size, sampler=SortedByLength(lengths), collate_fn=collate,
+        num_workers=num_workers)

@@ -38,9 +38,11 @@ class CheckpointError(ValueError):
 
 
 def fingerprint(cfg: TrialConfig) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed: hyperparameters, training run settings, code version."""
+    """What must match for a checkpoint to be resumed: hyperparameters, training run settings, code
+    version."""
     run = {"task": cfg.run.task, "model": cfg.run.model, "method": cfg.run.method, **cfg.run_settings()}
-    return json.loads(json.dumps({"mat": __version__, "git_sha": git_sha(), "run": run, "params": cfg.params()}))
+    return json.loads(json.dumps({"mat": __version__, "git_sha": git_sha(), "run": run,
+        "params": cfg.params()}))
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -71,12 +73,13 @@ class Resumed:
 class CheckpointManager:
     """Saves and restores the whole training state of one trial's output dir."""
 
-    def __init__(self, out_dir: Path, cfg: TrialConfig, model: Any, optimizer: Any, scheduler: Any, method: Any, generator: torch.Generator,
-                 telemetry: Any = None) -> None:
+    def __init__(self, out_dir: Path, cfg: TrialConfig, model: Any, optimizer: Any, scheduler: Any,
+                 method: Any, generator: torch.Generator, telemetry: Any = None) -> None:
         self.dir = Path(out_dir) / "checkpoints"
         self.fingerprint = fingerprint(cfg)
         self.model, self.optimizer, self.scheduler, self.method = model, optimizer, scheduler, method
-        self.telemetry = telemetry  # mat.telemetry.Telemetry: the open interval's sums travel with the checkpoint
+        # mat.telemetry.Telemetry: the open interval's sums travel with the checkpoint
+        self.telemetry = telemetry
         self.generator = generator
         self._epoch_state = generator.get_state().clone()
         self._best_saved: int | None = None
@@ -113,7 +116,8 @@ class CheckpointManager:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                    int(np_state[3]), float(np_state[4])],
                 "python": list(random.getstate()),
             },
             "record": {k: v for k, v in record.to_dict().items() if k in ("evals", "best")},
@@ -133,7 +137,8 @@ class CheckpointManager:
 
     def latest(self) -> Path | None:
         """The newest ``checkpoint-<step>.pt``, or None."""
-        found = [(int(m.group(1)), p) for p in self.dir.glob("checkpoint-*.pt") if (m := _NAME.search(p.name))]
+        found = [(int(m.group(1)), p)
+                 for p in self.dir.glob("checkpoint-*.pt") if (m := _NAME.search(p.name))]
         return max(found)[1] if found else None
 
     def load_latest(self, record: TrialRecord, state: Any) -> Resumed | None:
@@ -151,14 +156,17 @@ class CheckpointManager:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
-            raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {e}); delete it to start over") from e
+            raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {e}); delete it to start "
+                "over") from e
         if ck.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: checkpoint format {ck.get('format')!r}, this version reads {FORMAT}; delete it to start over")
+            raise CheckpointError(f"{path}: checkpoint format {ck.get('format')!r}, this version reads "
+                f"{FORMAT}; delete it to start over")
         diff = _diff(ck["fingerprint"], self.fingerprint)
         if diff:
             raise CheckpointError(
-                f"{path} was written by another config or code version and is not resumed ({'; '.join(diff)}). "
-                "Delete the checkpoints folder to start over, or use another --output_dir."
+                f"{path} was written by another config or code version and is not resumed "
+                f"({'; '.join(diff)}). Delete the checkpoints folder to start over, or use another "
+                "--output_dir."
             )
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
@@ -177,7 +185,8 @@ class CheckpointManager:
             if int(b["step"]) == record.best.step:
                 state.best_state = b["model"]
                 self._best_saved = record.best.step
-        return Resumed(path=path, epoch=int(ck["epoch"]), batch_in_epoch=int(ck["batch_in_epoch"]), rng=ck["rng"])
+        return Resumed(path=path, epoch=int(ck["epoch"]), batch_in_epoch=int(ck["batch_in_epoch"]),
+            rng=ck["rng"])
 
     @staticmethod
     def restore_rng(resumed: Resumed) -> None:

@@ -1,4 +1,5 @@
-"""The trial's command line: every flag is a config field (:mod:`mat.spec.config`), named exactly as the field.
+"""The trial's command line: every flag is a config field (:mod:`mat.spec.config`), named exactly as the
+field.
 
 ``--method`` is read first, so ``--method smart --help`` lists SMART's flags. ``--help`` groups the flags
 (run settings, training, the method's own) and states each default once. The trial script requires
@@ -8,7 +9,8 @@ Other tools' names for the same settings work too (:data:`FLAG_ALIASES`): transf
 (``--task_name``, ``--model_name_or_path``, ``--num_train_epochs``, ``--per_device_train_batch_size``,
 ``--max_seq_length``, ``--fp16``, ...) and the MAT authors' release (``--model_name``, ``--warm_up``,
 ``--optimizer Adam``, ...); docs/nni.md lists them in one table. NNI's aliases work as flags too:
-``--sampling_times K`` sets K_δ = K_θ = K and ``--beta B`` sets β_s = β_p = B (:data:`mat.spec.config.ALIASES`).
+``--sampling_times K`` sets K_δ = K_θ = K and ``--beta B`` sets β_s = β_p = B
+(:data:`mat.spec.config.ALIASES`).
 
 A mistyped or unknown flag (answered with the closest valid flag or alias), a value out of range (named by
 the flag as given: ``--sampling_times_delta=-1 is out of range [0, 10000]``) or a bad combination ends in

@@ -71,7 +71,8 @@ def _features(task: TaskSpec) -> Any:
     import datasets
 
     cols: dict[str, Any] = {f: datasets.Value("string") for f in task.text_fields}
-    cols["label"] = datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_names))
+    cols["label"] = (datasets.Value("float32") if task.is_regression
+                     else datasets.ClassLabel(names=list(task.label_names)))
     cols["idx"] = datasets.Value("int32")
     return datasets.Features(cols)
 
@@ -110,7 +111,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg}); fix or re-download the file") from None
+                raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg}); fix or re-download the "
+                    "file") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{line_no}: expected a JSON object per line")
             yield line_no, obj
@@ -172,7 +174,8 @@ def _label(task: TaskSpec, value: Any, where: str) -> int | float:
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise DataError(f"{where}: label {value!r} is not a number ({task.name} is a regression task)") from None
+            raise DataError(f"{where}: label {value!r} is not a number ({task.name} is a regression "
+                "task)") from None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     try:
@@ -203,7 +206,8 @@ def load_local(task: TaskSpec, data_dir: Path) -> Any:
                 break
     if not out:
         expected = sorted({str(data_dir / f.path) for fs in task.local_files.values() for f in fs})
-        raise DataError(f"no data files for task {task.name!r} under {data_dir}; expected some of: {', '.join(expected)}")
+        raise DataError(f"no data files for task {task.name!r} under {data_dir}; expected some of: "
+            f"{', '.join(expected)}")
     return datasets.DatasetDict(out)
 
 
@@ -285,7 +289,8 @@ def load_raw(task: TaskSpec, data_dir: str | os.PathLike[str] | None = None) -> 
     return load_hub(task) if root is None else load_local(task, root)
 
 
-def require_split(raw: Any, task: TaskSpec, split: str, data_dir: str | os.PathLike[str] | None = None) -> Any:
+def require_split(raw: Any, task: TaskSpec, split: str,
+    data_dir: str | os.PathLike[str] | None = None) -> Any:
     """``raw[split]``, fetching AdvGLUE from the Hub if needed, else a clear error.
 
     Raises:
@@ -323,15 +328,18 @@ class NLISource:
 
 # Nie et al. (2020) train ANLI models on SNLI + MNLI + FEVER-NLI + ANLI (R1-R3), as the MAT paper does (§4.2).
 NLI_SOURCES: tuple[NLISource, ...] = (
-    NLISource("mnli", "nyu-mll/glue", "mnli", "train", "premise", "hypothesis", local_path="nli/mnli/train.jsonl"),
-    NLISource("snli", "stanfordnlp/snli", None, "train", "premise", "hypothesis", local_path="nli/snli/train.jsonl"),
+    NLISource("mnli", "nyu-mll/glue", "mnli", "train", "premise", "hypothesis",
+        local_path="nli/mnli/train.jsonl"),
+    NLISource("snli", "stanfordnlp/snli", None, "train", "premise", "hypothesis",
+        local_path="nli/snli/train.jsonl"),
     NLISource(
         "fever_nli", "pietrolesci/nli_fever", None, "train", "premise", "hypothesis",
         label_map={"SUPPORTS": 0, "NOT ENOUGH INFO": 1, "REFUTES": 2, 0: 0, 1: 1, 2: 2},
         local_path="nli/fever_nli/train.jsonl",
     ),
     *(
-        NLISource(f"anli_r{r}", "facebook/anli", None, f"train_r{r}", "premise", "hypothesis", local_path=f"anli/R{r}/train.jsonl")
+        NLISource(f"anli_r{r}", "facebook/anli", None, f"train_r{r}", "premise", "hypothesis",
+            local_path=f"anli/R{r}/train.jsonl")
         for r in (1, 2, 3)
     ),
 )
@@ -389,7 +397,8 @@ def load_combined_nli(
         parts.append(datasets.Dataset.from_dict(out))
     combined = datasets.concatenate_datasets(parts)
     combined = combined.cast_column("label", datasets.ClassLabel(names=list(anli.label_names)))
-    combined.info.description = f"combined NLI ({', '.join(s.name for s in sources)}); {dropped} unlabelled rows dropped"
+    names = ", ".join(s.name for s in sources)
+    combined.info.description = f"combined NLI ({names}); {dropped} unlabelled rows dropped"
     return combined
 
 

@@ -26,7 +26,8 @@ from mat.spec.tasks import SELECT_SCORE, TaskSpec, task_score
 log = logging.getLogger("mat.evaluation")
 
 
-def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int, schedule: str = "per_epoch") -> set[int]:
+def eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int,
+    schedule: str = "per_epoch") -> set[int]:
     """Steps (1-based, after the step) at which to evaluate (``--eval_schedule``).
 
     ``per_epoch``: ``eval_times`` evenly spaced in each epoch, and the last step. ``authors``: the rule of the
@@ -55,13 +56,14 @@ def _authors_eval_steps(steps_per_epoch: int, total_steps: int, eval_times: int)
     every = steps_per_epoch // eval_times  # the authors' eval_step
     if every == 0:
         raise ValueError(
-            f"--eval_schedule authors evaluates every (batches per epoch // eval_times) batches: {steps_per_epoch} // "
-            f"{eval_times} = 0; give --eval_times at most {steps_per_epoch} or use --eval_schedule per_epoch")
+            "--eval_schedule authors evaluates every (batches per epoch // eval_times) batches: "
+            f"{steps_per_epoch} // {eval_times} = 0; give --eval_times at most {steps_per_epoch} or use "
+            "--eval_schedule per_epoch")
     steps = set(range(every + 1, total_steps + 1, every))
     if not steps:
         raise ValueError(
-            f"--eval_schedule authors first evaluates after batch {every + 1}, and this run has {total_steps} "
-            "step(s): train longer, raise --eval_times or use --eval_schedule per_epoch")
+            f"--eval_schedule authors first evaluates after batch {every + 1}, and this run has "
+            f"{total_steps} step(s): train longer, raise --eval_times or use --eval_schedule per_epoch")
     return steps
 
 
@@ -71,8 +73,10 @@ def selection_value(ev: EvalResult, select_metric: str) -> float:
 
 
 @torch.no_grad()
-def predict(model: Any, loader: Any, task: TaskSpec, device: torch.device, autocast: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, labels) over a loader, each (N,) in dataset order: class ids (argmax) or regression scores.
+def predict(model: Any, loader: Any, task: TaskSpec, device: torch.device,
+    autocast: torch.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) over a loader, each (N,) in dataset order: class ids (argmax) or regression
+    scores.
 
     A loader that serves its examples in another order (``SortedByLength``, longest first) has that order
     on its sampler (``order``); the predictions are put back in dataset order, so test-set files line up
@@ -118,7 +122,8 @@ def build_eval_sets(cfg: TrialConfig, task: TaskSpec, raw: Any, tokenizer: Any) 
     extra = [s.strip() for s in run.eval_splits.split(",") if s.strip()]
     for s in extra:
         if s in task.test_splits and not task.labelled_test:
-            raise ValueError(f"{task.name}: {s!r} has no labels and cannot be evaluated; use --predict for test-set files")
+            raise ValueError(f"{task.name}: {s!r} has no labels and cannot be evaluated; use --predict for "
+                "test-set files")
     sets = []
     for split, dev in splits + [(s, False) for s in extra if s not in task.eval_splits]:
         ds = require_split(raw, task, split, run.data_dir)
@@ -129,9 +134,11 @@ def build_eval_sets(cfg: TrialConfig, task: TaskSpec, raw: Any, tokenizer: Any) 
     return sets
 
 
-def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.device, autocast: torch.dtype | None, step: int, epoch: float) -> EvalResult:
+def evaluate(model: Any, sets: list[EvalSet], task: TaskSpec, device: torch.device,
+    autocast: torch.dtype | None, step: int, epoch: float) -> EvalResult:
     """Evaluate every split; the dev metrics (MNLI: merged over its two dev sets) give the score. The dev
-    predictions are kept in the result (``predictions``, compact text: :func:`mat.spec.records.encode_values`)."""
+    predictions are kept in the result (``predictions``, compact text:
+    :func:`mat.spec.records.encode_values`)."""
     dev: dict[str, float] = {}
     extra: dict[str, dict[str, float]] = {}
     kept: dict[str, str] = {}
@@ -156,7 +163,8 @@ def dev_labels(sets: list[EvalSet], task: TaskSpec) -> dict[str, str]:
 
 
 def write_test_predictions(
-    cfg: TrialConfig, task: TaskSpec, raw: Any, model: Any, tokenizer: Any, device: torch.device, autocast: torch.dtype | None, out_dir: Path
+    cfg: TrialConfig, task: TaskSpec, raw: Any, model: Any, tokenizer: Any, device: torch.device,
+    autocast: torch.dtype | None, out_dir: Path
 ) -> Path:
     """Predict every test split present and write GLUE submission files (ANLI: ``<split>.tsv``).
 
@@ -170,7 +178,8 @@ def write_test_predictions(
             log.warning("%s: no %s split to predict (its file is absent)", task.name, split)
             continue
         tok = tokenize(raw[split], tokenizer, task, cfg.run.max_length, cfg.run.cache_dir)
-        preds, _ = predict(model, make_loader(tok, tokenizer, cfg.run.eval_batch_size, shuffle=False), task, device, autocast)
+        preds, _ = predict(model, make_loader(tok, tokenizer, cfg.run.eval_batch_size, shuffle=False), task,
+            device, autocast)
         name = submission_name(task, split) if task.submission_files else f"{split}.tsv"
         written.append(write_prediction_file(pred_dir / name, task, raw[split]["idx"], preds))
     if not written:

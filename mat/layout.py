@@ -21,8 +21,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mat.data import (
-    ADVGLUE_HUB, ADVGLUE_HUB_CONFIGS, DATA_DIR_ENV, NLI_SOURCES, DataError, NLISource, hub_dataset,
-    hub_unreachable, load_hub, load_local,
+    ADVGLUE_HUB,
+    ADVGLUE_HUB_CONFIGS,
+    DATA_DIR_ENV,
+    NLI_SOURCES,
+    DataError,
+    NLISource,
+    hub_dataset,
+    hub_unreachable,
+    load_hub,
+    load_local,
 )
 from mat.spec.tasks import ADVGLUE, ANLI_TASKS, GLUE_TASKS, TASKS, LocalFile, TaskSpec, get_task
 

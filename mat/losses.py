@@ -42,7 +42,8 @@ def symmetric_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
         ValueError: the shapes differ.
     """
     if p_logits.shape != q_logits.shape:
-        raise ValueError(f"symmetric_kl: logits shapes differ: {tuple(p_logits.shape)} vs {tuple(q_logits.shape)}")
+        raise ValueError(f"symmetric_kl: logits shapes differ: {tuple(p_logits.shape)} vs "
+            f"{tuple(q_logits.shape)}")
     log_p = F.log_softmax(_at_least_fp32(p_logits), dim=-1)  # (B, C)
     log_q = F.log_softmax(_at_least_fp32(q_logits), dim=-1)  # (B, C)
     per_example = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)  # (B,)
@@ -75,7 +76,8 @@ def squared_error(a: Tensor, b: Tensor, reduction: str = "mean") -> Tensor:
     raise ValueError(f"squared_error: unknown reduction {reduction!r}: use mean or sum")
 
 
-def consistency_loss(logits_a: Tensor, logits_b: Tensor, is_regression: bool, reduction: str = "mean") -> Tensor:
+def consistency_loss(logits_a: Tensor, logits_b: Tensor, is_regression: bool,
+    reduction: str = "mean") -> Tensor:
     """``ℓ_s``: symmetric KL (classification, batch mean) or squared error (regression, batch ``reduction``).
 
     Args:

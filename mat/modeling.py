@@ -57,11 +57,13 @@ def load_model_and_tokenizer(name: str, task: TaskSpec) -> tuple[Any, Any]:
         kwargs["label2id"] = {n: i for i, n in enumerate(task.label_names)}
     local = Path(path).expanduser()
     if (path.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
-        raise ModelError(f"model path {path!r} does not exist or holds no config.json; give a Hub id or a saved model folder")
+        raise ModelError(f"model path {path!r} does not exist or holds no config.json; give a Hub id or a "
+            "saved model folder")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         with _quiet_load_report():
-            model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
+            model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True,
+                **kwargs)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load model {name!r} ({path}): {e}") from e
     check_embeddings(model)
@@ -71,7 +73,8 @@ def load_model_and_tokenizer(name: str, task: TaskSpec) -> tuple[Any, Any]:
 
 @contextlib.contextmanager
 def _quiet_load_report() -> Iterator[None]:
-    """Hold back transformers' loading table (``LOAD REPORT ... MISSING``): :func:`_log_loading` says it in words."""
+    """Hold back transformers' loading table (``LOAD REPORT ... MISSING``): :func:`_log_loading` says it in
+    words."""
     logger = logging.getLogger("transformers.modeling_utils")
 
     def no_report(record: logging.LogRecord) -> bool:
@@ -85,20 +88,24 @@ def _quiet_load_report() -> Iterator[None]:
 
 
 def _log_loading(model: Any, path: str, info: dict[str, Any]) -> None:
-    """One log line: the task head is newly initialised (expected); a warning for anything else missing or unused."""
+    """One log line: the task head is newly initialised (expected); a warning for anything else missing or
+    unused."""
     prefix = f"{getattr(model, 'base_model_prefix', '')}."
     missing = sorted(info.get("missing_keys") or ())
     head = [k for k in missing if not k.startswith(prefix)]
     body = [k for k in missing if k.startswith(prefix)]
     if head:
-        log.info("loaded %s from %s; the classification head (%s) is newly initialised, as fine-tuning expects", type(model).__name__, path, ", ".join(head))
+        log.info("loaded %s from %s; the classification head (%s) is newly initialised, as fine-tuning "
+            "expects", type(model).__name__, path, ", ".join(head))
     else:
         log.info("loaded %s from %s, its classification head included", type(model).__name__, path)
     unexpected = sorted(info.get("unexpected_keys") or ())
     if body:
-        log.warning("%d weights of the pre-trained body were not in the checkpoint and are random: %s", len(body), body[:10])
+        log.warning("%d weights of the pre-trained body were not in the checkpoint and are random: %s",
+            len(body), body[:10])
     if unexpected:
-        log.info("%d checkpoint weights are not used by the classification model (e.g. a pre-training head): %s", len(unexpected), unexpected[:5])
+        log.info("%d checkpoint weights are not used by the classification model (e.g. a pre-training head): "
+            "%s", len(unexpected), unexpected[:5])
 
 
 def check_embeddings(model: Any) -> Any:

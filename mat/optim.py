@@ -94,7 +94,8 @@ def decay_groups(model: nn.Module, weight_decay: float, scope: str = "no_bias_no
 
 
 def build_optimizer(
-    model: nn.Module, name: str, lr: float, weight_decay: float = 0.0, eps: float = 1e-8, weight_decay_scope: str = "no_bias_norm"
+    model: nn.Module, name: str, lr: float, weight_decay: float = 0.0, eps: float = 1e-8,
+    weight_decay_scope: str = "no_bias_norm"
 ) -> torch.optim.Optimizer:
     """A ``torch.optim`` optimizer over the trainable parameters of ``model``.
 

@@ -64,7 +64,8 @@ class Precision:
     check: bool = False
 
     def record(self) -> dict[str, Any]:
-        """The record's ``precision`` entry: requested, used, reason (:func:`check_precision` adds its measurement)."""
+        """The record's ``precision`` entry: requested, used, reason (:func:`check_precision` adds its
+        measurement)."""
         return {"requested": self.requested, "used": self.name, "reason": self.reason}
 
 
@@ -86,7 +87,8 @@ def _preferred_half(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cuda_bf16 else torch.float16
 
 
-def choose_precision(requested: str, device: torch.device, spec: MethodSpec[Any], args: Any, model: nn.Module) -> Precision:
+def choose_precision(requested: str, device: torch.device, spec: MethodSpec[Any], args: Any,
+    model: nn.Module) -> Precision:
     """The format a trial runs in (module docstring).
 
     Args:
@@ -108,25 +110,31 @@ def choose_precision(requested: str, device: torch.device, spec: MethodSpec[Any]
         return Precision("fp32", None, reason="--precision fp32", **common)
     if requested in HALF_DTYPES:
         dtype = HALF_DTYPES[requested]
-        why = f"--precision {requested}" + (f" ({method}'s perturbation {bound:g} is measured against rounding on the first batch)" if bound else "")
+        why = f"--precision {requested}" + (f" ({method}'s perturbation {bound:g} is measured against "
+            "rounding on the first batch)" if bound else "")
         return Precision(requested, dtype, reason=why, check=bound is not None, **common)
     if device.type != "cuda":
-        return Precision("fp32", None, reason=f"--precision auto on {device.type}: fp32 (autocast only on CUDA)", **common)
+        return Precision("fp32", None, reason=f"--precision auto on {device.type}: fp32 (autocast only on "
+            "CUDA)", **common)
     half = _preferred_half(device)
     name = _NAMES[half]
     if bound is None or resolves(bound, scale, half):
-        why = f"--precision auto: {name}" + (f" ({method}'s perturbation {bound:g} is {bound / scale:.2g} of the embedding RMS, >= {name}'s resolution {torch.finfo(half).eps:.2g})" if bound else "")
+        why = f"--precision auto: {name}" + (f" ({method}'s perturbation {bound:g} is {bound / scale:.2g} of "
+            f"the embedding RMS, >= {name}'s resolution {torch.finfo(half).eps:.2g})" if bound else "")
         return Precision(name, half, reason=why, **common)
     why = (
-        f"--precision auto: fp32, not {name}: {method}'s perturbation {bound:g} is {bound / scale:.2g} of the embedding RMS "
-        f"{scale:.3g}, below {name}'s resolution {torch.finfo(half).eps:.2g}, so rounding would decide what it does"
+        f"--precision auto: fp32, not {name}: {method}'s perturbation {bound:g} is {bound / scale:.2g} of "
+        f"the embedding RMS {scale:.3g}, below {name}'s resolution {torch.finfo(half).eps:.2g}, so rounding "
+        "would decide what it does"
     )
     return Precision("fp32", None, reason=why, **common)
 
 
 @torch.no_grad()
-def measure_rounding(model: nn.Module, batch: Mapping[str, Tensor], dtype: torch.dtype, bound: float, seed: int = 0) -> dict[str, Any]:
-    """On one batch: the logit change a perturbation of ``bound`` causes, and the change rounding alone causes.
+def measure_rounding(model: nn.Module, batch: Mapping[str, Tensor], dtype: torch.dtype, bound: float,
+    seed: int = 0) -> dict[str, Any]:
+    """On one batch: the logit change a perturbation of ``bound`` causes, and the change rounding alone
+    causes.
 
     The model runs in eval mode (no dropout: its masks would swamp both) on its device, with autocast of
     ``dtype`` on that device type (CPU autocast too). δ (B, T, H) = ``bound``·±1 on the real tokens (the
@@ -150,7 +158,8 @@ def measure_rounding(model: nn.Module, batch: Mapping[str, Tensor], dtype: torch
     accepted = forward_keys(model)
     device: torch.device = getattr(emb, "weight").device
     ids = batch["input_ids"].to(device)
-    kwargs = {k: v.to(device) for k, v in batch.items() if k in accepted and k not in ("input_ids", "labels", "inputs_embeds")}
+    kwargs = {k: v.to(device) for k, v in batch.items() if k in accepted and k not in ("input_ids", "labels",
+        "inputs_embeds")}
     mask = kwargs.get("attention_mask", torch.ones_like(ids))
     was_training = model.training
     model.eval()
@@ -186,15 +195,18 @@ def check_precision(precision: Precision, model: nn.Module, batch: Mapping[str, 
     """Run :func:`measure_rounding` for ``precision`` (an explicit half format of a perturbing method), log
     the two changes (a warning when rounding is as large as the perturbation's effect) and return the
     record's ``precision`` entry with the measurement."""
-    assert precision.dtype is not None and precision.bound is not None, "check_precision needs a half format and a perturbation"
+    assert precision.dtype is not None and precision.bound is not None, (
+        "check_precision needs a half format and a perturbation")
     m = measure_rounding(model, batch, precision.dtype, precision.bound)
     msg = (
-        f"{precision.name}: on the first batch the perturbation ({m['perturbation_bound']:g}, {m['relative_perturbation']:.2g} of the "
-        f"embedding RMS) changes the logits by {m['logit_change_fp32']:.3g} in fp32 and {m['logit_change']:.3g} in {precision.name}; "
-        f"rounding alone changes them by {m['rounding_change']:.3g}"
+        f"{precision.name}: on the first batch the perturbation ({m['perturbation_bound']:g}, "
+        f"{m['relative_perturbation']:.2g} of the embedding RMS) changes the logits by "
+        f"{m['logit_change_fp32']:.3g} in fp32 and {m['logit_change']:.3g} in {precision.name}; rounding "
+        f"alone changes them by {m['rounding_change']:.3g}"
     )
     if m["resolved"]:
         log.info("%s", msg)
     else:
-        log.warning("%s: below the format's resolution, rounding decides what the perturbation does (use --precision fp32)", msg)
+        log.warning("%s: below the format's resolution, rounding decides what the perturbation does (use "
+            "--precision fp32)", msg)
     return {**precision.record(), **m}

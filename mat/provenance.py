@@ -92,13 +92,15 @@ def task_name(name: str) -> str:
 
 
 def default_output_dir(cfg: TrialConfig) -> Path:
-    """``--output_dir`` (the trial script passes ``$NNI_OUTPUT_DIR`` under NNI), else ``runs/<task>-<method>-seed<k>``."""
+    """``--output_dir`` (the trial script passes ``$NNI_OUTPUT_DIR`` under NNI), else
+    ``runs/<task>-<method>-seed<k>``."""
     if cfg.run.output_dir:
         return Path(cfg.run.output_dir)
     return Path("runs") / f"{task_name(cfg.run.task)}-{cfg.run.method}-seed{cfg.train.seed}"
 
 
-def new_record(cfg: TrialConfig, trial_id: str | None = None, experiment_id: str | None = None) -> TrialRecord:
+def new_record(cfg: TrialConfig, trial_id: str | None = None,
+    experiment_id: str | None = None) -> TrialRecord:
     """A RUNNING record for ``cfg`` with its parameters, run settings, versions and code state (commit,
     whether tracked files were edited, the hash of the edit) filled in."""
     out = default_output_dir(cfg)

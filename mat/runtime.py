@@ -1,5 +1,5 @@
-"""Where a trial computes: seeds, the device and the CPU threads (the autocast format is :mod:`mat.precision`'s,
-as it depends on the method and the model).
+"""Where a trial computes: seeds, the device and the CPU threads (the autocast format is
+:mod:`mat.precision`'s, as it depends on the method and the model).
 
 No model or data here: :mod:`mat.train` asks this module once, at set-up.
 """
@@ -27,7 +27,8 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def trial_threads(num_threads: int, concurrency: int | None, environ: dict[str, str] | None = None) -> tuple[int, str]:
+def trial_threads(num_threads: int, concurrency: int | None,
+    environ: dict[str, str] | None = None) -> tuple[int, str]:
     """How many CPU threads a trial uses, and why.
 
     ``num_threads`` > 0 (the flag) wins; then ``$OMP_NUM_THREADS``; then, when ``concurrency`` trials share

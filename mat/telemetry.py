@@ -49,7 +49,8 @@ class Telemetry:
 
     def _open(self, step: int) -> Any:
         if self.writer is None:
-            purge = step if step > 1 else None  # resumed: drop events at and after this step from earlier files
+            # resumed: drop events at and after this step from earlier files
+            purge = step if step > 1 else None
             self.writer = SummaryWriter(str(self.log_dir), purge_step=purge, flush_secs=self.flush_secs)
         return self.writer
 
@@ -63,7 +64,8 @@ class Telemetry:
             self._counts[name] = self._counts.get(name, 0) + 1
 
     def interval(self) -> dict[str, float]:
-        """The mean of each statistic over the steps added since the last call (NaN/inf propagate), then reset."""
+        """The mean of each statistic over the steps added since the last call (NaN/inf propagate), then
+        reset."""
         means = {k: self._sums[k] / self._counts[k] for k in sorted(self._sums)}
         self._sums, self._counts = {}, {}
         return means
@@ -79,7 +81,8 @@ class Telemetry:
         return self.interval()
 
     def state_dict(self) -> dict[str, Any]:
-        """The open interval's sums and counts (a checkpoint keeps them, so a resumed run's means are exact)."""
+        """The open interval's sums and counts (a checkpoint keeps them, so a resumed run's means are
+        exact)."""
         return {"sums": dict(self._sums), "counts": dict(self._counts)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

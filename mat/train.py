@@ -24,8 +24,15 @@ from transformers import get_scheduler
 from mat.batching import make_loader, tokenize
 from mat.checkpoint import CheckpointManager, Resumed
 from mat.data import load_combined_nli, load_raw, require_split
-from mat.evaluation import (EvalSet, build_eval_sets, dev_labels, eval_steps, evaluate, selection_value,
-                             write_test_predictions)
+from mat.evaluation import (
+    EvalSet,
+    build_eval_sets,
+    dev_labels,
+    eval_steps,
+    evaluate,
+    selection_value,
+    write_test_predictions,
+)
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
 from mat.optim import build_optimizer, warmup_steps
@@ -83,8 +90,8 @@ class Run:
 
 
 def fit(
-    trial: Trial, record: TrialRecord | None = None, on_eval: OnEval | None = None, show_progress: bool = True,
-    startup_seconds: float | None = None,
+    trial: Trial, record: TrialRecord | None = None, on_eval: OnEval | None = None,
+    show_progress: bool = True, startup_seconds: float | None = None,
 ) -> TrialRecord:
     """Train ``trial.method`` on ``trial.task`` and return the finished trial record.
 
@@ -94,7 +101,8 @@ def fit(
     :class:`TrainingInterrupted`.
 
     Args:
-        trial: the configuration with its task, method and output folder resolved (:func:`mat.provenance.resolve`).
+        trial: the configuration with its task, method and output folder resolved
+            (:func:`mat.provenance.resolve`).
         record: a record to fill (the NNI trial passes one with its ids); a new one otherwise.
         on_eval: called after each evaluation with the result and the record (NNI reports from here).
         show_progress: draw a tqdm bar (with tokens/s and the time left).
@@ -134,7 +142,8 @@ def fit(
 
 
 def setup(trial: Trial, meter: CostMeter) -> Run:
-    """Seed, load the data and the model, tokenize, and build the optimizer, schedule, method and checkpoints."""
+    """Seed, load the data and the model, tokenize, and build the optimizer, schedule, method and
+    checkpoints."""
     cfg, task, out_dir = trial.cfg, trial.task, trial.out_dir
     run, train = cfg.run, cfg.train
     seed_everything(train.seed)
@@ -160,28 +169,34 @@ def setup(trial: Trial, meter: CostMeter) -> Run:
     optimizer, scheduler = make_optimizer(trial, model, total)
     method = get_method(trial.method)(
         model, optimizer, scheduler, task, cfg.method,
-        max_grad_norm=float(train.max_grad_norm or 0.0), autocast_dtype=precision.dtype, diagnostics=run.diagnostics,
+        max_grad_norm=float(train.max_grad_norm or 0.0), autocast_dtype=precision.dtype,
+        diagnostics=run.diagnostics,
     )
     telemetry = Telemetry(out_dir / TENSORBOARD_DIR)
-    ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator, telemetry)
+    ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator,
+        telemetry)
     when = eval_steps(steps_per_epoch, total, run.eval_times, run.eval_schedule)
     log.info(
         "task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
         task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
     )
-    return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets, steps_per_epoch, total, when, method, ckpt, out_dir,
-               precision, meter, telemetry)
+    return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets,
+               steps_per_epoch, total, when, method, ckpt, out_dir, precision, meter, telemetry)
 
 
 def make_optimizer(trial: Trial, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """The optimizer (the method's, with the resolved decay and its scope) and the warm-up schedule over ``total_steps``."""
+    """The optimizer (the method's, with the resolved decay and its scope) and the warm-up schedule over
+    ``total_steps``."""
     train = trial.cfg.train
     optimizer = build_optimizer(
-        model, trial.method.optimizer(trial.cfg.method), lr=float(train.learning_rate or 0.0), weight_decay=float(train.weight_decay or 0.0),
+        model, trial.method.optimizer(trial.cfg.method), lr=float(train.learning_rate or 0.0),
+        weight_decay=float(train.weight_decay or 0.0),
         eps=train.adam_epsilon, weight_decay_scope=train.weight_decay_scope or "no_bias_norm",
     )
-    warmup = warmup_steps(train.warmup_ratio, total_steps, train.warmup_rounding)  # a float with rounding "none"
-    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)  # type: ignore[arg-type]
+    # a float with rounding "none"
+    warmup = warmup_steps(train.warmup_ratio, total_steps, train.warmup_rounding)
+    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=warmup,  # type: ignore[arg-type]
+                              num_training_steps=total_steps)
     return optimizer, scheduler
 
 
@@ -192,7 +207,8 @@ def _train_split(cfg: TrialConfig, task: TaskSpec, raw: Any) -> Any:
     return require_split(raw, task, task.train_split, cfg.run.data_dir)
 
 
-def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | None, show_progress: bool) -> None:
+def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | None,
+    show_progress: bool) -> None:
     """Step through the batches until ``run.total_steps``: evaluate, checkpoint and stop on a signal as due.
 
     A checkpoint in the output dir is resumed first (same batch order, same RNG state after its step).
@@ -209,7 +225,8 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resumed.path, state.step, epoch, skip)
     record.params["precision"], record.precision = run.precision.name, run.precision.record()
     run.model.train()
-    bar = tqdm(total=run.total_steps, initial=state.step, desc=f"{cfg.run.method} {run.task.name}", disable=not show_progress, dynamic_ncols=True)
+    bar = tqdm(total=run.total_steps, initial=state.step, desc=f"{cfg.run.method} {run.task.name}",
+        disable=not show_progress, dynamic_ncols=True)
     while state.step < run.total_steps:
         run.ckpt.epoch_start(epoch)
         for i, batch in enumerate(run.train_loader):
@@ -220,7 +237,8 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
                 resumed = None
             run.meter.add_batch(batch)  # counted on the loader's CPU tensors: no device sync
             batch = {k: v.to(run.device) for k, v in batch.items()}
-            if run.precision.check and "logit_change" not in (record.precision or {}):  # can the format hold δ?
+            if run.precision.check and "logit_change" not in (record.precision or {}):
+                # can the format hold δ?
                 record.precision = check_precision(run.precision, run.model, batch)
             with run.meter.phase("train"):
                 stats = run.method.step(batch)
@@ -228,15 +246,19 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
             run.telemetry.add(state.step, stats)
             loss = stats.get("loss", float("nan"))
             if not math.isfinite(loss):
-                raise NonFiniteLossError(f"non-finite loss ({loss}) at step {state.step}: lower the learning rate or the method's step sizes")
+                raise NonFiniteLossError(f"non-finite loss ({loss}) at step {state.step}: lower the learning "
+                    "rate or the method's step sizes")
             bar.update(1)
-            bar.set_postfix({**{k: f"{v:.4g}" for k, v in stats.items() if k in ("loss", "adv_loss")}, "tok/s": f"{run.meter.tokens_per_second():.0f}"})
+            bar.set_postfix({**{k: f"{v:.4g}" for k, v in stats.items() if k in ("loss", "adv_loss")},
+                "tok/s": f"{run.meter.tokens_per_second():.0f}"})
             if state.step in run.eval_at:
                 _evaluate(run, record, state, keep_best, on_eval)
             if state.stop_signal is not None:
                 path = run.ckpt.save(state, record, epoch, i + 1)
-                raise TrainingInterrupted(f"stopped by {signal.Signals(state.stop_signal).name} at step {state.step}; checkpoint {path}")
-            if cfg.run.checkpoint_every and state.step % cfg.run.checkpoint_every == 0 and state.step < run.total_steps:
+                raise TrainingInterrupted(f"stopped by {signal.Signals(state.stop_signal).name} at step "
+                    f"{state.step}; checkpoint {path}")
+            if (cfg.run.checkpoint_every and state.step % cfg.run.checkpoint_every == 0
+                    and state.step < run.total_steps):
                 run.ckpt.save(state, record, epoch, i + 1)
             if state.step >= run.total_steps:
                 break
@@ -248,7 +270,8 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
 
 
 def finish(run: Run, record: TrialRecord, state: _State, startup_seconds: float | None = None) -> None:
-    """Close the record (``final``, ``cost``), save the model and write test predictions (best weights) if asked."""
+    """Close the record (``final``, ``cost``), save the model and write test predictions (best weights) if
+    asked."""
     record.final = record.evals[-1]
     counts = run.method.counts  # training's passes, the --diagnostics passes and every optimizer update
     record.cost = run.meter.to_dict(state.step, counts.passes, startup_seconds, counts.updates,
@@ -260,13 +283,15 @@ def finish(run: Run, record: TrialRecord, state: _State, startup_seconds: float 
     if run.cfg.run.predict:
         if state.best_state is not None:
             run.model.load_state_dict(state.best_state)
-        path = write_test_predictions(run.cfg, run.task, run.raw, run.model, run.tokenizer, run.device, run.autocast, run.out_dir)
+        path = write_test_predictions(run.cfg, run.task, run.raw, run.model, run.tokenizer, run.device,
+            run.autocast, run.out_dir)
         record.test_predictions = str(path)
 
 
 def _evaluate(run: Run, record: TrialRecord, state: _State, keep_best: bool, on_eval: OnEval | None) -> None:
     with run.meter.phase("evaluate"):
-        ev = evaluate(run.model, run.eval_sets, run.task, run.device, run.autocast, state.step, state.step / run.steps_per_epoch)
+        ev = evaluate(run.model, run.eval_sets, run.task, run.device, run.autocast, state.step,
+            state.step / run.steps_per_epoch)
     ev.telemetry = run.telemetry.evaluation(ev)  # mean step statistics since the previous evaluation
     record.evals.append(ev)
     pick = run.cfg.run.select_metric

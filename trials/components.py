@@ -1,5 +1,6 @@
-"""The component study's bookkeeping (docs/components.md): which (task, rung, seed) cells have a record, an NNI
-search space of only the missing ones, and an experiment's records copied into the repository as they finish.
+"""The component study's bookkeeping (docs/components.md): which (task, rung, seed) cells have a record, an
+NNI search space of only the missing ones, and an experiment's records copied into the repository as they
+finish.
 
 The study's records live at ``<records>/<task>/<rung>-seed<k>/trial.json`` (``results/components`` in this
 repository): SUCCEEDED trial records only, no checkpoints. A cell is done when its record is there; ``status``
@@ -13,10 +14,10 @@ also estimates the trial-hours the other cells need from the finished records::
 ``run`` is the one a study needs: it reads the task from the config's ``trialCommand``, writes a search space
 of the missing cells only (an NNI nested choice, seed-major: every rung of seed 1, then of seed 2, ..., so a
 study stopped half-way still has whole seeds to pair), starts the experiment with ``nnictl`` (GridSearch: each
-missing cell once), copies each SUCCEEDED record into ``<records>`` as it lands, and exits non-zero unless every
-cell then has one. A stopped run loses only its running trials; the next ``run`` does the rest. It refuses
-a checkout whose tracked files have uncommitted changes (the records would name a commit that is not the code
-they ran) unless ``--allow_dirty``.
+missing cell once), copies each SUCCEEDED record into ``<records>`` as it lands, and exits non-zero unless
+every cell then has one. A stopped run loses only its running trials; the next ``run`` does the rest. It
+refuses a checkout whose tracked files have uncommitted changes (the records would name a commit that is not
+the code they ran) unless ``--allow_dirty``.
 
 No ``import nni`` here: ``nnictl`` runs as a subprocess (:mod:`trials.experiment`).
 """
@@ -36,8 +37,8 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from mat.spec.ladder import RUNG_KEY, RUNG_NAMES, get_rung
 from mat.provenance import git_state
+from mat.spec.ladder import RUNG_KEY, RUNG_NAMES, get_rung
 from mat.spec.records import TrialRecord, read_record
 from trials import experiment
 
@@ -62,9 +63,11 @@ def done_cells(records: Path, task: str) -> dict[Cell, Path]:
     for path in sorted((records / task).glob(f"*/{RECORD}")):
         rec = read_record(path)
         rung, seed = _cell_of(rec)
-        if rec.status != "SUCCEEDED" or rec.task != task or path.parent != cell_dir(records, task, rung, seed):
-            raise ValueError(f"{path}: a {rec.status} {rec.task} record of cell ({rung}, seed {seed}) does not belong "
-                             f"here; the folder holds SUCCEEDED records at <task>/<rung>-seed<k>/{RECORD} only")
+        if rec.status != "SUCCEEDED" or rec.task != task or path.parent != cell_dir(records, task, rung,
+            seed):
+            raise ValueError(f"{path}: a {rec.status} {rec.task} record of cell ({rung}, seed {seed}) does "
+                             "not belong here; the folder holds SUCCEEDED records at "
+                             f"<task>/<rung>-seed<k>/{RECORD} only")
         out[(rung, seed)] = path
     return out
 
@@ -85,9 +88,9 @@ def missing_cells(records: Path, task: str, rungs: Sequence[str], seeds: Sequenc
 def nested_space(cells: Iterable[Cell]) -> dict[str, Any]:
     """An NNI search space that GridSearch walks through exactly ``cells``, in their order.
 
-    ``{"seed": {"_type": "choice", "_value": [{"_name": 1, "rung": {"_type": "choice", "_value": [...]}}, ...]}}``:
-    a nested choice (the trial flattens it: :func:`trials.mat_trial.flatten_nested`), one entry per seed in
-    order of first appearance, each with that seed's rungs.
+    ``{"seed": {"_type": "choice", "_value": [{"_name": 1, "rung": {"_type": "choice", "_value": [...]}},
+    ...]}}``: a nested choice (the trial flattens it: :func:`trials.mat_trial.flatten_nested`), one entry per
+    seed in order of first appearance, each with that seed's rungs.
 
     Raises:
         ValueError: no cells.
@@ -102,7 +105,8 @@ def nested_space(cells: Iterable[Cell]) -> dict[str, Any]:
 
 
 def collect(sources: Iterable[Path], records: Path) -> list[Path]:
-    """Copy every SUCCEEDED component-ladder ``trial.json`` found under ``sources`` to its cell; returns the new ones.
+    """Copy every SUCCEEDED component-ladder ``trial.json`` found under ``sources`` to its cell; returns the
+    new ones.
 
     A cell that already has a record keeps it (the first finished trial of a cell is the study's); records
     that are not SUCCEEDED or carry no rung are left where they are.
@@ -152,7 +156,8 @@ def config_task(config: dict[str, Any]) -> str:
 
 def missing_config(config_path: Path, space: dict[str, Any], n_trials: int, workdir: Path,
                    concurrency: int | None = None) -> Path:
-    """A copy of ``config_path`` in ``workdir`` that searches ``space`` for ``n_trials`` trials (paths made absolute),
+    """A copy of ``config_path`` in ``workdir`` that searches ``space`` for ``n_trials`` trials (paths made
+    absolute),
     ``concurrency`` trials at a time when given (else the config's ``trialConcurrency``)."""
     config = yaml.safe_load(config_path.read_text())
     base = config_path.resolve().parent
@@ -197,7 +202,8 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def rung_seconds(records: Path, task: str) -> dict[str, float]:
-    """Median wall seconds of a finished trial per rung (the records' ``cost.wall_seconds.total``): this task's
+    """Median wall seconds of a finished trial per rung (the records' ``cost.wall_seconds.total``): this
+    task's
     records where a rung has some, else those of every task under ``records``."""
     def medians(paths: Iterable[Path]) -> dict[str, float]:
         by: dict[str, list[float]] = {}
@@ -205,7 +211,8 @@ def rung_seconds(records: Path, task: str) -> dict[str, float]:
             rec = read_record(path)
             wall = rec.cost.get("wall_seconds")
             total = wall.get("total") if isinstance(wall, dict) else None
-            if rec.status == "SUCCEEDED" and isinstance(total, (int, float)) and isinstance(rec.params.get(RUNG_KEY), str):
+            if rec.status == "SUCCEEDED" and isinstance(total,
+                (int, float)) and isinstance(rec.params.get(RUNG_KEY), str):
                 by.setdefault(get_rung(rec.params[RUNG_KEY]).name, []).append(float(total))
         return {r: statistics.median(v) for r, v in by.items()}
 
@@ -220,14 +227,16 @@ def estimate(records: Path, task: str, cells: Sequence[Cell], concurrency: int =
     known = [secs[r] for r, _s in cells if r in secs]
     unknown = sorted({r for r, _s in cells if r not in secs})
     hours = sum(known) / 3600
-    line = (f"{len(cells)} cells to run: about {hours:.1f} trial-hours by the finished records' median wall time "
-            f"per rung, {hours / concurrency:.1f} h at {concurrency} at a time")
+    line = (f"{len(cells)} cells to run: about {hours:.1f} trial-hours by the finished records' median wall "
+            f"time per rung, {hours / concurrency:.1f} h at {concurrency} at a time")
     return line + (f"; not counted (no record of the rung yet): {', '.join(unknown)}" if unknown else "")
 
 
-def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequence[int], concurrency: int = 2) -> str:
+def _status_table(records: Path, task: str, rungs: Sequence[str], seeds: Sequence[int],
+    concurrency: int = 2) -> str:
     done = done_cells(records, task)
-    lines = [f"{task}: {sum((r, s) in done for r in rungs for s in seeds)}/{len(rungs) * len(seeds)} cells have a record",
+    lines = [f"{task}: {sum((r, s) in done for r in rungs for s in seeds)}/{len(rungs) * len(seeds)} cells "
+        "have a record",
              f"{'rung':<20} " + " ".join(f"s{s:<3}" for s in seeds)]
     for rung in rungs:
         lines.append(f"{rung:<20} " + " ".join(f"{'done' if (rung, s) in done else '-':<4}" for s in seeds))
@@ -260,7 +269,8 @@ def _run(args: argparse.Namespace) -> int:
     task = config_task(config)
     records = Path(args.records)
     missing = missing_cells(records, task, args.rungs, args.seeds)
-    at_once = args.concurrency or int(config.get("trialConcurrency", 1))  # the one value the run and its estimate use
+    # the one value the run and its estimate use
+    at_once = args.concurrency or int(config.get("trialConcurrency", 1))
     print(_status_table(records, task, args.rungs, args.seeds, at_once), flush=True)
     if not missing:
         print(f"every cell of {task} has a record: nothing to run")
@@ -290,7 +300,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.stop:
             experiment.stop(exp)
     left = missing_cells(records, task, args.rungs, args.seeds)
-    print(f"experiment {exp}: {status}; {len(missing) - len(left)}/{len(missing)} missing cells now have a record")
+    print(f"experiment {exp}: {status}; {len(missing) - len(left)}/{len(missing)} missing cells now have a "
+        "record")
     print(_status_table(records, task, args.rungs, args.seeds, at_once))
     return 1 if left else 0
 
@@ -301,32 +312,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def cells_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--records", default="results/components", help="the study's records (default results/components)")
+        q.add_argument("--records", default="results/components", help="the study's records (default "
+            "results/components)")
         q.add_argument("--rungs", type=_parse_rungs, default=list(RUNG_NAMES),
                        help=f"comma-separated rungs, in this order (default all: {','.join(RUNG_NAMES)})")
-        q.add_argument("--seeds", type=_parse_seeds, default=list(DEFAULT_SEEDS), help="seeds, e.g. 1-5 or 1,3 (default 1-5)")
+        q.add_argument("--seeds", type=_parse_seeds, default=list(DEFAULT_SEEDS), help="seeds, e.g. 1-5 or "
+            "1,3 (default 1-5)")
 
-    s = sub.add_parser("status", help="which cells of a task have a record, and the trial-hours the others need")
+    s = sub.add_parser("status", help="which cells of a task have a record, and the trial-hours the others "
+        "need")
     s.add_argument("--task", required=True, help="GLUE task name, e.g. rte")
     cells_args(s)
     sp = sub.add_parser("space", help="write the NNI search space of the missing cells")
     sp.add_argument("--task", required=True, help="GLUE task name, e.g. rte")
     sp.add_argument("--out", required=True, help="search-space JSON file to write")
     cells_args(sp)
-    c = sub.add_parser("collect", help="copy SUCCEEDED ladder records from experiment or trial folders into --records")
+    c = sub.add_parser("collect", help="copy SUCCEEDED ladder records from experiment or trial folders into "
+        "--records")
     c.add_argument("sources", nargs="+", help="folders searched for trial.json (e.g. ~/nni-experiments/<id>)")
-    c.add_argument("--records", default="results/components", help="the study's records (default results/components)")
-    r = sub.add_parser("run", help="run the missing cells of a components config through NNI, collecting records")
+    c.add_argument("--records", default="results/components", help="the study's records (default "
+        "results/components)")
+    r = sub.add_parser("run", help="run the missing cells of a components config through NNI, collecting "
+        "records")
     r.add_argument("config", help="a components config, e.g. nni_configs/components_rte.yml")
     cells_args(r)
     r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
     r.add_argument("--concurrency", type=_positive_int, default=None,
-                   help="trials at a time (default: the config's trialConcurrency); each trial takes cores / this many "
-                        "threads unless OMP_NUM_THREADS is set. Change it later with: nnictl update concurrency <id> --value N")
-    r.add_argument("--timeout", type=float, default=7 * 86400, help="seconds to wait for the end (default 7 days)")
-    r.add_argument("--collect_every", type=float, default=30.0, help="seconds between record collections (default 30)")
-    r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder (default ~/nni-experiments)")
-    r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep the web UI up)")
+                   help="trials at a time (default: the config's trialConcurrency); each trial takes cores / "
+                        "this many threads unless OMP_NUM_THREADS is set. Change it later with: nnictl "
+                        "update concurrency <id> --value N")
+    r.add_argument("--timeout", type=float, default=7 * 86400, help="seconds to wait for the end (default 7 "
+        "days)")
+    r.add_argument("--collect_every", type=float, default=30.0, help="seconds between record collections "
+        "(default 30)")
+    r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder (default "
+        "~/nni-experiments)")
+    r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep "
+        "the web UI up)")
     r.add_argument("--allow_dirty", action="store_true",
                    help="run even though tracked files have uncommitted changes (refused by default: the "
                         "records would name a commit that is not the code they ran; with this they say "

@@ -196,7 +196,8 @@ def create(config: str, port: int, timeout: float = 120, attempts: int = 3,
 
 def stop(experiment_id: str, timeout: float = 60) -> None:
     """``nnictl stop ID`` (errors ignored: the experiment may already be stopped)."""
-    subprocess.run([nnictl(), "stop", experiment_id], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    subprocess.run([nnictl(), "stop", experiment_id], capture_output=True, timeout=timeout,
+        stdin=subprocess.DEVNULL)
 
 
 def rest(port: int, path: str, timeout: float = 10) -> Any:
@@ -223,18 +224,20 @@ def trial_jobs(port: int) -> list[dict[str, Any]]:
     return out
 
 
-def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_poll: Callable[[], None] | None = None,
+def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True,
+    on_poll: Callable[[], None] | None = None,
          gone_after: float = 30.0, expected: int | None = None, settle: float = 15.0) -> str:
     """Poll until the experiment is DONE/STOPPED/ERROR; returns that status. ``on_poll`` runs after each poll.
 
     ``NO_MORE_TRIAL``/``TUNER_NO_MORE_TRIAL`` with every listed trial done is not yet the end: NNI can say so
-    while the tuner's last parameters have no trial job yet (seen under GridSearch: 2 of 3 trials SUCCEEDED, the
-    third not listed). It ends the wait once ``expected`` trials (the experiment's trial count, where the
+    while the tuner's last parameters have no trial job yet (seen under GridSearch: 2 of 3 trials SUCCEEDED,
+    the third not listed). It ends the wait once ``expected`` trials (the experiment's trial count, where the
     caller knows it) are listed and done, else once the state has held ``settle`` seconds with no new trial.
 
     Raises:
         ExperimentError: ``timeout`` seconds passed first, or the REST API answered once and then stopped
-            answering for ``gone_after`` seconds (``nnictl stop`` from elsewhere: NNI is gone, nothing will end).
+            answering for ``gone_after`` seconds (``nnictl stop`` from elsewhere: NNI is gone, nothing will
+            end).
     """
     start, last, lost = time.time(), None, None
     seen, quiet = False, None
@@ -247,8 +250,9 @@ def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_pol
             status, counts = "STARTING", Counter()
             lost = lost if lost is not None else time.time()
             if seen and time.time() - lost >= gone_after:
-                raise ExperimentError(f"NNI's REST API on port {port} stopped answering {time.time() - lost:.0f} s ago "
-                                      "(the experiment was stopped, e.g. by `nnictl stop`)") from None
+                raise ExperimentError(f"NNI's REST API on port {port} stopped answering "
+                                      f"{time.time() - lost:.0f} s ago (the experiment was stopped, e.g. by "
+                                      "`nnictl stop`)") from None
         state = f"{status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if echo and state != last and not (seen and lost):
             print(f"[{time.time() - start:6.0f}s] {state}", flush=True)
@@ -256,7 +260,8 @@ def wait(port: int, timeout: float, poll: float = 3.0, echo: bool = True, on_pol
         if on_poll is not None:
             on_poll()
         all_done, total = all(s in TRIAL_DONE for s in counts.elements()), sum(counts.values())
-        if all_done and (status in ENDED or (status in NO_MORE and expected is not None and total >= expected)):
+        if all_done and (status in ENDED
+                         or (status in NO_MORE and expected is not None and total >= expected)):
             return status
         if not (all_done and status in NO_MORE):
             quiet = None
@@ -274,7 +279,8 @@ def summary(jobs: list[dict[str, Any]]) -> str:
     for t in sorted(jobs, key=lambda t: t.get("sequenceId", 0)):
         d = t["final"].get("default") if isinstance(t["final"], dict) else t["final"]
         dv = f"{d:9.4f}" if isinstance(d, (int, float)) else f"{'-':>9}"
-        rows.append(f"{t['trialJobId']:<8} {t['status']:<10} {dv}  {json.dumps(t['parameters'], sort_keys=True)}")
+        rows.append(f"{t['trialJobId']:<8} {t['status']:<10} {dv}  "
+            f"{json.dumps(t['parameters'], sort_keys=True)}")
     return "\n".join(rows)
 
 
@@ -299,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("config", help="NNI experiment config (YAML), e.g. nni_configs/quickstart.yml")
     r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
     r.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the end (default 3600)")
-    r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep the web UI up)")
+    r.add_argument("--stop", action="store_true", help="nnictl stop the experiment at the end (default: keep "
+        "the web UI up)")
     r.add_argument("--bind", metavar="ADDRESS", default=None, choices=BIND_CHOICES,
                    help="where NNI's web UI and REST API listen: 127.0.0.1 (the default for the local "
                    "training service), 0.0.0.0 (every IPv4 interface) or :: (every interface; the default "
@@ -336,11 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     print(summary(jobs))
     bad = [t["trialJobId"] for t in jobs if t["status"] != "SUCCEEDED"]
-    print(f"experiment {exp}: {status}; {len(jobs) - len(bad)}/{len(jobs)} trials SUCCEEDED; records in ~/nni-experiments/{exp}/")
+    print(f"experiment {exp}: {status}; {len(jobs) - len(bad)}/{len(jobs)} trials SUCCEEDED; records in "
+        f"~/nni-experiments/{exp}/")
     if args.stop:
         stop(exp)
     if bad or not jobs:
-        print(f"not every trial SUCCEEDED: {bad}; see their logs in the web UI or trial.json", file=sys.stderr)
+        print(f"not every trial SUCCEEDED: {bad}; see their logs in the web UI or trial.json",
+            file=sys.stderr)
         return 1
     return 0
 

@@ -40,8 +40,7 @@ from mat.runtime import set_threads, trial_threads  # noqa: E402
 from mat.spec.config import TrialConfig, apply_overrides  # noqa: E402
 from mat.spec.cost import process_age  # noqa: E402
 from mat.spec.naming import FieldError  # noqa: E402
-from mat.spec.records import EvalResult, TrialRecord, nni_metric, write_json_atomic, write_record  # noqa: E402
-from mat.spec.tasks import get_task  # noqa: E402
+from mat.spec.records import EvalResult, TrialRecord, nni_metric, write_record  # noqa: E402
 from mat.train import TrainingInterrupted, fit  # noqa: E402
 from trials.nni_store import link_tensorboard_for_webui, nni_concurrency, own_parameters  # noqa: E402
 
@@ -60,7 +59,8 @@ def _nni() -> Any | None:
     return nni
 
 
-def _failed_record(cfg: TrialConfig, params: dict[str, Any], error: str, trial_id: str | None, exp_id: str | None) -> TrialRecord:
+def _failed_record(cfg: TrialConfig, params: dict[str, Any], error: str, trial_id: str | None,
+    exp_id: str | None) -> TrialRecord:
     rec = new_record(cfg, trial_id, exp_id)
     rec.params = {**cfg.params(), **params}  # what the trial received, the bad value included
     rec.status, rec.error = "FAILED", error
@@ -68,7 +68,8 @@ def _failed_record(cfg: TrialConfig, params: dict[str, Any], error: str, trial_i
 
 
 def flatten_nested(params: Mapping[str, Any]) -> dict[str, Any]:
-    """NNI's nested-choice parameters as flat keys: ``{"seed": {"_name": 2, "rung": "mat"}}`` -> ``{"seed": 2, "rung": "mat"}``.
+    """NNI's nested-choice parameters as flat keys: ``{"seed": {"_name": 2, "rung": "mat"}}`` -> ``{"seed": 2,
+    "rung": "mat"}``.
 
     A value that is a dict with ``_name`` (what NNI sends for a nested ``choice``, as ``trials.components``
     writes) stands for its ``_name``; its other keys are lifted beside it, recursively. Flat parameters pass
@@ -81,7 +82,8 @@ def flatten_nested(params: Mapping[str, Any]) -> dict[str, Any]:
 
     def put(key: str, value: Any) -> None:
         if key in flat:
-            raise ValueError(f"parameter {key!r} is given twice ({flat[key]!r} and {value!r}) by a nested choice of the search space")
+            raise ValueError(f"parameter {key!r} is given twice ({flat[key]!r} and {value!r}) by a nested "
+                "choice of the search space")
         flat[key] = value
 
     for key, value in params.items():
@@ -117,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one trial; returns the process exit code (0 SUCCEEDED, 1 FAILED, 143 INTERRUPTED)."""
     startup = process_age()  # interpreter start and imports, for the record's cost block
     cfg = parse_cli(argv, required=REQUIRED)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr)
     library_logs_once()
     nni = _nni()
     trial_id = exp_id = None
@@ -125,12 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if nni is not None:
         try:
             params = nni.get_next_parameter() or {}
-        except (OSError, KeyboardInterrupt) as e:  # the experiment was stopped before this trial got its parameters
-            log.warning("no parameters received (%s): the experiment was stopped; `nnictl resume` re-runs this trial", type(e).__name__)
+        except (OSError, KeyboardInterrupt) as e:
+            # the experiment was stopped before this trial got its parameters
+            log.warning("no parameters received (%s): the experiment was stopped; `nnictl resume` re-runs "
+                "this trial", type(e).__name__)
             return EXIT_INTERRUPTED
         trial_id, exp_id = nni.get_trial_id(), nni.get_experiment_id()
         out = cfg.run.output_dir or os.environ.get("NNI_OUTPUT_DIR") or "."
-        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, output_dir=out, trial_id=cfg.run.trial_id or trial_id))
+        run = dataclasses.replace(cfg.run, output_dir=out, trial_id=cfg.run.trial_id or trial_id)
+        cfg = dataclasses.replace(cfg, run=run)
         log.info("NNI trial %s of experiment %s, parameters %s", trial_id, exp_id, params)
         params = own_parameters(nni, Path(out), str(trial_id), params)
         try:
@@ -160,11 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             nni.report_intermediate_result(nni_metric(ev))
         except OSError as e:  # requests' ConnectionError: nnictl stop took NNI's command channel away
             lost.append(f"{type(e).__name__}: {e}")
-            log.warning("NNI is unreachable (%s): the experiment was stopped; checkpointing and stopping", lost[0])
-            signal.raise_signal(signal.SIGTERM)  # fit's handler: checkpoint after this step, record INTERRUPTED
+            log.warning("NNI is unreachable (%s): the experiment was stopped; checkpointing and stopping",
+                lost[0])
+            # fit's handler: checkpoint after this step, record INTERRUPTED
+            signal.raise_signal(signal.SIGTERM)
 
     try:
-        record = fit(trial, record=record, on_eval=report, show_progress=sys.stderr.isatty() or nni is None, startup_seconds=startup)
+        record = fit(trial, record=record, on_eval=report, show_progress=sys.stderr.isatty() or nni is None,
+            startup_seconds=startup)
     except TrainingInterrupted as e:
         if lost:
             record.error = f"NNI became unreachable (experiment stopped: nnictl stop): {record.error}"
@@ -178,11 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if nni is not None:
         try:
             nni.report_final_result(final)  # exactly once: a second report stalls NNI 3.0's TPE (#5689)
-        except OSError as e:  # stopped at the very end: the record is complete; `nnictl resume` re-runs and reports
-            log.warning("trial finished but NNI is unreachable (%s: %s): final result not reported", type(e).__name__, e)
+        except OSError as e:
+            # stopped at the very end: the record is complete; `nnictl resume` re-runs and reports
+            log.warning("trial finished but NNI is unreachable (%s: %s): final result not reported",
+                type(e).__name__, e)
             return EXIT_INTERRUPTED
 
-    log.info("trial SUCCEEDED: best %s (step %d); record %s", final, record.best.step if record.best else -1, trial.out_dir / "trial.json")
+    log.info("trial SUCCEEDED: best %s (step %d); record %s", final, record.best.step if record.best else -1,
+        trial.out_dir / "trial.json")
     print(f"best: {final}", flush=True)
     return 0
 

@@ -32,9 +32,11 @@ log = logging.getLogger("mat.trial")
 PARAMETERS_FILE = "nni_parameters.json"  # the parameter record NNI first sent this trial, in its folder
 
 
-def trial_parameters(jobs: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``{trialJobId: parameters}`` for NNI's ``/trial-jobs`` listing, each trial's parameters found through the
-    ``parameterId`` of its first metric (its own ``hyperParameters`` when it reported none), not through its
+def trial_parameters(jobs: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{trialJobId: parameters}`` for NNI's ``/trial-jobs`` listing, each trial's parameters found through
+    the ``parameterId`` of its first metric (its own ``hyperParameters`` when it reported none), not through
+    its
     ``hyperParameters`` field, which can hold another trial's (microsoft/nni#5726)."""
     by_id: dict[str, dict[str, Any]] = {}
     for t in jobs:
@@ -55,28 +57,31 @@ def trial_parameters(jobs: Sequence[Mapping[str, Any]], metrics: Sequence[Mappin
 def own_parameters(nni: Any, out_dir: Path, trial_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters this trial runs with: the ones NNI sent, except after ``nnictl resume``.
 
-    The first dispatch saves NNI's parameter record in the trial's folder. A re-dispatch (``"parameter_source":
-    "resumed"``) gets the record NNI filed under this trial id, which NNI 3.0 may have filed under the wrong
-    trial when trials start side by side (microsoft/nni#5726: the trial that asks first takes the first queued
-    set); then the saved parameters win, so the trial continues what it ran (its checkpoint matches them).
-    Its reports still carry the re-sent parameter id: NNI's dispatcher crashes on a final result whose id it
-    did not re-dispatch. ``trial.json`` holds the parameters really used.
+    The first dispatch saves NNI's parameter record in the trial's folder. A re-dispatch
+    (``"parameter_source": "resumed"``) gets the record NNI filed under this trial id, which NNI 3.0 may have
+    filed under the wrong trial when trials start side by side (microsoft/nni#5726: the trial that asks first
+    takes the first queued set); then the saved parameters win, so the trial continues what it ran (its
+    checkpoint matches them). Its reports still carry the re-sent parameter id: NNI's dispatcher crashes on a
+    final result whose id it did not re-dispatch. ``trial.json`` holds the parameters really used.
     """
     sent = getattr(getattr(nni, "trial", None), "_params", None) or {}  # NNI's parameter record (private)
     path = out_dir / PARAMETERS_FILE
     first: dict[str, Any] = {}
     if sent.get("parameter_source") == "resumed":
-        log.info("re-dispatched by `nnictl resume` (parameter id %s): continuing from this trial's checkpoint if it has one", sent.get("parameter_id"))
+        log.info("re-dispatched by `nnictl resume` (parameter id %s): continuing from this trial's "
+            "checkpoint if it has one", sent.get("parameter_id"))
         try:
             first = json.loads(path.read_text())
         except (OSError, ValueError):
             first = {}  # stopped before it received its parameters: it starts now, with these
-    if first.get("trial_id") != trial_id or not isinstance(first.get("parameters"), dict) or first["parameters"] == params:
+    if first.get("trial_id") != trial_id or not isinstance(first.get("parameters"),
+        dict) or first["parameters"] == params:
         write_json_atomic(path, {"trial_id": trial_id, **sent})
         return params
     log.warning(
         "NNI re-sent parameter id %s %s, but this trial ran with parameter id %s %s before the stop (NNI 3.0 "
-        "filed its parameters under another trial, microsoft/nni#5726): continuing with the parameters it ran with",
+        "filed its parameters under another trial, microsoft/nni#5726): continuing with the parameters it "
+        "ran with",
         sent.get("parameter_id"), params, first.get("parameter_id"), first["parameters"],
     )
     return dict(first["parameters"])
@@ -111,14 +116,16 @@ def nni_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
         return None
 
 
-def link_tensorboard_for_webui(out_dir: Path, trial_id: str, environ: Mapping[str, str] | None = None) -> Path | None:
+def link_tensorboard_for_webui(out_dir: Path, trial_id: str,
+    environ: Mapping[str, str] | None = None) -> Path | None:
     """Make NNI's web UI find this trial's TensorBoard files; returns the link made, or None.
 
-    The trial writes them to ``$NNI_OUTPUT_DIR/tensorboard`` (``<experiment>/environments/local-env/trials/<id>``
-    on the local training service), but NNI 3.0's TensorBoard manager starts TensorBoard on
-    ``<experiment>/trials/<id>/output/tensorboard`` there (its ``getTrialOutputLocalPath``; ``fetchTrialOutput``
-    copies nothing), so the web UI's TensorBoard showed an empty folder. That path becomes a symbolic link to
-    ``<out_dir>/tensorboard``. Nothing is done outside a local NNI experiment, or where the path holds files.
+    The trial writes them to ``$NNI_OUTPUT_DIR/tensorboard``
+    (``<experiment>/environments/local-env/trials/<id>`` on the local training service), but NNI 3.0's
+    TensorBoard manager starts TensorBoard on ``<experiment>/trials/<id>/output/tensorboard`` there (its
+    ``getTrialOutputLocalPath``; ``fetchTrialOutput`` copies nothing), so the web UI's TensorBoard showed an
+    empty folder. That path becomes a symbolic link to ``<out_dir>/tensorboard``. Nothing is done outside a
+    local NNI experiment, or where the path holds files.
     """
     env = os.environ if environ is None else environ
     sys_dir = env.get("NNI_SYS_DIR")

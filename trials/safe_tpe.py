@@ -27,5 +27,6 @@ class SafeTpeTuner(TpeTuner):
 
     def receive_trial_result(self, parameter_id: int, parameters: Any, value: Any, **kwargs: Any) -> None:
         if parameter_id not in self._running_params and parameter_id in self._params:
-            self._running_params[parameter_id] = self._params[parameter_id]  # ended early by a mislabelled trial end
+            # ended early by a mislabelled trial end
+            self._running_params[parameter_id] = self._params[parameter_id]
         super().receive_trial_result(parameter_id, parameters, value, **kwargs)

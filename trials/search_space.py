@@ -17,7 +17,8 @@ from mat.cli import parse_cli
 from mat.spec.config import apply_overrides, searchable_keys
 from mat.spec.methods import METHOD_ARGS
 
-NNI_TYPES = ("choice", "randint", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal")
+NNI_TYPES = ("choice", "randint", "uniform", "quniform", "loguniform", "qloguniform", "normal", "qnormal",
+    "lognormal", "qlognormal")
 
 
 def search_space_problems(space: Mapping[str, Any], method: str) -> list[str]:
@@ -43,11 +44,14 @@ def search_space_problems(space: Mapping[str, Any], method: str) -> list[str]:
         if not isinstance(values, list) or not values:
             problems.append(f"{key!r}: _value must be a non-empty list, got {values!r}")
             continue
-        candidates = values if kind == "choice" else values[:2] if kind in ("randint", "uniform", "quniform", "loguniform", "qloguniform") else []
+        candidates = values if kind == "choice" else values[:2] if kind in ("randint", "uniform", "quniform",
+            "loguniform", "qloguniform") else []
         for v in candidates:
-            if kind == "choice" and isinstance(v, Mapping) and "_name" in v:  # a nested choice: its name, then its own keys
+            if kind == "choice" and isinstance(v, Mapping) and "_name" in v:
+                # a nested choice: its name, then its own keys
                 inner = {k: s for k, s in v.items() if k != "_name"}
-                problems += [f"{key!r} = {v['_name']!r}: {msg}" for msg in search_space_problems(inner, method)]
+                problems += [f"{key!r} = {v['_name']!r}: {msg}"
+                             for msg in search_space_problems(inner, method)]
                 v = v["_name"]
             try:
                 apply_overrides(base, {key: v})
@@ -60,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: check one or more search-space files; exit 1 on any problem."""
     p = argparse.ArgumentParser(prog="python -m trials.search_space", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", help="NNI search-space JSON files")
-    p.add_argument("--method", required=True, choices=list(METHOD_ARGS), help="the --method of the trialCommand")
+    p.add_argument("--method", required=True, choices=list(METHOD_ARGS), help="the --method of the "
+        "trialCommand")
     args = p.parse_args(argv)
     bad = 0
     for f in args.files:
@@ -70,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{f}: cannot be read as JSON: {e}")
             bad += 1
             continue
-        problems = search_space_problems(space, args.method) if isinstance(space, dict) else ["not a JSON object"]
+        problems = search_space_problems(space, args.method) if isinstance(space, dict) else ["not a JSON "
+            "object"]
         for msg in problems:
             print(f"{f}: {msg}")
         bad += bool(problems)

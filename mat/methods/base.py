@@ -1,7 +1,8 @@
 """What every training method shares: model inputs, forwards on embeddings, backward and optimizer steps.
 
-A method is built as ``Method(model, optimizer, scheduler, task, args)`` (docs/design.md, "The method interface")
-and runs one whole training step per call of :meth:`Method.step`. This module holds the plumbing so the
+A method is built as ``Method(model, optimizer, scheduler, task, args)`` (docs/design.md, "The method
+interface") and runs one whole training step per call of :meth:`Method.step`. This module holds the plumbing
+so the
 method modules read like their papers:
 
 * the word-embedding module (``model.get_input_embeddings()``) and forwards with ``inputs_embeds``, for any
@@ -68,7 +69,8 @@ def forward_keys(model: nn.Module) -> frozenset[str]:
     params = inspect.signature(model.forward).parameters
     names = frozenset(n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     if "inputs_embeds" not in names:
-        raise TypeError(f"{type(model).__name__}.forward takes no inputs_embeds; the training methods need it")
+        raise TypeError(f"{type(model).__name__}.forward takes no inputs_embeds; the training methods need "
+            "it")
     return names
 
 
@@ -270,7 +272,8 @@ class Method(Generic[A]):
         self.counts.updates += 1  # every optimizer step, one the fp16 GradScaler then skips too
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        measure = self.stats.before_update(int(getattr(self.scheduler, "last_epoch", 0)))  # every 10th step: θ copied
+        # every 10th step: θ copied
+        measure = self.stats.before_update(int(getattr(self.scheduler, "last_epoch", 0)))
         if self.max_grad_norm > 0:  # the clip computes the norm (before clipping): recorded at every step
             self.stats.add("grad_norm", torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
         elif measure:  # no host sync: read in floats()
@@ -313,7 +316,8 @@ class Method(Generic[A]):
         return float(self.optimizer.param_groups[0]["lr"])
 
     def step_stats(self, *always: str) -> dict[str, Tensor]:
-        """Means over this step's optimizer steps of ``grad_norm``, ``update_norm`` (when measured) and the method's own."""
+        """Means over this step's optimizer steps of ``grad_norm``, ``update_norm`` (when measured) and the
+        method's own."""
         return self.stats.means(*always)
 
     @staticmethod
@@ -321,8 +325,10 @@ class Method(Generic[A]):
         """Scalars (tensors or floats) as plain floats, with a single device synchronisation."""
         keys = list(values)
         tensors = [v for v in values.values() if isinstance(v, Tensor)]
-        got = iter(torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist()) if tensors else iter(())
-        return {k: (next(got) if isinstance(values[k], Tensor) else float(values[k])) for k in keys}  # type: ignore[arg-type]
+        got = (iter(torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist()) if tensors
+               else iter(()))
+        return {k: (next(got) if isinstance(values[k], Tensor) else float(values[k]))  # type: ignore[arg-type]
+                for k in keys}
 
     def named_params(self) -> Iterator[tuple[str, Tensor]]:
         """(name, parameter) for the optimizer's parameters, names as in ``model.named_parameters()``."""
@@ -335,8 +341,9 @@ METHODS: dict[str, type[Method[Any]]] = {}  # spec name -> the class that trains
 
 
 def register_method(spec: MethodSpec[Any]) -> Callable[[type[M]], type[M]]:
-    """Class decorator: the class trains the method ``spec`` (a registered :class:`~mat.spec.methods.MethodSpec`),
-    as fairseq's ``@register_criterion`` binds a criterion to its name.
+    """Class decorator: the class trains the method ``spec`` (a registered
+    :class:`~mat.spec.methods.MethodSpec`), as fairseq's ``@register_criterion`` binds a criterion to its
+    name.
 
     Raises:
         ValueError: ``spec`` is not the registered spec of its name, or another class trains it already.
@@ -344,7 +351,8 @@ def register_method(spec: MethodSpec[Any]) -> Callable[[type[M]], type[M]]:
 
     def bind(cls: type[M]) -> type[M]:
         if METHOD_SPECS.get(spec.name) is not spec:
-            raise ValueError(f"method {spec.name!r}: register its spec (mat.spec.methods.register_spec) first")
+            raise ValueError(f"method {spec.name!r}: register its spec (mat.spec.methods.register_spec) "
+                "first")
         if METHODS.get(spec.name, cls) is not cls:
             raise ValueError(f"method {spec.name!r} is trained by {METHODS[spec.name].__name__} already")
         cls.name = spec.name

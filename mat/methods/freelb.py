@@ -61,7 +61,8 @@ class FreeLB(Method[FreeLBArgs]):
     """FreeLB step (module docstring); ``args`` is a :class:`mat.spec.methods.FreeLBArgs`.
 
     ``step`` returns ``loss`` (mean over the K steps of L(f(θ, e+δ_t))), ``delta_norm`` (mean
-    per-example norm of the last δ used, in ``norm_type``), ``lr``, ``grad_norm`` (every step: FreeLB clips) and, every 10th step, ``update_norm``.
+    per-example norm of the last δ used, in ``norm_type``), ``lr``, ``grad_norm`` (every step: FreeLB clips)
+    and, every 10th step, ``update_norm``.
     """
 
     def step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:

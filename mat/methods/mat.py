@@ -1,7 +1,8 @@
 """MAT: Mixed-strategy Adversarial Training (Zhong et al.; Algorithm 2 of the paper).
 
 One training step per batch, as docs/design.md ("The MAT step") specifies it; hyperparameters are the flags of
-the authors' code (Charles-Zhong/MAT ``MAT.py``, ``utils/function.py``), fields of :class:`mat.spec.methods.MATArgs`.
+the authors' code (Charles-Zhong/MAT ``MAT.py``, ``utils/function.py``), fields of
+:class:`mat.spec.methods.MATArgs`.
 With e = the word embeddings of the batch (B, T, H) and θ_t the parameters:
 
 1. δ phase (eq. 11 for δ). δ ~ init, δ̄ = δ; f(θ_t, e) once, without gradients; K_δ times:
@@ -54,7 +55,8 @@ from mat.optim import OPTIMIZER_CLASSES
 from mat.spec.methods import MAT_SPEC, MATArgs
 
 _GRAD_NORM_FLOOR = 1e-8  # the authors' clamp of ‖g‖∞ in update_delta
-_DIAGNOSTIC_SEED = 0x5EED_D1A6  # + the step: dropout masks of the λ = 0 diagnostic forward, apart from training's
+# + the step: dropout masks of the λ = 0 diagnostic forward, apart from training's
+_DIAGNOSTIC_SEED = 0x5EED_D1A6
 
 
 # ---------------------------------------------------------------------------------- δ, as pure functions
@@ -134,7 +136,8 @@ def standard_normal_(buf: Tensor, chunk: int = NOISE_CHUNK, workers: int | None 
 
 @torch.no_grad()
 def clip_linf_(delta: Tensor, max_norm: float) -> Tensor:
-    """Rescale each example whose ‖δ‖∞ exceeds ``max_norm`` onto it (the authors' rule), in place (0: no bound)."""
+    """Rescale each example whose ‖δ‖∞ exceeds ``max_norm`` onto it (the authors' rule), in place (0: no
+    bound)."""
     if max_norm > 0:
         norm = per_example_norm(delta, "inf")
         delta.mul_((max_norm / norm.clamp_min(torch.finfo(norm.dtype).tiny)).clamp_(max=1.0))
@@ -182,8 +185,9 @@ class MAT(Method[MATArgs]):
         expected = OPTIMIZER_CLASSES[args.sampler]
         if type(optimizer) is not expected:
             raise TypeError(
-                f"MAT sampler {args.sampler!r} needs a {expected.__name__} optimizer, got {type(optimizer).__name__} "
-                f"(build it with mat.optim.build_optimizer(model, {args.sampler!r}, ...))"
+                f"MAT sampler {args.sampler!r} needs a {expected.__name__} optimizer, got "
+                f"{type(optimizer).__name__} (build it with mat.optim.build_optimizer(model, "
+                f"{args.sampler!r}, ...))"
             )
         self.gammas = [self._base_lr(g) for g in self.optimizer.param_groups]  # γ_θ per parameter group
         self.flat = FlatParams(self.params)  # θ in one contiguous buffer (per device/dtype)
@@ -221,7 +225,8 @@ class MAT(Method[MATArgs]):
 
     def consistency(self, a: Tensor, b: Tensor) -> Tensor:
         """ℓ_s (float32): symmetric KL (batch mean), or for regression the squared error summed or averaged
-        over the batch as ``consistency_reduction`` says (the authors' ``sum``; the harness's default ``mean``)."""
+        over the batch as ``consistency_reduction`` says (the authors' ``sum``; the harness's default
+        ``mean``)."""
         return consistency_loss(a, b, self.is_regression, self.args.consistency_reduction)
 
     # --------------------------------------------------------------------------------------- δ phase
@@ -306,7 +311,8 @@ class MAT(Method[MATArgs]):
             if self.optimizer_step():  # fp16: a step the GradScaler skipped (inf gradients) is no sample
                 self._langevin_()  # θ ← θ + sqrt(2·lr)·ε_θ·ξ  (eq. 11/12)
                 if self._bar_buf:
-                    ema_(self._bar_buf, self.flat.buffers, a.beta_s)  # θ̄ ← β_s·θ̄ + (1−β_s)·θ  (Alg. 2, line 10)
+                    # θ̄ ← β_s·θ̄ + (1−β_s)·θ  (Alg. 2, line 10)
+                    ema_(self._bar_buf, self.flat.buffers, a.beta_s)
             total_task += loss.detach()
             total_adv += adv_loss.detach()
         self._zero_grads()
@@ -325,9 +331,11 @@ class MAT(Method[MATArgs]):
 
     @torch.no_grad()
     def _langevin_(self) -> None:
-        """θ ← θ + sqrt(2·lr)·ε_θ·ξ per parameter group, ε_θ = ratio·γ_θ; the gradient buffer is the scratch."""
+        """θ ← θ + sqrt(2·lr)·ε_θ·ξ per parameter group, ε_θ = ratio·γ_θ; the gradient buffer is the
+        scratch."""
         ratio = self.args.sampling_noise_ratio
-        stds = [math.sqrt(2 * g["lr"]) * ratio * gamma for g, gamma in zip(self.optimizer.param_groups, self.gammas)]
+        stds = [math.sqrt(2 * g["lr"]) * ratio * gamma
+                for g, gamma in zip(self.optimizer.param_groups, self.gammas)]
         square = torch.zeros((), device=self.device)  # ‖Σ_g std_g·ξ_g‖², when this step is measured
         if any(s > 0 for s in stds):
             for buf in self._grad_buf:  # the gradients were consumed by the optimizer step

@@ -106,7 +106,8 @@ class SMART(Method[SMARTArgs]):
     """SMART step (module docstring); ``args`` is a :class:`mat.spec.methods.SMARTArgs`.
 
     ``step`` returns ``loss`` (L), ``adv_loss`` (adv_alpha·R_s), ``bregman_loss`` (bregman_mu·D_Breg),
-    ``noise_norm`` (mean per-example ‖ν‖∞), ``lr``, ``grad_norm`` (every step when clipping) and, every 10th step, ``update_norm``.
+    ``noise_norm`` (mean per-example ‖ν‖∞), ``lr``, ``grad_norm`` (every step when clipping) and, every 10th
+    step, ``update_norm``.
     """
 
     def __init__(self, model: Any, optimizer: Any, scheduler: Any, task: Any, args: Any, **kw: Any) -> None:
@@ -142,11 +143,14 @@ class SMART(Method[SMARTArgs]):
         if self.flat is not None:
             self.flat.rebind()
             with torch.no_grad():
-                torch._foreach_lerp_(self._teacher_buf, self.flat.buffers, 1.0 - a.bregman_beta)  # θ̃ ← β·θ̃ + (1−β)·θ
-        return self.floats(loss=loss, adv_loss=adv_loss, bregman_loss=breg, noise_norm=noise_norm, lr=lr, **self.step_stats())
+                # θ̃ ← β·θ̃ + (1−β)·θ
+                torch._foreach_lerp_(self._teacher_buf, self.flat.buffers, 1.0 - a.bregman_beta)
+        return self.floats(loss=loss, adv_loss=adv_loss, bregman_loss=breg, noise_norm=noise_norm, lr=lr,
+            **self.step_stats())
 
     def smoothness(self, adv: Tensor, clean: Tensor) -> Tensor:
-        """R_s's ℓ_s, (B, C) x (B, C) -> scalar: mt-dnn's detached-target symmetric KL; squared error for regression."""
+        """R_s's ℓ_s, (B, C) x (B, C) -> scalar: mt-dnn's detached-target symmetric KL; squared error for
+        regression."""
         if self.is_regression:
             return self.consistency(adv, clean)
         return symmetric_kl_detached(adv, clean)
@@ -169,7 +173,8 @@ class SMART(Method[SMARTArgs]):
     def _teacher_logits(self, inp: Inputs) -> Tensor:
         params = dict(zip(self.param_names, self.teacher))
         with self.autocast():
-            out = functional_call(self.model, params, args=(), kwargs={"input_ids": inp.input_ids, **inp.kwargs}, strict=False)
+            out = functional_call(self.model, params, args=(),
+                kwargs={"input_ids": inp.input_ids, **inp.kwargs}, strict=False)
         return out.logits
 
     def state_dict(self) -> dict[str, Any]:
@@ -186,4 +191,5 @@ class SMART(Method[SMARTArgs]):
             if missing:
                 raise KeyError(f"SMART teacher state lacks {len(missing)} parameters, e.g. {missing[:3]}")
             with torch.no_grad():
-                torch._foreach_copy_(self.teacher, [saved[n].to(t.device, t.dtype) for n, t in zip(self.param_names, self.teacher)])
+                torch._foreach_copy_(self.teacher,
+                    [saved[n].to(t.device, t.dtype) for n, t in zip(self.param_names, self.teacher)])

@@ -1,4 +1,5 @@
-"""Per-step statistics kept as device tensors until the step ends (one host sync per step, in ``Method.floats``).
+"""Per-step statistics kept as device tensors until the step ends (one host sync per step, in
+``Method.floats``).
 
 A method's step may run several optimizer steps (MAT's K_θ); the gradient norm, the size of each optimizer
 update and the Langevin noise are measured at every one of them without reading a number back to the host:
@@ -11,8 +12,8 @@ which converts every statistic of the step with a single ``tolist()``.
   included; MAT's Langevin noise is added after it and measured apart);
 * ``theta_noise_norm`` (MAT): ‖Σ_g std_g·ξ_g‖₂, the norm of the noise added to θ after an optimizer step.
 
-Each costs one or more passes over all parameters (``update_norm``: a copy, a subtraction and a norm, ~10% of a
-vanilla MiniLM step on CPU), so they are measured at the first optimizer step of every
+Each costs one or more passes over all parameters (``update_norm``: a copy, a subtraction and a norm, ~10% of
+a vanilla MiniLM step on CPU), so they are measured at the first optimizer step of every
 :data:`MEASURE_EVERY`-th training step (scheduler steps 0, 10, 20...: the same steps after a resume), and
 those steps alone report them; ``grad_norm`` is recorded at every optimizer step when gradients are clipped
 (the clip computes it anyway).
@@ -77,13 +78,15 @@ class Counts:
         self.updates = int(state.get("updates", self.updates))
 
 def global_norm(tensors: Sequence[Tensor]) -> Tensor:
-    """‖(t_1, ..., t_n)‖₂ over all elements of ``tensors`` (a non-empty list on one device): a float32 scalar."""
+    """‖(t_1, ..., t_n)‖₂ over all elements of ``tensors`` (a non-empty list on one device): a float32
+    scalar."""
     norms = torch._foreach_norm(list(tensors))  # type: ignore[attr-defined]
     return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
 
 def grad_norm(params: Sequence[Tensor]) -> Tensor:
-    """The global L2 norm of the gradients of ``params`` (those that have one); a scalar tensor, no host sync."""
+    """The global L2 norm of the gradients of ``params`` (those that have one); a scalar tensor, no host
+    sync."""
     grads = [p.grad.detach() for p in params if p.grad is not None]
     return global_norm(grads) if grads else torch.zeros((), device=params[0].device)
 
@@ -127,7 +130,8 @@ class StepStats:
     def after_update(self) -> None:
         """Add ``update_norm`` = ‖θ_after − θ_before‖₂ when measuring (the snapshot is overwritten)."""
         if self.measuring:
-            torch._foreach_sub_(self._snapshot, self.tracked)  # type: ignore[attr-defined]  # θ_before − θ_after
+            # θ_before − θ_after
+            torch._foreach_sub_(self._snapshot, self.tracked)  # type: ignore[attr-defined]
             self.add("update_norm", global_norm(self._snapshot))
 
     def means(self, *always: str) -> dict[str, Tensor]:

@@ -14,9 +14,9 @@ from mat.spec.methods import VANILLA_SPEC, VanillaArgs
 class Vanilla(Method[VanillaArgs]):
     """Plain fine-tuning: loss = L(f(θ, x), y); one optimizer step and one scheduler step per batch.
 
-    Returns ``loss`` (the task loss), ``lr`` (the learning rate the step used), ``grad_norm`` (before clipping:
-    every step when clipping, else every 10th) and, every 10th step, ``update_norm`` (‖Δθ‖₂ of the optimizer
-    step; :mod:`mat.methods.stats`).
+    Returns ``loss`` (the task loss), ``lr`` (the learning rate the step used), ``grad_norm`` (before
+    clipping: every step when clipping, else every 10th) and, every 10th step, ``update_norm`` (‖Δθ‖₂ of the
+    optimizer step; :mod:`mat.methods.stats`).
     """
 
     def step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:

@@ -37,38 +37,67 @@ class RunArgs(_Checked):
     """Run settings: what to train on, where to write, how often to evaluate. Not searched."""
 
     task: str = _f("rte", f"Task name: {' '.join(TASKS)}.")
-    model: str = _f("minilm", "Hub id or local path of the pre-trained model; 'minilm' = the packaged all-MiniLM-L6-v2.")
+    model: str = _f("minilm", "Hub id or local path of the pre-trained model; 'minilm' = the packaged "
+        "all-MiniLM-L6-v2.")
     method: str = _f(DEFAULT_METHOD, "Training method.", choices=METHOD_SPECS)
-    output_dir: str | None = _f(None, "Where trial.json, predictions and checkpoints go (default: $NNI_OUTPUT_DIR under NNI, else runs/<task>-<method>-seed<seed> in the current folder).")
-    data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout, as `python -m mat.data prepare --out DIR` writes it (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
+    output_dir: str | None = _f(None, "Where trial.json, predictions and checkpoints go (default: "
+        "$NNI_OUTPUT_DIR under NNI, else runs/<task>-<method>-seed<seed> in the current folder).")
+    data_dir: str | None = _f(None, "Local data folder in the glue_data/anli layout, as `python -m mat.data "
+        "prepare --out DIR` writes it (default: $MAT_DATA_DIR, else the Hugging Face Hub).")
     cache_dir: str | None = _f(None, "Cache for tokenized datasets (default: ~/.cache/mat_harness).")
     device: str = _f("auto", "auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    precision: str = _f("auto", "auto: on CUDA bf16 (fp16 without bf16) unless the method's perturbation is below that format's resolution, then fp32; on CPU fp32. bf16/fp16: autocast as asked (CUDA or CPU), measured against the perturbation on the first batch. fp32: no autocast.", choices=("auto", "bf16", "fp16", "fp32"))
-    max_length: int = _f(512, "Maximum tokens per example (longer inputs are truncated; batches are padded dynamically).", rng=(8, 4096))
-    max_train_samples: int | None = _f(None, "Use only the first N training examples (as in run_glue).", rng=(1, 10**9))
-    max_eval_samples: int | None = _f(None, "Use only the first N examples of each evaluation split.", rng=(1, 10**9))
-    eval_times: int = _f(1, "Evaluations per epoch (the authors' knob); where they fall: --eval_schedule.", rng=(1, 10**6))
-    eval_schedule: str = _f("per_epoch", "per_epoch: eval_times evenly spaced in each epoch, and one at the last step. authors: the authors' MAT.py, after batch j = k*e + 1 (k >= 1, 1-based, counted across epochs), e = batches per epoch // eval_times, and none at the end.", choices=("per_epoch", "authors"))
-    select_metric: str = _f("score", "The dev metric that picks the best evaluation (the record's best): score (the task score, the mean of the task's metrics) or one metric of the task, e.g. accuracy (the authors' rule: their first metric).")
-    eval_splits: str = _f("", "Comma-separated extra labelled splits to evaluate at each evaluation, e.g. 'adv_validation' (AdvGLUE) or 'test_r1' (ANLI).")
+    precision: str = _f("auto", "auto: on CUDA bf16 (fp16 without bf16) unless the method's perturbation is "
+        "below that format's resolution, then fp32; on CPU fp32. bf16/fp16: autocast as asked (CUDA or CPU), "
+        "measured against the perturbation on the first batch. fp32: no autocast.",
+        choices=("auto", "bf16", "fp16", "fp32"))
+    max_length: int = _f(512, "Maximum tokens per example (longer inputs are truncated; batches are padded "
+        "dynamically).", rng=(8, 4096))
+    max_train_samples: int | None = _f(None, "Use only the first N training examples (as in run_glue).",
+        rng=(1, 10**9))
+    max_eval_samples: int | None = _f(None, "Use only the first N examples of each evaluation split.",
+        rng=(1, 10**9))
+    eval_times: int = _f(1, "Evaluations per epoch (the authors' knob); where they fall: --eval_schedule.",
+        rng=(1, 10**6))
+    eval_schedule: str = _f("per_epoch", "per_epoch: eval_times evenly spaced in each epoch, and one at the "
+        "last step. authors: the authors' MAT.py, after batch j = k*e + 1 (k >= 1, 1-based, counted across "
+        "epochs), e = batches per epoch // eval_times, and none at the end.",
+        choices=("per_epoch", "authors"))
+    select_metric: str = _f("score", "The dev metric that picks the best evaluation (the record's best): "
+        "score (the task score, the mean of the task's metrics) or one metric of the task, e.g. accuracy "
+        "(the authors' rule: their first metric).")
+    eval_splits: str = _f("", "Comma-separated extra labelled splits to evaluate at each evaluation, e.g. "
+        "'adv_validation' (AdvGLUE) or 'test_r1' (ANLI).")
     eval_batch_size: int = _f(64, "Batch size for evaluation.", rng=(1, 4096))
-    predict: bool = _f(False, "Write test-set predictions in the GLUE submission format at the end (best weights).")
-    diagnostics: bool = _f(False, "MAT: also report the consistency loss with delta = 0 (dropout-only), to see which term acts.")
-    max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs for the schedule).", rng=(1, 10**9))
-    checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT). A rerun into the same output dir resumes from it.", rng=(0, 10**9))
-    save_model: bool = _f(False, "Save the final model and tokenizer to <output_dir>/model (safetensors) at the end.")
+    predict: bool = _f(False, "Write test-set predictions in the GLUE submission format at the end (best "
+        "weights).")
+    diagnostics: bool = _f(False, "MAT: also report the consistency loss with delta = 0 (dropout-only), to "
+        "see which term acts.")
+    max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs for the "
+        "schedule).", rng=(1, 10**9))
+    checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT). A "
+        "rerun into the same output dir resumes from it.", rng=(0, 10**9))
+    save_model: bool = _f(False, "Save the final model and tokenizer to <output_dir>/model (safetensors) at "
+        "the end.")
     num_workers: int = _f(0, "DataLoader worker processes.", rng=(0, 64))
-    group_by_length: bool = _f(False, "Train on batches of similar length (mega-batches of 50 batches sorted by length, batch order shuffled by the seed, as HF Trainer): less padding, but other examples share a batch. Evaluation batches are always sorted by length.")
-    num_threads: int = _f(0, "CPU threads of this trial (torch.set_num_threads). 0: $OMP_NUM_THREADS if set; under NNI, the machine's cores divided by the experiment's trialConcurrency; else torch's default (every core).", rng=(0, 4096))
-    train_mix: str = _f("task", "Training data: the task's own train split, or (ANLI tasks) 'combined': SNLI + MNLI + FEVER-NLI + ANLI R1-R3, the training set of the paper's ANLI runs (section 4.2).", choices=("task", "combined"))
-    trial_id: str | None = _f(None, "Trial id written in the record (default: $NNI_TRIAL_JOB_ID under NNI, else the output dir name).")
+    group_by_length: bool = _f(False, "Train on batches of similar length (mega-batches of 50 batches sorted "
+        "by length, batch order shuffled by the seed, as HF Trainer): less padding, but other examples share "
+        "a batch. Evaluation batches are always sorted by length.")
+    num_threads: int = _f(0, "CPU threads of this trial (torch.set_num_threads). 0: $OMP_NUM_THREADS if set; "
+        "under NNI, the machine's cores divided by the experiment's trialConcurrency; else torch's default "
+        "(every core).", rng=(0, 4096))
+    train_mix: str = _f("task", "Training data: the task's own train split, or (ANLI tasks) 'combined': SNLI "
+        "+ MNLI + FEVER-NLI + ANLI R1-R3, the training set of the paper's ANLI runs (section 4.2).",
+        choices=("task", "combined"))
+    trial_id: str | None = _f(None, "Trial id written in the record (default: $NNI_TRIAL_JOB_ID under NNI, "
+        "else the output dir name).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_select_metric(self.task, self.select_metric)
         if self.train_mix == "combined" and not self.task.strip().lower().startswith("anli"):
             raise ValueError(
-                f"--train_mix combined is the ANLI training recipe; {self.task} trains on its own train split (use --train_mix task)"
+                f"--train_mix combined is the ANLI training recipe; {self.task} trains on its own train "
+                "split (use --train_mix task)"
             )
 
 
@@ -79,16 +108,28 @@ class RunArgs(_Checked):
 class TrainArgs(_Checked):
     """Searchable hyperparameters shared by every method."""
 
-    learning_rate: float | None = _f(None, "Peak learning rate (MAT: = sampling_step_theta). Default per method (method_train_defaults): MAT 1e-5 (or its sampling_step_theta), the others 2e-5.", rng=(0.0, 1.0))
+    learning_rate: float | None = _f(None, "Peak learning rate (MAT: = sampling_step_theta). Default per "
+        "method (method_train_defaults): MAT 1e-5 (or its sampling_step_theta), the others 2e-5.",
+        rng=(0.0, 1.0))
     epochs: float = _f(3.0, "Training epochs (fractions allowed).", rng=(0.0, 1000.0))
     batch_size: int = _f(32, "Training batch size.", rng=(1, 65536))
     seed: int = _f(42, "Random seed (python, numpy, torch, data order).", rng=(0, 2**32 - 1))
-    warmup_ratio: float = _f(0.1, "Fraction of steps with linear warm-up (the authors' default 0.1).", rng=(0.0, 1.0))
-    warmup_rounding: str = _f("floor", "Warm-up steps from warmup_ratio * total steps: floor (whole steps) or none (the fraction itself, as the authors' MAT.py passes it: SST-2 1052.5).", choices=("floor", "none"))
-    weight_decay: float | None = _f(None, "Weight decay: decoupled for AdamW (adamw, MAT's adam), an L2 term for SGD and RMSprop (MAT's sgld, rmsprop). Default per method: MAT 0.01 with adam and 0 with sgld/rmsprop (the authors' torch defaults), the others 0.01.", rng=(0.0, 1.0))
-    weight_decay_scope: str | None = _f(None, "Which parameters decay: all, or no_bias_norm (not biases and LayerNorm weights, the HF convention). Default per method: MAT all (the authors' optim(model.parameters())), the others no_bias_norm.", choices=DECAY_SCOPES)
-    max_grad_norm: float | None = _f(None, "Gradient clipping norm before every optimizer step (0: off). Default per method: MAT 0 and R3F 0 (their references never clip), vanilla, FreeLB and SMART 1.0.", rng=(0.0, _INF))
-    lr_scheduler_type: str = _f("linear", "transformers.get_scheduler schedule.", choices=("linear", "cosine", "constant", "constant_with_warmup", "polynomial"))
+    warmup_ratio: float = _f(0.1, "Fraction of steps with linear warm-up (the authors' default 0.1).",
+        rng=(0.0, 1.0))
+    warmup_rounding: str = _f("floor", "Warm-up steps from warmup_ratio * total steps: floor (whole steps) "
+        "or none (the fraction itself, as the authors' MAT.py passes it: SST-2 1052.5).",
+        choices=("floor", "none"))
+    weight_decay: float | None = _f(None, "Weight decay: decoupled for AdamW (adamw, MAT's adam), an L2 term "
+        "for SGD and RMSprop (MAT's sgld, rmsprop). Default per method: MAT 0.01 with adam and 0 with "
+        "sgld/rmsprop (the authors' torch defaults), the others 0.01.", rng=(0.0, 1.0))
+    weight_decay_scope: str | None = _f(None, "Which parameters decay: all, or no_bias_norm (not biases and "
+        "LayerNorm weights, the HF convention). Default per method: MAT all (the authors' "
+        "optim(model.parameters())), the others no_bias_norm.", choices=DECAY_SCOPES)
+    max_grad_norm: float | None = _f(None, "Gradient clipping norm before every optimizer step (0: off). "
+        "Default per method: MAT 0 and R3F 0 (their references never clip), vanilla, FreeLB and SMART 1.0.",
+        rng=(0.0, _INF))
+    lr_scheduler_type: str = _f("linear", "transformers.get_scheduler schedule.",
+        choices=("linear", "cosine", "constant", "constant_with_warmup", "polynomial"))
     adam_epsilon: float = _f(1e-8, "Epsilon of AdamW / the adam sampler.", rng=(0.0, 1.0))
 
 
@@ -98,7 +139,8 @@ PER_METHOD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainDefaults)
 
 # Run settings that change a trial's result (the rest, e.g. output_dir or device, do not): recorded with the
 # parameters, part of an analysis's configuration key and of a checkpoint's fingerprint.
-RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps", "eval_times", "eval_splits", "train_mix", "group_by_length", "eval_schedule", "select_metric")
+RESULT_RUN_KEYS: tuple[str, ...] = ("max_train_samples", "max_eval_samples", "max_length", "max_steps",
+    "eval_times", "eval_splits", "train_mix", "group_by_length", "eval_schedule", "select_metric")
 
 
 @dataclass(frozen=True)
@@ -122,9 +164,11 @@ class TrialConfig:
         spec = METHOD_SPECS[self.run.method]
         expected = spec.args
         if not isinstance(self.method, expected):
-            raise ValueError(f"method args {type(self.method).__name__} do not match --method {self.run.method} ({expected.__name__})")
+            raise ValueError(f"method args {type(self.method).__name__} do not match --method "
+                f"{self.run.method} ({expected.__name__})")
         previous = dict(self.defaulted)
-        unset = [n for n in PER_METHOD_FIELDS if getattr(self.train, n) is None or getattr(self.train, n) == previous.get(n, None)]
+        unset = [n for n in PER_METHOD_FIELDS
+                 if getattr(self.train, n) is None or getattr(self.train, n) == previous.get(n, None)]
         cleared: dict[str, Any] = {n: None for n in unset}
         given = dataclasses.replace(self.train, **cleared)
         defaults = method_train_defaults(spec, self.method, given)
@@ -138,12 +182,15 @@ class TrialConfig:
         return dataclasses.replace(self.train, **cleared)
 
     def run_settings(self) -> dict[str, Any]:
-        """The run settings that change what is trained or measured (:data:`RESULT_RUN_KEYS`): the record's ``run``."""
+        """The run settings that change what is trained or measured (:data:`RESULT_RUN_KEYS`): the record's
+        ``run``."""
         return {k: getattr(self.run, k) for k in RESULT_RUN_KEYS}
 
     def params(self) -> dict[str, Any]:
-        """Every resolved hyperparameter (train + method, and ``rung`` if set), as written in the record's ``params``."""
-        return {**dataclasses.asdict(self.train), **dataclasses.asdict(self.method), **({RUNG_KEY: self.rung} if self.rung else {})}
+        """Every resolved hyperparameter (train + method, and ``rung`` if set), as written in the record's
+        ``params``."""
+        return {**dataclasses.asdict(self.train), **dataclasses.asdict(self.method),
+            **({RUNG_KEY: self.rung} if self.rung else {})}
 
 
 def resolve_learning_rate(spec: MethodSpec[Any], train: TrainArgs, args: Any) -> float:
@@ -161,7 +208,8 @@ def resolve_learning_rate(spec: MethodSpec[Any], train: TrainArgs, args: Any) ->
             f"learning_rate={lr} and {name}={theta} disagree: they are the same quantity "
             f"({spec.name}'s learning rate under two names); give one of them"
         )
-    return float(lr if lr is not None else theta if theta is not None else spec.train_defaults(args).learning_rate)
+    default = spec.train_defaults(args).learning_rate
+    return float(lr if lr is not None else theta if theta is not None else default)
 
 
 def method_train_defaults(spec: MethodSpec[Any], args: Any, train: TrainArgs | None = None) -> dict[str, Any]:
@@ -217,18 +265,21 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
     ``sampling_step_theta`` and ``learning_rate`` are kept equal (giving one sets both). Fields of
     :data:`PER_METHOD_FIELDS` that ``cfg`` took from the method's defaults are derived again for the merged
     config (MAT with ``sampler`` sgld sent: no weight decay), unless ``params`` sets them. ``rung`` applies
-    a rung of :mod:`mat.spec.ladder` last (``vanilla``/``r3f`` switch the method, keeping the training settings).
+    a rung of :mod:`mat.spec.ladder` last (``vanilla``/``r3f`` switch the method, keeping the training
+    settings).
 
     Raises:
         ValueError: unknown key (the message names it, the closest valid key and all valid keys), wrong
-            type, or a value out of range (the field and the allowed range); a bad rung (:mod:`mat.spec.ladder`).
+            type, or a value out of range (the field and the allowed range); a bad rung
+            (:mod:`mat.spec.ladder`).
     """
     valid = searchable_keys(cfg.run.method)
     expanded: dict[str, Any] = {}
     rung = params.get(RUNG_KEY)
     for key, value in ((k, v) for k, v in params.items() if k != RUNG_KEY):
         if key not in valid:
-            raise ValueError(f"unknown parameter {key!r} for method {cfg.run.method}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
+            raise ValueError(f"unknown parameter {key!r} for method "
+                f"{cfg.run.method}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
         for target in ALIASES.get(key, (key,)):
             expanded[target] = value
     groups: dict[str, dict[str, Any]] = {"train": {}, "method": {}}
@@ -237,7 +288,8 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
         for f in fields(obj):
             if f.name in expanded:
                 groups[group][f.name] = _coerce(f, expanded[f.name])
-    train, method = cfg.given_train(), cfg.method  # the method defaults are derived anew for the merged config
+    # the method defaults are derived anew for the merged config
+    train, method = cfg.given_train(), cfg.method
     mparams = groups["method"]
     tparams = groups["train"]
     # learning_rate and the method's name for it (MAT's sampling_step_theta) are one quantity: an override of
@@ -248,9 +300,12 @@ def apply_overrides(cfg: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
             mparams[lr_field] = tparams["learning_rate"]
         elif lr_field in mparams and "learning_rate" not in tparams:
             tparams["learning_rate"] = mparams[lr_field]
-    out = TrialConfig(run=cfg.run, train=dataclasses.replace(train, **tparams), method=dataclasses.replace(method, **mparams), rung=cfg.rung)
+    out = TrialConfig(run=cfg.run, train=dataclasses.replace(train, **tparams),
+        method=dataclasses.replace(method, **mparams), rung=cfg.rung)
     if rung is None:
         return out
     name, args = rung_settings(rung, out.run.method, dataclasses.asdict(out.method), expanded)
-    kept = out.defaulted if name == out.run.method else ()  # another method keeps the resolved training settings
-    return TrialConfig(run=dataclasses.replace(out.run, method=name), train=out.train, method=METHOD_ARGS[name](**args), defaulted=kept, rung=rung.strip().lower())
+    # another method keeps the resolved training settings
+    kept = out.defaulted if name == out.run.method else ()
+    return TrialConfig(run=dataclasses.replace(out.run, method=name), train=out.train,
+        method=METHOD_ARGS[name](**args), defaulted=kept, rung=rung.strip().lower())

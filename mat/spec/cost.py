@@ -116,8 +116,9 @@ class CostMeter:
         parts = ", ".join(f"{k} {w[k]:.1f}s" for k in (*PHASES, "total") if k in w)
         total = c["train_tokens"] + c["padded_tokens"]
         pad = 100.0 * c["padded_tokens"] / total if total else 0.0
-        return (f"cost: {parts}; {c['train_tokens']} train tokens ({pad:.1f}% padding), {optimizer_steps} steps, "
-                f"{c['passes'].get('forward', 0):g} forward / {c['passes'].get('backward', 0):g} backward passes")
+        return (f"cost: {parts}; {c['train_tokens']} train tokens ({pad:.1f}% padding), {optimizer_steps} "
+                f"steps, {c['passes'].get('forward', 0):g} forward / {c['passes'].get('backward', 0):g} "
+                "backward passes")
 
 
 # Keys of the telemetry only --diagnostics records (mat.methods.mat): their presence says a trial measured.

@@ -41,7 +41,8 @@ class TrainDefaults:
 
 # BERT's set-up, the baselines' default (google-research/bert optimization.py: AdamWeightDecayOptimizer with
 # weight_decay_rate 0.01 and exclude_from_weight_decay=["LayerNorm", "bias"], clip_by_global_norm 1.0).
-BERT_TRAINING = TrainDefaults(learning_rate=2e-5, weight_decay=0.01, weight_decay_scope="no_bias_norm", max_grad_norm=1.0)
+BERT_TRAINING = TrainDefaults(learning_rate=2e-5, weight_decay=0.01, weight_decay_scope="no_bias_norm",
+    max_grad_norm=1.0)
 
 
 def _no_perturbation(args: Any) -> float | None:
@@ -149,14 +150,17 @@ class MATArgs(Checked):
     every parameter for ``adam``, no decay for ``sgld`` and ``rmsprop``.
     """
 
-    sampling_times_delta: int = arg(5, "K_delta: SGLD steps of the perturbation delta per batch.", rng=(0, 10000))
+    sampling_times_delta: int = arg(5, "K_delta: SGLD steps of the perturbation delta per batch.",
+        rng=(0, 10000))
     sampling_times_theta: int = arg(10, "K_theta: SGLD steps of the parameters per batch.", rng=(1, 10000))
     sampling_step_delta: float = arg(1e-3, "gamma_delta: step size of the delta ascent.", rng=(0.0, INF))
     sampling_step_theta: float | None = arg(
-        None, "gamma_theta: the learning rate of the theta steps; sets learning_rate (the two may not disagree).",
+        None, "gamma_theta: the learning rate of the theta steps; sets learning_rate (the two may not "
+        "disagree).",
         rng=(0.0, 1.0))
     sampling_noise_ratio: float = arg(
-        0.1, "Thermal noise epsilon = ratio * gamma (Langevin noise sqrt(2 gamma) * epsilon * xi).", rng=(0.0, INF))
+        0.1, "Thermal noise epsilon = ratio * gamma (Langevin noise sqrt(2 gamma) * epsilon * xi).",
+        rng=(0.0, INF))
     lambda_s: float = arg(
         1.0, "lambda: weight of the consistency term R (symmetric KL; squared error for regression).",
         rng=(0.0, INF))
@@ -165,28 +169,29 @@ class MATArgs(Checked):
     beta_p: float = arg(
         0.3, "beta_p: final mix theta_{t+1} = beta_p * theta_t + (1 - beta_p) * theta-bar.", rng=(0.0, 1.0))
     adv_init_type: str = arg(
-        "randn", "Initial delta on the real tokens: zero, rand (eps * U[0, 1), as the authors' torch.rand) or "
-        "randn (eps * N(0, 1)).", choices=("zero", "rand", "randn"))
+        "randn", "Initial delta on the real tokens: zero, rand (eps * U[0, 1), as the authors' torch.rand) "
+        "or randn (eps * N(0, 1)).", choices=("zero", "rand", "randn"))
     adv_init_epsilon: float = arg(1e-5, "Scale of the initial delta.", rng=(0.0, INF))
     adv_max_norm: float = arg(
         1e-5, "Per-example L-inf bound on delta: an example above it is rescaled onto it, after the noise "
         "(0: unbounded).", rng=(0.0, INF))
     sampler: str = arg(
-        "adam", "Preconditioner of the theta sampler: sgld (torch.optim.SGD), rmsprop (RMSprop) or adam (AdamW).",
+        "adam", "Preconditioner of the theta sampler: sgld (torch.optim.SGD), rmsprop (RMSprop) or adam "
+        "(AdamW).",
         choices=SAMPLERS)
     consistency_reduction: str = arg(
-        "mean", "l_s over the batch on regression (STS-B): mean (lambda weighs it as it weighs the batch-mean KL) "
-        "or sum (the authors' MSELoss(reduction='sum'): at one lambda a term batch_size times larger). "
-        "Classification's KL is a batch mean either way.", choices=("mean", "sum"))
+        "mean", "l_s over the batch on regression (STS-B): mean (lambda weighs it as it weighs the "
+        "batch-mean KL) or sum (the authors' MSELoss(reduction='sum'): at one lambda a term batch_size times "
+        "larger). Classification's KL is a batch mean either way.", choices=("mean", "sum"))
     delta_update: str = arg(
-        "normalized", "delta ascent direction: normalized (g / ||g||_inf per example, the authors' code) or raw "
-        "(gamma * g, paper eq. 11).", choices=("normalized", "raw"))
+        "normalized", "delta ascent direction: normalized (g / ||g||_inf per example, the authors' code) or "
+        "raw (gamma * g, paper eq. 11).", choices=("normalized", "raw"))
 
 
 def mat_training(a: MATArgs) -> TrainDefaults:
     """The authors' set-up (Charles-Zhong/MAT ``MAT.py``: ``optim(model.parameters(),
-    lr=args.sampling_step_theta)``, then ``loss_sum.backward(); optimizer.step()``, no clipping): learning rate
-    1e-5 (``utils/argparse.py`` and all six ``BEST_LOGs``), no clipping, decay on every parameter at the
+    lr=args.sampling_step_theta)``, then ``loss_sum.backward(); optimizer.step()``, no clipping): learning
+    rate 1e-5 (``utils/argparse.py`` and all six ``BEST_LOGs``), no clipping, decay on every parameter at the
     optimizer's torch default: AdamW 0.01 for ``adam``, 0 for SGD (``sgld``) and RMSprop."""
     decay = 0.01 if a.sampler == "adam" else 0.0  # torch.optim.AdamW's default; SGD and RMSprop have none
     return TrainDefaults(learning_rate=1e-5, weight_decay=decay, weight_decay_scope="all", max_grad_norm=0.0)
@@ -197,7 +202,8 @@ def mat_bound(a: MATArgs) -> float | None:
     ascent step moves an element by at most γ_δ); none with λ = 0."""
     if a.lambda_s == 0:
         return None
-    bound = a.adv_max_norm if a.adv_max_norm > 0 else a.adv_init_epsilon + a.sampling_times_delta * a.sampling_step_delta
+    bound = (a.adv_max_norm if a.adv_max_norm > 0
+             else a.adv_init_epsilon + a.sampling_times_delta * a.sampling_step_delta)
     return float(bound) if bound > 0 else None
 
 
@@ -212,18 +218,20 @@ MAT_SPEC = register_spec(MethodSpec(
 
 @dataclass(frozen=True)
 class FreeLBArgs(Checked):
-    """FreeLB (Zhu et al., ICLR 2020), flag names of zhuchen03/FreeLB ``run_glue_freelb.py`` (--adv-steps ...).
+    """FreeLB (Zhu et al., ICLR 2020), flag names of zhuchen03/FreeLB ``run_glue_freelb.py`` (--adv-steps
+    ...).
 
     The script's own defaults (steps 1, lr 0, init 0) are vanilla training; the defaults here are in the range
     of its launch scripts, e.g. ``huggingface-transformers/launch/run_glue.sh`` (ALBERT SST-2: adv_lr 0.1,
-    init_mag 0.6, max_norm 0, 2 steps; an earlier version of the line: init_mag 1.0, max_norm 0.6, 3 steps) and
-    ``fairseq-RoBERTa/launch/FreeLB/sst-fp32-clip.sh`` (RoBERTa SST-2: adv_lr 0.1, init_mag 1, max_norm 0.6,
-    2 steps). Training settings: the script's (AdamW, decay on all but biases and LayerNorm weights, gradient
-    clipping at ``--max_grad_norm`` 1.0).
+    init_mag 0.6, max_norm 0, 2 steps; an earlier version of the line: init_mag 1.0, max_norm 0.6, 3 steps)
+    and ``fairseq-RoBERTa/launch/FreeLB/sst-fp32-clip.sh`` (RoBERTa SST-2: adv_lr 0.1, init_mag 1, max_norm
+    0.6, 2 steps). Training settings: the script's (AdamW, decay on all but biases and LayerNorm weights,
+    gradient clipping at ``--max_grad_norm`` 1.0).
     """
 
     adv_steps: int = arg(
-        2, "K: ascent steps on delta (K forward+backward passes); parameter gradients are averaged over them.",
+        2, "K: ascent steps on delta (K forward+backward passes); parameter gradients are averaged over "
+        "them.",
         rng=(1, 1000))
     adv_init_mag: float = arg(
         1e-2, "Magnitude of the random initial delta on the real tokens (l2: U(-1,1) * mag / sqrt(tokens * "
@@ -258,23 +266,26 @@ class SMARTArgs(Checked):
     ``--global_grad_clipping`` default.
     """
 
-    adv_alpha: float = arg(1.0, "lambda_s: weight of the smoothness regulariser R_s (0: off).", rng=(0.0, INF))
+    adv_alpha: float = arg(1.0, "lambda_s: weight of the smoothness regulariser R_s (0: off).",
+        rng=(0.0, INF))
     adv_k: int = arg(1, "T_x: ascent steps on the noisy input.", rng=(0, 1000))
     adv_step_size: float = arg(1e-3, "eta: ascent step size.", rng=(0.0, INF))
     adv_noise_var: float = arg(
-        1e-5, "sigma: scale of the initial noise N(0, sigma^2) on the embeddings (mt-dnn multiplies N(0, 1) by "
-        "this value, despite its name).", rng=(0.0, INF))
+        1e-5, "sigma: scale of the initial noise N(0, sigma^2) on the embeddings (mt-dnn multiplies N(0, 1) "
+        "by this value, despite its name).", rng=(0.0, INF))
     adv_epsilon: float = arg(
         1e-5, "epsilon: radius of the perturbation ball in adv_p_norm (paper, Algorithm 1).", rng=(0.0, INF))
     adv_p_norm: str = arg(
-        "inf", "Norm of the ascent normalisation and the ball: inf (g / max|g|), l2 or l1 (sign(g), as mt-dnn).",
+        "inf", "Norm of the ascent normalisation and the ball: inf (g / max|g|), l2 or l1 (sign(g), as "
+        "mt-dnn).",
         choices=("inf", "l2", "l1"))
     adv_norm_level: int = arg(
-        0, "0: normalise (and project) per token, mt-dnn's default; 1: per example (sentence).", choices=(0, 1))
+        0, "0: normalise (and project) per token, mt-dnn's default; 1: per example (sentence).",
+        choices=(0, 1))
     bregman_mu: float = arg(1.0, "mu: weight of the momentum Bregman proximal term (0: off).", rng=(0.0, INF))
     bregman_beta: float = arg(
-        0.99, "beta: EMA coefficient of the teacher theta-tilde (theta-tilde <- beta * theta-tilde + (1 - beta) * "
-        "theta after each step).", rng=(0.0, 1.0))
+        0.99, "beta: EMA coefficient of the teacher theta-tilde (theta-tilde <- beta * theta-tilde + (1 - "
+        "beta) * theta after each step).", rng=(0.0, 1.0))
 
 
 def smart_bound(a: SMARTArgs) -> float | None:

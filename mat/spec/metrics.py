@@ -1,4 +1,5 @@
-"""Task metrics on the 0-100 scale of the paper's tables (the task score, their mean, is :func:`mat.spec.tasks.task_score`).
+"""Task metrics on the 0-100 scale of the paper's tables (the task score, their mean, is
+:func:`mat.spec.tasks.task_score`).
 
 Metric keys (docs/design.md, "Scores"): ``mcc`` (CoLA), ``accuracy`` (SST-2, QNLI, RTE, WNLI, ANLI),
 ``accuracy`` + ``f1`` (MRPC, QQP), ``pearson`` + ``spearman`` (STS-B), ``accuracy_m`` + ``accuracy_mm``
@@ -62,7 +63,8 @@ def spearman(predictions: Sequence[float] | np.ndarray, references: Sequence[flo
     return float(100.0 * spearmanr(p, r)[0])
 
 
-def _pair(predictions: object, references: object, dtype: type | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _pair(predictions: object, references: object,
+    dtype: type | None = None) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(predictions, dtype=dtype).reshape(-1)
     r = np.asarray(references, dtype=dtype).reshape(-1)
     if p.shape != r.shape:
@@ -99,5 +101,6 @@ def compute_metrics(
     if task.name == "mnli":
         key = "accuracy_mm" if split is not None and "mismatched" in split else "accuracy_m"
         return {key: accuracy(np.asarray(predictions), refs)}
-    fns: dict[str, Any] = {"mcc": mcc, "accuracy": accuracy, "f1": f1, "pearson": pearson, "spearman": spearman}
+    fns: dict[str, Any] = {"mcc": mcc, "accuracy": accuracy, "f1": f1, "pearson": pearson,
+        "spearman": spearman}
     return {m: fns[m](predictions, refs) for m in task.metrics}

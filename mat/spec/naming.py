@@ -18,7 +18,8 @@ def did_you_mean(name: str, valid: Iterable[str]) -> str:
 
 
 def unknown_name(kind: str, name: str, valid: Iterable[str], valid_label: str | None = None) -> str:
-    """The message for an unknown ``name`` of ``kind``: ``unknown task 'sst'. Did you mean 'sst2'? Valid tasks: ...``.
+    """The message for an unknown ``name`` of ``kind``: ``unknown task 'sst'. Did you mean 'sst2'? Valid
+    tasks: ...``.
 
     Args:
         kind: what was looked up (``task``, ``method``, ``parameter``...).

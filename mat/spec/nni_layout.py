@@ -37,8 +37,9 @@ def experiment_dir_above(path: str | os.PathLike[str]) -> Path | None:
 def trial_dirs(experiment_dir: Path, trial: str, environment: str | None = None) -> list[Path]:
     """The working folders of ``trial`` (``environments/<env>/trials/<trial>``): the one of ``environment``
     when it exists, else every one found, sorted."""
-    if environment is not None and (experiment_dir / "environments" / environment / "trials" / trial).is_dir():
-        return [experiment_dir / "environments" / environment / "trials" / trial]
+    own = experiment_dir / "environments" / (environment or "") / "trials" / trial
+    if environment is not None and own.is_dir():
+        return [own]
     return sorted((experiment_dir / "environments").glob(f"*/trials/{trial}"))
 
 
@@ -62,8 +63,8 @@ def connect(db: str | os.PathLike[str], timeout: float = 5.0) -> sqlite3.Connect
 
 def latest_profile(con: sqlite3.Connection) -> tuple[dict[str, Any], int | None]:
     """The experiment config (``params`` of the latest ``ExperimentProfile`` revision, ``{}`` when there is
-    none) and that revision's ``endTime`` (ms since the epoch; set once the experiment is DONE or stopped, None
-    while it runs).
+    none) and that revision's ``endTime`` (ms since the epoch; set once the experiment is DONE or stopped,
+    None while it runs).
 
     Raises:
         sqlite3.Error: no such table. ValueError: the config is not JSON.

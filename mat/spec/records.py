@@ -200,11 +200,13 @@ def _eval(d: Mapping[str, Any] | None, where: str) -> EvalResult | None:
                 str(s): {str(k): (math.nan if v is None else float(v)) for k, v in m.items()}
                 for s, m in (d.get("splits") or {}).items()
             },
-            telemetry={str(k): (math.nan if v is None else float(v)) for k, v in (d.get("telemetry") or {}).items()},
+            telemetry={str(k): (math.nan if v is None else float(v))
+                       for k, v in (d.get("telemetry") or {}).items()},
             predictions={str(k): str(v) for k, v in (d.get("predictions") or {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise RecordError(f"{where}: malformed evaluation entry {dict(d) if isinstance(d, Mapping) else d!r}: {e}")
+        raise RecordError(f"{where}: malformed evaluation entry "
+            f"{dict(d) if isinstance(d, Mapping) else d!r}: {e}")
 
 
 def record_from_dict(d: Any, source: str = "<dict>") -> TrialRecord:
@@ -218,7 +220,8 @@ def record_from_dict(d: Any, source: str = "<dict>") -> TrialRecord:
         raise RecordError(f"{source}: a trial record must be a JSON object, got {type(d).__name__}")
     schema = d.get("schema")
     if schema != SCHEMA_VERSION:
-        raise RecordError(f"{source}: unknown record schema {schema!r} (this version reads schema {SCHEMA_VERSION})")
+        raise RecordError(f"{source}: unknown record schema {schema!r} (this version reads schema "
+            f"{SCHEMA_VERSION})")
     missing = [k for k in ("trial_id", "method", "task", "model", "seed", "params", "status") if k not in d]
     if missing:
         raise RecordError(f"{source}: missing field(s) {missing}")

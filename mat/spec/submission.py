@@ -37,7 +37,8 @@ def format_predictions(task: TaskSpec, predictions: Sequence[float] | np.ndarray
 
 
 def write_prediction_file(
-    path: str | os.PathLike[str], task: TaskSpec, indices: Sequence[int], predictions: Sequence[float] | np.ndarray
+    path: str | os.PathLike[str], task: TaskSpec, indices: Sequence[int],
+    predictions: Sequence[float] | np.ndarray
 ) -> Path:
     """Write one ``index<TAB>prediction`` file (header included), sorted by index.
 
@@ -63,11 +64,13 @@ def submission_name(task: TaskSpec, split: str) -> str:
     if split == "diagnostic":
         return AX_FILE
     if split not in task.submission_files:
-        raise ValueError(f"{task.name} split {split!r} has no GLUE submission file (test splits: {list(task.submission_files)})")
+        raise ValueError(f"{task.name} split {split!r} has no GLUE submission file (test splits: "
+            f"{list(task.submission_files)})")
     return task.submission_files[split]
 
 
-def zip_submission(folder: str | os.PathLike[str], out: str | os.PathLike[str], require_all: bool = False) -> Path:
+def zip_submission(folder: str | os.PathLike[str], out: str | os.PathLike[str],
+    require_all: bool = False) -> Path:
     """Zip the submission files found in ``folder`` (flat, as the server wants) into ``out``.
 
     Raises:

@@ -257,8 +257,10 @@ def _build() -> dict[str, TaskSpec]:
         ),
         _glue(
             "qqp", "QQP", ("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1"),
-            _tsv("glue/QQP/train.tsv", "id", question1="question1", question2="question2", label="is_duplicate"),
-            _tsv("glue/QQP/dev.tsv", "id", question1="question1", question2="question2", label="is_duplicate"),
+            _tsv("glue/QQP/train.tsv", "id", question1="question1", question2="question2",
+                label="is_duplicate"),
+            _tsv("glue/QQP/dev.tsv", "id", question1="question1", question2="question2",
+                label="is_duplicate"),
             _tsv("glue/QQP/test.tsv", "id", question1="question1", question2="question2"),
             adv=_adv("qqp", "question1", "question2"),
         ),
@@ -347,13 +349,16 @@ def task_score(spec: TaskSpec, metrics: Mapping[str, float], *, partial: bool = 
     """
     extra = sorted(set(metrics) - set(spec.metrics))
     if extra:
-        raise ValueError(f"{spec.name}: metrics {extra} are not among the task's metrics {list(spec.metrics)}")
-    known = {m: float(metrics[m]) for m in spec.metrics if m in metrics and metrics[m] is not None and math.isfinite(float(metrics[m]))}
+        raise ValueError(f"{spec.name}: metrics {extra} are not among the task's metrics "
+            f"{list(spec.metrics)}")
+    known = {m: float(metrics[m]) for m in spec.metrics
+             if m in metrics and metrics[m] is not None and math.isfinite(float(metrics[m]))}
     if not partial:
         missing = [m for m in spec.metrics if m not in known]
         if missing:
             why = ", ".join(f"{m} ({'missing' if m not in metrics else metrics[m]})" for m in missing)
-            raise ValueError(f"{spec.name}: cannot score without {why}; its score is the mean of {list(spec.metrics)}")
+            raise ValueError(f"{spec.name}: cannot score without {why}; its score is the mean of "
+                f"{list(spec.metrics)}")
     return sum(known.values()) / len(known) if known else math.nan
 
 
@@ -361,7 +366,8 @@ SELECT_SCORE = "score"  # --select_metric's default: the task score picks the be
 
 
 def check_select_metric(task: str, name: str) -> None:
-    """Check that ``name`` can pick a task's best evaluation: ``score`` (:func:`task_score`) or one of its metrics.
+    """Check that ``name`` can pick a task's best evaluation: ``score`` (:func:`task_score`) or one of its
+    metrics.
 
     Raises:
         ValueError: ``name`` is neither (the message lists the task's metrics), or the task is unknown.
@@ -372,4 +378,5 @@ def check_select_metric(task: str, name: str) -> None:
     if spec is None:
         raise ValueError(unknown_name("task", task, TASKS))
     if name not in spec.metrics:
-        raise ValueError(f"--select_metric {name!r} is not a metric of {spec.name}: use {SELECT_SCORE} or one of {list(spec.metrics)}")
+        raise ValueError(f"--select_metric {name!r} is not a metric of {spec.name}: use {SELECT_SCORE} or "
+            f"one of {list(spec.metrics)}")
