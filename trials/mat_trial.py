@@ -68,8 +68,8 @@ def _failed_record(cfg: TrialConfig, params: dict[str, Any], error: str, trial_i
 
 
 def flatten_nested(params: Mapping[str, Any]) -> dict[str, Any]:
-    """NNI's nested-choice parameters as flat keys: ``{"seed": {"_name": 2, "rung": "mat"}}`` -> ``{"seed": 2,
-    "rung": "mat"}``.
+    """NNI's nested-choice parameters as flat keys: ``{"seed": {"_name": 2, "rung": "sampling"}}`` ->
+    ``{"seed": 2, "rung": "sampling"}``.
 
     A value that is a dict with ``_name`` (what NNI sends for a nested ``choice``, as ``trials.components``
     writes) stands for its ``_name``; its other keys are lifted beside it, recursively. Flat parameters pass
