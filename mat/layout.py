@@ -20,13 +20,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from mat.combined_nli import NLI_SOURCES, NLISource
 from mat.data import (
     ADVGLUE_HUB,
     ADVGLUE_HUB_CONFIGS,
     DATA_DIR_ENV,
-    NLI_SOURCES,
     DataError,
-    NLISource,
     hub_dataset,
     hub_unreachable,
     load_hub,
@@ -129,7 +128,8 @@ def write_advglue(splits: Mapping[tuple[str, str], Any], out: Path) -> Path:
 
 def write_nli_source(src: NLISource, ds: Any, out: Path) -> Path:
     """Write one source of the combined NLI training set as ``<out>/<src.local_path>`` (premise, hypothesis,
-    label as the Hub has them; :func:`mat.data.load_combined_nli` maps the labels, drops unlabelled rows)."""
+    label as the Hub has them; :func:`mat.combined_nli.load_combined_nli` maps the labels, drops unlabelled
+    rows)."""
     path = out / src.local_path
     rows = ({"premise": e[src.premise], "hypothesis": e[src.hypothesis], "label": e["label"]} for e in ds)
     _atomic_write(path, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from transformers import get_scheduler
 
+from mat.provenance import Trial
 from mat.spec.config import DECAY_SCOPES
 from mat.spec.methods import OPTIMIZER_NAMES
 from mat.spec.naming import unknown_name
@@ -136,3 +138,19 @@ def warmup_steps(ratio: float, total_steps: int, rounding: str = "floor") -> flo
     if rounding == "none":
         return ratio * total_steps
     raise ValueError(f"unknown warmup_rounding {rounding!r}: use floor or none")
+
+
+def make_optimizer(trial: Trial, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer (the method's, with the resolved decay and its scope) and the warm-up schedule over
+    ``total_steps``."""
+    train = trial.cfg.train
+    optimizer = build_optimizer(
+        model, trial.method.optimizer(trial.cfg.method), lr=float(train.learning_rate or 0.0),
+        weight_decay=float(train.weight_decay or 0.0),
+        eps=train.adam_epsilon, weight_decay_scope=train.weight_decay_scope or "no_bias_norm",
+    )
+    # a float with rounding "none"
+    warmup = warmup_steps(train.warmup_ratio, total_steps, train.warmup_rounding)
+    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=warmup,  # type: ignore[arg-type]
+                              num_training_steps=total_steps)
+    return optimizer, scheduler

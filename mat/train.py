@@ -19,11 +19,11 @@ from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from mat.batching import make_loader, tokenize
 from mat.checkpoint import CheckpointManager, Resumed
-from mat.data import load_combined_nli, load_raw, require_split
+from mat.combined_nli import load_combined_nli
+from mat.data import load_raw, require_split
 from mat.evaluation import (
     EvalSet,
     build_eval_sets,
@@ -35,7 +35,7 @@ from mat.evaluation import (
 )
 from mat.methods import Method, get_method
 from mat.modeling import load_model_and_tokenizer
-from mat.optim import build_optimizer, warmup_steps
+from mat.optim import make_optimizer
 from mat.precision import Precision, check_precision, choose_precision
 from mat.provenance import Trial, new_record
 from mat.runtime import install_stop_handlers, resolve_device, restore_handlers, seed_everything
@@ -167,37 +167,18 @@ def setup(trial: Trial, meter: CostMeter) -> Run:
     steps_per_epoch = len(train_loader)
     total = run.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
     optimizer, scheduler = make_optimizer(trial, model, total)
-    method = get_method(trial.method)(
-        model, optimizer, scheduler, task, cfg.method,
-        max_grad_norm=float(train.max_grad_norm or 0.0), autocast_dtype=precision.dtype,
-        diagnostics=run.diagnostics,
-    )
+    method = get_method(trial.method)(model, optimizer, scheduler, task, cfg.method,
+                                      diagnostics=run.diagnostics,
+                                      max_grad_norm=float(train.max_grad_norm or 0.0),
+                                      autocast_dtype=precision.dtype)
     telemetry = Telemetry(out_dir / TENSORBOARD_DIR)
     ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator,
         telemetry)
     when = eval_steps(steps_per_epoch, total, run.eval_times, run.eval_schedule)
-    log.info(
-        "task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
-        task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets],
-    )
+    log.info("task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
+             task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets])
     return Run(cfg, task, device, precision.dtype, raw, model, tokenizer, train_loader, eval_sets,
                steps_per_epoch, total, when, method, ckpt, out_dir, precision, meter, telemetry)
-
-
-def make_optimizer(trial: Trial, model: Any, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """The optimizer (the method's, with the resolved decay and its scope) and the warm-up schedule over
-    ``total_steps``."""
-    train = trial.cfg.train
-    optimizer = build_optimizer(
-        model, trial.method.optimizer(trial.cfg.method), lr=float(train.learning_rate or 0.0),
-        weight_decay=float(train.weight_decay or 0.0),
-        eps=train.adam_epsilon, weight_decay_scope=train.weight_decay_scope or "no_bias_norm",
-    )
-    # a float with rounding "none"
-    warmup = warmup_steps(train.warmup_ratio, total_steps, train.warmup_rounding)
-    scheduler = get_scheduler(train.lr_scheduler_type, optimizer, num_warmup_steps=warmup,  # type: ignore[arg-type]
-                              num_training_steps=total_steps)
-    return optimizer, scheduler
 
 
 def _train_split(cfg: TrialConfig, task: TaskSpec, raw: Any) -> Any:

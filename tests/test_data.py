@@ -10,7 +10,8 @@ import pytest
 
 import mat.data
 from mat.batching import make_loader, tokenize
-from mat.data import DataError, load_combined_nli, load_raw, require_split
+from mat.combined_nli import load_combined_nli
+from mat.data import DataError, load_raw, require_split
 from mat.spec.tasks import get_task
 from tests.helpers import NO_SHARED_DATA, SHARED_DATA, make_tiny_glue_dir, make_tiny_model_dir
 

@@ -46,10 +46,10 @@ from transformers import BertForSequenceClassification, get_scheduler
 from mat.cli import parse_cli
 from mat.losses import consistency_loss, task_loss
 from mat.methods.mat import MAT
-from mat.optim import warmup_steps
+from mat.optim import make_optimizer, warmup_steps
 from mat.precision import choose_precision, measure_rounding, resolves
 from mat.provenance import resolve
-from mat.spec.config import RunArgs, TrainArgs, TrialConfig, apply_overrides
+from mat.spec.config import TrialConfig, apply_overrides
 from mat.spec.methods import (
     METHOD_ARGS,
     FreeLBArgs,
@@ -60,7 +60,6 @@ from mat.spec.methods import (
     get_method_spec,
 )
 from mat.spec.tasks import get_task
-from mat.train import make_optimizer
 from tests.helpers import TRIAL_SCRIPT, make_tiny_setup, tiny_bert_config
 from tests.test_methods import make_batch, tiny_model
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from mat import layout
-from mat.data import NLI_SOURCES, DataError, _features, load_combined_nli, load_local, require_split
+from mat.combined_nli import NLI_SOURCES, load_combined_nli
+from mat.data import DataError, _features, load_local, require_split
 from mat.spec.tasks import TASKS, TaskSpec, get_task
 from tests.helpers import NO_SHARED_DATA, REPO, SHARED_DATA, TRIAL_SCRIPT, make_tiny_model_dir
 from tests.nni_support import free_port
