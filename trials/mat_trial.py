@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from mat.cli import REQUIRED, parameter_key, parse_cli  # noqa: E402
 from mat.provenance import default_output_dir, new_record, resolve  # noqa: E402
 from mat.runtime import set_threads, trial_threads  # noqa: E402
-from mat.spec.config import TrialConfig, apply_overrides  # noqa: E402
+from mat.spec.arms import apply_study_params  # noqa: E402
+from mat.spec.config import TrialConfig  # noqa: E402
 from mat.spec.cost import process_age  # noqa: E402
 from mat.spec.naming import FieldError  # noqa: E402
 from mat.spec.records import EvalResult, TrialRecord, nni_metric, write_record  # noqa: E402
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("cannot link the trial's TensorBoard folder for NNI's web UI: %s", e)
     try:
         params = flatten_nested(params)
-        cfg = apply_overrides(cfg, params)
+        cfg, labels = apply_study_params(cfg, params)  # a study's method, arm and phase, then the rest
         trial = resolve(cfg)  # the task, the method and the output folder, once
     except (ValueError, KeyError) as e:
         if isinstance(e, FieldError):
@@ -157,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     set_threads(*trial_threads(cfg.run.num_threads, nni_concurrency() if nni is not None else None))
     record = new_record(trial.cfg, trial_id, exp_id)
+    record.params.update(labels)  # the study's arm and phase (mat.spec.arms), if sent
     lost: list[str] = []  # why NNI became unreachable (nnictl stop), once it did
 
     def report(ev: EvalResult, rec: TrialRecord) -> None:

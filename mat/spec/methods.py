@@ -49,6 +49,10 @@ def _no_perturbation(args: Any) -> float | None:
     return None
 
 
+def _two_passes(args: Any) -> float:
+    return 2.0  # one forward, one backward
+
+
 def _adamw(args: Any) -> str:
     return ADAMW
 
@@ -66,6 +70,8 @@ class MethodSpec(Generic[A]):
         optimizer: the name of the optimizer it trains with (:data:`OPTIMIZER_NAMES`), for given arguments.
         learning_rate_field: a field of ``args`` that is the learning rate under another name (MAT's
             ``sampling_step_theta``): it and ``learning_rate`` are kept equal, and it sets the default.
+        passes_per_step: training's forward plus backward passes per batch for given arguments (a study's
+            cost estimate reads it; a backward counts as one pass).
     """
 
     name: str
@@ -74,6 +80,7 @@ class MethodSpec(Generic[A]):
     perturbation_bound: Callable[[A], float | None] = _no_perturbation
     optimizer: Callable[[A], str] = _adamw
     learning_rate_field: str | None = None
+    passes_per_step: Callable[[A], float] = _two_passes
 
 
 _SPECS: dict[str, MethodSpec[Any]] = {}
@@ -210,6 +217,10 @@ def mat_bound(a: MATArgs) -> float | None:
 MAT_SPEC = register_spec(MethodSpec(
     "mat", MATArgs, train_defaults=mat_training, perturbation_bound=mat_bound, optimizer=lambda a: a.sampler,
     learning_rate_field="sampling_step_theta",
+    # K_δ δ steps (forward + backward), K_θ θ steps on a 2B batch (2 forwards + 2 backwards), one clean
+    # forward; with λ = 0 the θ steps need no perturbed half
+    passes_per_step=lambda a: (2.0 * a.sampling_times_theta if a.lambda_s == 0
+                               else 1.0 + 2.0 * a.sampling_times_delta + 4.0 * a.sampling_times_theta),
 ))
 
 
@@ -251,6 +262,7 @@ def freelb_bound(a: FreeLBArgs) -> float | None:
 
 FREELB_SPEC = register_spec(MethodSpec(
     "freelb", FreeLBArgs, train_defaults=lambda a: BERT_TRAINING, perturbation_bound=freelb_bound,
+    passes_per_step=lambda a: 2.0 * a.adv_steps,  # K ascent steps, each a forward and a backward
 ))
 
 
@@ -299,6 +311,7 @@ def smart_bound(a: SMARTArgs) -> float | None:
 
 SMART_SPEC = register_spec(MethodSpec(
     "smart", SMARTArgs, train_defaults=lambda a: BERT_TRAINING, perturbation_bound=smart_bound,
+    passes_per_step=lambda a: 5.0 + 2.0 * a.adv_k,  # T_x ascent steps (2 each) and 5 more (docs/methods.md)
 ))
 
 
@@ -325,7 +338,7 @@ def r3f_bound(a: R3FArgs) -> float | None:
 
 R3F_SPEC = register_spec(MethodSpec(
     "r3f", R3FArgs, train_defaults=lambda a: replace(BERT_TRAINING, max_grad_norm=0.0),
-    perturbation_bound=r3f_bound,
+    perturbation_bound=r3f_bound, passes_per_step=lambda a: 4.0,  # clean and noisy forwards, their backward
 ))
 
 DEFAULT_METHOD = MAT_SPEC.name  # --method's default

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The benchmark's slice on one GPU, sized for 10 minutes of one H200 (prepared; not yet run on a GPU).
+#
+# Runs studies/benchmark_gpu_slice.yml through the study runner (python -m trials.study run): RTE, the six arms
+# (vanilla, vanilla_steps, freelb, smart, r3f, mat) x learning rate {3e-5, 1e-4, 3e-4} on tuning seed 101,
+# each arm's learning rate chosen on the selection half of dev, then the chosen ones on seeds 1-2: 30 trials,
+# 6 at a time on the one GPU. Estimate (unmeasured): MiniLM ~0.3-1 min a trial on RTE, so ~3 min a phase.
+# DEADLINE seconds after the start the runner is stopped (its running trials are lost, finished cells are kept:
+# run it again to continue). Records go to $OUT/benchmark_records.tar.gz with the runner's log; then
+#   python -m analysis report --records <unpacked folder> --selection split --out ...
+# Needs: nni 3.0, the repo's packages, and a glue_data-style folder in MAT_DATA_DIR
+# (python -m mat.data prepare --out .data --tasks rte writes one).
+# Usage: MAT_DATA_DIR=.data bash benchmarks/gpu_benchmark.sh   [MODEL=bert-base-uncased DEADLINE=540 OUT=...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${MODEL:-minilm}
+DEADLINE=${DEADLINE:-540}
+OUT=${OUT:-/tmp/gpu_benchmark}
+PORT=${PORT:-8500}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD
+CONFIG=$OUT/benchmark_gpu_slice.yml
+sed -e "s|^model: .*|model: $MODEL|" -e "s|^records: .*|records: $OUT/records|" \
+  studies/benchmark_gpu_slice.yml > "$CONFIG"
+python -m trials.study status "$CONFIG" | tee "$OUT/gpu_benchmark.log"
+timeout --signal=INT "$DEADLINE" python -m trials.study run "$CONFIG" --port "$PORT" --allow_dirty \
+  --collect_every 5 2>&1 | tee -a "$OUT/gpu_benchmark.log"
+python -m trials.study status "$CONFIG" | tee -a "$OUT/gpu_benchmark.log"
+tar -czf "$OUT/benchmark_records.tar.gz" -C "$OUT" records 2>/dev/null || echo "no records" | tee -a "$OUT/gpu_benchmark.log"

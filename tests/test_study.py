@@ -1,0 +1,211 @@
+"""The study runner (trials/study.py): study configs refused before anything runs, with the field named; the
+cells, their folders and the search space NNI's GridSearch walks; arms and phases as trial parameters; the
+estimate; and a real run whose NNI manager is SIGKILLed in the middle of a phase, then completed by a rerun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mat.cli import parse_cli
+from mat.spec.arms import apply_study_params
+from mat.spec.records import read_record
+from tests.helpers import REPO, make_tiny_glue_dir, make_tiny_model_dir
+from tests.nni_support import free_port, isolate
+from trials import study as runner
+from trials.mat_trial import flatten_nested
+from trials.study_config import Cell, StudyConfigError, load_study, point_label, resolve
+from trials.study_estimate import passes_per_step
+
+GOOD: dict[str, Any] = {
+    "name": "t", "tasks": ["sst2"], "model": "minilm", "flags": "--epochs 1 --device cpu",
+    "grid": {"learning_rate": ["3e-5", 1.0e-4]}, "tuning_seeds": [101], "report_seeds": [1, 2],
+    "concurrency": 2, "baselines": ["vanilla"],
+    "arms": {"vanilla": {"method": "vanilla"}, "vanilla_steps": {"method": "vanilla", "settings": {"epochs": 2}},
+             "mat": {"method": "mat", "settings": {"sampling_times_theta": 2, "sampling_times_delta": 1}}},
+}
+
+
+def write(tmp_path: Path, **change: Any) -> Path:
+    config = {**GOOD, **change}
+    path = tmp_path / "study.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"arms": {"vanilla": {"method": "vanila"}}}, "arms.vanilla.method", "Did you mean 'vanilla'?"),
+    ({"baselines": ["vanila_steps"]}, "baselines[0]", "unknown arm 'vanila_steps'"),
+    ({"arms": {**GOOD["arms"], "mat": {"method": "mat", "grid": {"learning_rate": [1e-4]}}}}, "grid",
+     "the same size"),
+    ({"tuning_seeds": [1, 101]}, "report_seeds", "seeds [1] are also tuning_seeds"),
+    ({"tasks": ["stsbb"]}, "tasks[0]", "Did you mean 'stsb'?"),
+    ({"arms": {"vanilla": {"method": "vanilla", "settings": {"adv_steps": 2}}}}, "arms.vanilla",
+     "unknown parameter 'adv_steps' for method vanilla"),
+    ({"arms": {**GOOD["arms"], "mat": {"method": "mat", "settings": {"lambda_s": -1}}}}, "arms.mat", "lambda_s"),
+    ({"flags": "--seed 3"}, "flags", "--seed is set per cell"),
+    ({"flags": "--epohcs 3"}, "flags", "unrecognized arguments: --epohcs"),
+    ({"arms": {**GOOD["arms"], "Mat": {"method": "mat"}}}, "arms.Mat", "lower-case"),
+    ({"arms": {**GOOD["arms"], "mat": {"method": "mat", "settings": {"phase": "tune"}}}}, "arms.mat.settings.phase",
+     "set by the study"),
+    ({"concurrency": 0}, "concurrency", ">= 1"),
+    ({"trial_concurrency": 2}, "trial_concurrency", "unknown study key"),
+])
+def test_a_bad_study_config_is_refused_naming_the_field(tmp_path: Path, change: dict[str, Any], field: str,
+                                                        words: str) -> None:
+    with pytest.raises(StudyConfigError) as e:
+        load_study(write(tmp_path, **change))
+    assert f"study.yml: {field}: " in str(e.value) and words in str(e.value)
+
+
+def test_the_cli_refuses_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, tuning_seeds=[2])
+    assert runner.main(["run", str(path), "--allow_dirty", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "report_seeds: seeds [2] are also tuning_seeds" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_cells_folders_and_the_space_gridsearch_walks(tmp_path: Path) -> None:
+    from nni.algorithms.hpo.gridsearch_tuner import GridSearchTuner
+
+    study = load_study(write(tmp_path))
+    arms = study.enabled()
+    assert [a.points for a in arms][0] == ((("learning_rate", 3e-5),), (("learning_rate", 1e-4),))
+    cells = runner.missing(study, "sst2", "tune", arms)
+    assert len(cells) == 3 * 2 * 1
+    assert cells[0].folder() == "sst2/tune/vanilla-lr3e-05-seed101" and point_label(()) == "default"
+    assert runner.missing(study, "sst2", "report", arms) == [], "no report cell before the tune phase is complete"
+    tuner = GridSearchTuner()
+    tuner.update_search_space(runner.space(study, cells))
+    got = [flatten_nested(tuner.generate_parameters(i)) for i in range(len(cells))]
+    assert got[3] == {"arm": "vanilla_steps", "method": "vanilla", "phase": "tune", "epochs": 2,
+                      "learning_rate": 1e-4, "seed": 101}
+    assert [(p["arm"], p["learning_rate"]) for p in got] == [(c.arm, dict(c.point)["learning_rate"]) for c in cells]
+    with pytest.raises(Exception, match="fully explored"):
+        tuner.generate_parameters(len(cells))
+
+
+def test_arm_parameters_switch_the_method_and_label_the_record() -> None:
+    base = parse_cli(["--task", "sst2", "--model", "minilm", "--epochs", "3", "--max_grad_norm", "0.5"])
+    cfg, labels = apply_study_params(base, {"method": "vanilla", "arm": "vanilla_steps", "phase": "tune",
+                                            "epochs": 6, "learning_rate": 1e-4})
+    assert (cfg.run.method, cfg.train.epochs, cfg.train.learning_rate, cfg.train.max_grad_norm) == ("vanilla", 6.0, 1e-4, 0.5)
+    assert cfg.train.weight_decay_scope == "no_bias_norm", "vanilla's own default, not MAT's"
+    assert labels == {"arm": "vanilla_steps", "phase": "tune"}
+    mat, _ = apply_study_params(base, {"method": "mat", "learning_rate": 3e-4, "sampling_times_delta": 2})
+    assert mat.method.sampling_step_theta == 3e-4 and mat.train.learning_rate == 3e-4, "γ_θ moves with the lr"
+    for bad, words in (({"method": "matt"}, "Did you mean 'mat'?"), ({"phase": "test"}, "tune, report"),
+                       ({"arm": "a b"}, "lower-case")):
+        with pytest.raises(ValueError, match=words):
+            apply_study_params(base, bad)
+
+
+def test_the_benchmark_config_loads_and_its_arms_differ_only_in_their_own_settings() -> None:
+    study = load_study(REPO / "studies" / "benchmark_cpu.yml")
+    assert [a.name for a in study.enabled()] == ["vanilla", "vanilla_steps", "freelb", "smart", "r3f", "mat"]
+    assert {a.name for a in study.arms if not a.enabled} == {"inner_steps", "dropout_consistency"}
+    cfgs = {a.name: resolve(study, Cell("stsb", "tune", a.name, 1, a.points[1])) for a in study.arms}
+    assert {n: c.train.learning_rate for n, c in cfgs.items()} == {n: 1e-4 for n in cfgs}
+    assert {n: c.train.epochs for n, c in cfgs.items()} == {n: 6.0 if n == "vanilla_steps" else 3.0 for n in cfgs}
+    assert all(c.run.diagnostics is False and c.run.group_by_length and c.run.eval_times == 4 for c in cfgs.values())
+    # passes per step: docs/components.md's table for the MAT rungs, docs/methods.md's cost lines for the rest
+    assert {n: passes_per_step(c) for n, c in cfgs.items()} == {
+        "vanilla": 2, "vanilla_steps": 2, "freelb": 4, "smart": 7, "r3f": 4, "mat": 13, "inner_steps": 4,
+        "dropout_consistency": 9}
+
+
+def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.CaptureFixture[str]) -> None:
+    if not (REPO / "results" / "components" / "stsb").is_dir():
+        pytest.skip("no component-study records in this checkout")
+    assert runner.main(["status", str(REPO / "studies" / "benchmark_cpu.yml")]) == 0
+    out = capsys.readouterr().out
+    assert "stsb: tune 0/18 cells, report 0/30 cells have a record" in out
+    line = next(x for x in out.splitlines() if x.startswith("whole study, estimate:"))
+    hours = float(line.split(": ")[1].split(" ")[0])
+    assert 18 < hours < 30 and "at 2 at a time" in line
+
+
+# ------------------------------------------------------------------------------------- under real NNI
+
+def tiny_study(root: Path, records: Path) -> Path:
+    model, data = make_tiny_model_dir(root / "model"), make_tiny_glue_dir(root / "data", n_train=32, n_dev=16)
+    config = {
+        "name": "tiny", "records": str(records), "tasks": ["sst2"], "model": str(model), "python": sys.executable,
+        "flags": f"--data_dir {data} --max_length 16 --epochs 1 --batch_size 16 --eval_times 2 --device cpu "
+                 "--num_threads 1",
+        "grid": {"learning_rate": [1e-4, 3e-4]}, "tuning_seeds": [101], "report_seeds": [1, 2], "concurrency": 2,
+        "arms": {"vanilla": {"method": "vanilla"}, "vanilla_steps": {"method": "vanilla", "settings": {"epochs": 2}},
+                 "mat": {"method": "mat", "settings": {"sampling_times_theta": 2, "sampling_times_delta": 1,
+                                                       "lambda_s": 1.0}}},
+    }
+    path = root / "tiny.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def kill_manager_when(home: Path, records: Path, n_records: int) -> threading.Thread:
+    """SIGKILL the NNI manager (the node process under ``home``) once ``n_records`` tune records landed."""
+    def watch() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if len(list((records / "sst2" / "tune").glob("*/trial.json"))) >= n_records:
+                out = subprocess.run(["pgrep", "-f", f"node.*{home}"], capture_output=True, text=True).stdout
+                for pid in out.split():
+                    os.kill(int(pid), signal.SIGKILL)
+                return
+            time.sleep(0.5)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.nni
+@pytest.mark.slow
+def test_a_killed_manager_loses_no_cell_and_a_rerun_completes_the_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    records = tmp_path / "records"
+    path = tiny_study(tmp_path, records)
+    home = tmp_path / "home"
+    isolate(monkeypatch, home)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    args = ["run", str(path), "--collect_every", "1", "--timeout", "600", "--allow_dirty"]
+    watcher = kill_manager_when(home, records, 2)
+    first = runner.main([*args, "--port", str(free_port())])
+    watcher.join(timeout=5)
+    out = capsys.readouterr().out
+    assert first == 1, out  # the manager died in the tune phase: cells are missing
+    study = load_study(path)
+    done = runner.done_cells(study, "sst2")
+    assert 2 <= len(done) < 6 and all(c.phase == "tune" for c, _ in done.values())
+    before = {k: p.read_bytes() for k, (_, p) in done.items()}
+    second = runner.main([*args, "--port", str(free_port())])
+    out = capsys.readouterr().out
+    assert second == 0, out
+    done = runner.done_cells(study, "sst2")
+    assert sorted(c.folder() for c, _ in done.values()) == sorted(
+        [f"sst2/tune/{a}-lr{lr}-seed101" for a in ("vanilla", "vanilla_steps", "mat") for lr in ("0.0001", "0.0003")]
+        + [f"sst2/report/{a}-seed{s}" for a in ("vanilla", "vanilla_steps", "mat") for s in (1, 2)])
+    assert all(done[k][1].read_bytes() == b for k, b in before.items()), "a collected record is kept as it was"
+    assert len(list(records.rglob("trial.json"))) == 12, "every cell exactly once"
+    ids = [read_record(p).trial_id for _, p in done.values()]
+    assert len(set(ids)) == 12, "each record from its own trial"
+    chosen = runner.chosen_points(study, "sst2", study.enabled())
+    assert chosen is not None
+    for cell, p in done.values():
+        rec = read_record(p)
+        assert (rec.params["arm"], rec.params["phase"], rec.seed, rec.status) == (cell.arm, cell.phase, cell.seed,
+                                                                                  "SUCCEEDED")
+        assert rec.method == ("mat" if cell.arm == "mat" else "vanilla")
+        assert rec.params["epochs"] == (2.0 if cell.arm == "vanilla_steps" else 1.0)
+        if cell.phase == "report":
+            assert rec.params["learning_rate"] == dict(chosen[cell.arm])["learning_rate"]

@@ -1,0 +1,336 @@
+"""The study runner: every arm tuned alike on the selection half of dev, then reported on other seeds.
+
+``python -m trials.study {status,space,run,collect} STUDY.yml`` (docs/study.md). A study config
+(:mod:`trials.study_config`) names the tasks, the model, the flags every arm shares, the arms (a method plus
+fixed settings), one tuning grid of the same size for every arm, the tuning seeds, the report seeds and the
+concurrency. Per task, ``run`` does:
+
+1. **tune**: every arm × grid point × tuning seed without a record, one NNI experiment (GridSearch over
+exactly
+   those cells), each SUCCEEDED record copied to ``<records>/<task>/tune/<arm>-<point>-seed<k>/`` as it lands;
+2. **choose**: per arm, the grid point with the highest mean selection-half score over the tuning seeds, each
+   trial at the evaluation the selection half picks (:func:`analysis.selection.choose_arm_configs`; the report
+   half is never looked at);
+3. **report**: each arm at its chosen point × report seed, records at
+``<records>/<task>/report/<arm>-seed<k>/``;
+   the analysis scores them on the report half at the evaluation the selection half picked
+   (``python -m analysis report --selection split``).
+
+Every trial gets its arm's method and settings, the grid point, the seed and the labels ``arm`` and ``phase``
+as NNI parameters (:mod:`mat.spec.arms`); the records carry them in ``params``. A run is resumable by cells:
+only cells without a record run, a stopped or killed run loses only its running trials, and ``run`` exits
+non-zero unless every cell has a record. It refuses a checkout with uncommitted changes unless
+``--allow_dirty``. ``status`` prints the estimate before a run (:mod:`trials.study_estimate`) and estimate
+against actual after.
+
+``trials`` imports ``analysis`` here (one way: ``analysis`` never imports ``trials``) so the choice is the
+analysis's own function on the analysis's own frame, not a second implementation. No ``import nni``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from analysis.load import load_records
+from analysis.selection import choose_arm_configs
+from mat.spec.arms import ARM_KEY, PHASE_KEY
+from mat.spec.records import TrialRecord, read_record
+from trials import experiment
+from trials.components import refuse_dirty
+from trials.study_config import (
+    Arm,
+    Cell,
+    Point,
+    Study,
+    StudyConfigError,
+    load_study,
+    report_cells,
+    resolve,
+    same_point,
+    tune_cells,
+)
+from trials.study_estimate import actual_seconds, hours_line, task_reference, trial_seconds
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD = "trial.json"
+
+
+def cell_of(study: Study, rec: TrialRecord) -> Cell | None:
+    """The study cell a record belongs to; None for a record of no arm of the study (no ``params.arm``)."""
+    arm_name, phase = rec.params.get(ARM_KEY), rec.params.get(PHASE_KEY)
+    if not isinstance(arm_name, str) or phase not in ("tune", "report") or rec.task not in study.tasks:
+        return None
+    try:
+        arm = study.arm(arm_name)
+    except StudyConfigError:
+        return None
+    point: Point = tuple((k, rec.params.get(k)) for k, _ in arm.points[0])
+    point = next((p for p in arm.points if same_point(p, point)), point)
+    return Cell(rec.task, str(phase), arm.name, int(rec.seed), point)
+
+
+def done_cells(study: Study, task: str) -> dict[str, tuple[Cell, Path]]:
+    """``{cell folder: (cell, record)}`` of ``task``'s records under the study's records folder.
+
+    Raises:
+        ValueError: a record there is not SUCCEEDED, not of this study, or in another cell's folder (named).
+    """
+    out: dict[str, tuple[Cell, Path]] = {}
+    for path in sorted((study.records / task).glob(f"*/*/{RECORD}")):
+        rec = read_record(path)
+        cell = cell_of(study, rec)
+        if rec.status != "SUCCEEDED" or cell is None or path.parent != study.records / cell.folder():
+            where = cell.folder() if cell else "no cell of this study"
+            raise ValueError(f"{path}: a {rec.status} record of {where} does not belong here; the folder "
+                             "holds SUCCEEDED records of this study's cells only, each in its own cell's "
+                             "folder")
+        out[cell.folder()] = (cell, path)
+    return out
+
+
+def chosen_points(study: Study, task: str, arms: Sequence[Arm]) -> dict[str, Point] | None:
+    """Each arm's chosen grid point from its tune records, or None while a tune cell of ``arms`` has none."""
+    done = done_cells(study, task)
+    if any(c.folder() not in done for c in tune_cells(study, task, arms)):
+        return None
+    if len(arms[0].points) == 1 and not arms[0].points[0] or not study.tuning_seeds:
+        return {a.name: a.points[0] for a in arms}  # nothing to tune: the one point
+    rows = choose_arm_configs(load_records(study.records / task / "tune"), "tune",
+        by=("task", "arm", "model"))
+    out: dict[str, Point] = {}
+    for arm in arms:
+        row = rows[rows["arm"] == arm.name]
+        params = row["params"].iloc[0]
+        point: Point = tuple((k, params.get(k)) for k, _ in arm.points[0])
+        out[arm.name] = next(p for p in arm.points if same_point(p, point))
+    return out
+
+
+def missing(study: Study, task: str, phase: str, arms: Sequence[Arm]) -> list[Cell]:
+    """The cells of ``phase`` without a record (report cells only once the tune phase is complete).
+
+    Raises:
+        ValueError: a report record ran another point than the one now chosen for its arm (named).
+    """
+    done = done_cells(study, task)
+    if phase == "tune":
+        return [c for c in tune_cells(study, task, arms) if c.folder() not in done]
+    chosen = chosen_points(study, task, arms)
+    if chosen is None:
+        return []
+    cells = report_cells(study, task, chosen)
+    for cell in cells:
+        if cell.folder() in done and not same_point(done[cell.folder()][0].point, cell.point):
+            raise ValueError(f"{study.records / cell.folder()}: ran {done[cell.folder()][0].point} but the "
+                             f"tune records now choose {cell.point} for {cell.arm}; move the report records "
+                             "away")
+    return [c for c in cells if c.folder() not in done]
+
+
+def space(study: Study, cells: Sequence[Cell]) -> dict[str, Any]:
+    """An NNI search space that GridSearch walks through exactly ``cells``, in order: one nested choice per
+    cell, named by the arm, each parameter a one-value choice (the trial flattens it)."""
+    if not cells:
+        raise ValueError("no cells: nothing to search")
+    one = lambda v: {"_type": "choice", "_value": [v]}  # noqa: E731
+    entries = []
+    for cell in cells:
+        params = {k: v for k, v in cell.params(study.arm(cell.arm)).items() if k != ARM_KEY}
+        entries.append({"_name": cell.arm, **{k: one(v) for k, v in params.items()}})
+    return {ARM_KEY: {"_type": "choice", "_value": entries}}
+
+
+def collect(study: Study, sources: Iterable[Path]) -> list[Path]:
+    """Copy every SUCCEEDED record of a study cell found under ``sources`` to its cell; returns the new ones.
+    A cell keeps its first record; other records are left where they are."""
+    new: list[Path] = []
+    for source in sources:
+        for path in sorted(Path(source).rglob(RECORD)):
+            try:
+                rec = read_record(path)
+            except ValueError:
+                continue  # half-written or not a record
+            cell = cell_of(study, rec)
+            if cell is None or rec.status != "SUCCEEDED":
+                continue
+            dest = study.records / cell.folder() / RECORD
+            if dest.exists():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_suffix(".tmp")
+            shutil.copyfile(path, tmp)
+            tmp.replace(dest)
+            new.append(dest)
+    return new
+
+
+def nni_config(study: Study, task: str, phase: str, cells: Sequence[Cell], workdir: Path,
+    at_once: int) -> Path:
+    """The NNI experiment config of ``cells`` (GridSearch, local), written to ``workdir``."""
+    space_file = workdir / "space.json"
+    space_file.write_text(json.dumps(space(study, cells), indent=1) + "\n")
+    words = [study.python or sys.executable, "trials/mat_trial.py", "--task", task, "--model", study.model,
+             *study.flags]
+    config = {"experimentName": f"{study.name}_{task}_{phase}", "searchSpaceFile": str(space_file),
+              "trialCommand": " ".join(shlex.quote(w) for w in words), "trialCodeDirectory": str(REPO),
+              "trialConcurrency": at_once, "maxTrialNumber": len(cells), "maxExperimentDuration": "7d",
+              "tuner": {"name": "GridSearch", "classArgs": {"optimize_mode": "maximize"}},
+              "trainingService": {"platform": "local"}}
+    out = workdir / f"{study.name}_{task}_{phase}.yml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def estimate_lines(study: Study, arms: Sequence[Arm]) -> list[str]:
+    """The estimate of every cell, per task and in all (:mod:`trials.study_estimate`), and the actuals."""
+    if study.estimate_from is None:
+        return ["no estimate: the study config names no estimate_from records"]
+    lines, total, left = [], 0.0, 0.0
+    for task in study.tasks:
+        ref = task_reference(study.estimate_from, task)
+        if ref is None:
+            lines.append(f"{task}: no reference records under {study.estimate_from / task}: not estimated")
+            continue
+        done = done_cells(study, task)
+        per_arm = {a.name: trial_seconds(resolve(study, Cell(task, "tune", a.name, 0, a.points[0])), ref)
+                   for a in arms}
+        n = len(study.tuning_seeds) * len(arms[0].points) + len(study.report_seeds)
+        secs = sum(per_arm.values()) * n
+        remaining = sum(per_arm[c.arm] for c in tune_cells(study, task, arms) if c.folder() not in done)
+        remaining += sum(per_arm[a.name] for a in arms for s in study.report_seeds
+                         if f"{task}/report/{a.name}-seed{s}" not in done)
+        total, left = total + secs, left + remaining
+        lines.append(hours_line(f"{task}, {n * len(arms)} trials estimated", secs, study.concurrency))
+        for a in arms:
+            paths = [p for c, p in done.values() if c.arm == a.name]
+            real = actual_seconds(paths)
+            got = f"; actual {sum(real) / len(real):.0f} s a trial over {len(real)}" if real else ""
+            lines.append(f"  {a.name:<20} estimate {per_arm[a.name]:.0f} s a trial{got}")
+    lines.append(hours_line("whole study, estimate", total, study.concurrency))
+    lines.append(hours_line("still to run, estimate", left, study.concurrency))
+    return lines
+
+
+def status_lines(study: Study, arms: Sequence[Arm]) -> list[str]:
+    """Which cells have a record, the chosen points, and the estimate."""
+    lines = []
+    for task in study.tasks:
+        done = done_cells(study, task)
+        tune, chosen = tune_cells(study, task, arms), chosen_points(study, task, arms)
+        report = report_cells(study, task, chosen) if chosen else []
+        n_report = len(arms) * len(study.report_seeds)
+        lines.append(f"{task}: tune {sum(c.folder() in done for c in tune)}/{len(tune)} cells, report "
+                     f"{sum(c.folder() in done for c in report)}/{n_report} cells have a record")
+        for arm in arms:
+            marks = " ".join("done" if c.folder() in done else "-" for c in tune if c.arm == arm.name)
+            pick = f"; chosen {dict(chosen[arm.name])}" if chosen else ""
+            lines.append(f"  {arm.name:<20} tune: {marks}{pick}")
+    return lines + estimate_lines(study, arms)
+
+
+def run_phase(study: Study, task: str, phase: str, cells: list[Cell], args: argparse.Namespace) -> None:
+    """One NNI experiment of ``cells``, records collected as they land; stopped at the end."""
+    at_once = args.concurrency or study.concurrency
+    workdir = Path(tempfile.mkdtemp(prefix=f"study-{study.name}-{task}-{phase}-"))
+    exp = experiment.create(str(nni_config(study, task, phase, cells, workdir, at_once)), args.port)
+    exp_dir = Path(args.nni_home).expanduser() / exp
+    print(f"experiment {exp}: {task} {phase}, {len(cells)} cells; web UI http://127.0.0.1:{args.port}",
+        flush=True)
+    last = 0.0
+
+    def harvest(force: bool = False) -> None:
+        nonlocal last
+        if force or time.monotonic() - last >= args.collect_every:
+            last = time.monotonic()
+            for path in collect(study, [exp_dir]):
+                print(f"record: {path}", flush=True)
+
+    try:
+        state = experiment.wait(args.port, args.timeout, on_poll=harvest, expected=len(cells))
+    except experiment.ExperimentError as e:  # stopped or killed from elsewhere, or the timeout
+        state = f"ended early ({e})"
+    finally:
+        harvest(force=True)
+        experiment.stop(exp)
+    print(f"experiment {exp}: {state}", flush=True)
+
+
+def _run(study: Study, args: argparse.Namespace) -> int:
+    refused = refuse_dirty(args.allow_dirty)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    arms = study.enabled(args.arms)
+    print("\n".join(status_lines(study, arms)), flush=True)
+    for task in study.tasks:
+        for phase in ("tune", "report"):
+            cells = missing(study, task, phase, arms)
+            if cells:
+                run_phase(study, task, phase, cells, args)
+    left = {t: len(missing(study, t, "tune", arms)) + len(missing(study, t, "report",
+        arms)) for t in study.tasks}
+    incomplete = {t: chosen_points(study, t, arms) is None for t in study.tasks}
+    print("\n".join(status_lines(study, arms)))
+    return 1 if any(left.values()) or any(incomplete.values()) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``status``, ``space``, ``run`` and ``collect`` (module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m trials.study", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    commands = {"status": "which cells have a record, the chosen configurations, estimate (and actual)",
+                "space": "write the NNI search space of a task's missing cells of a phase",
+                "run": "run every missing cell through NNI, tune then report, collecting records",
+                "collect": "copy SUCCEEDED records of the study's cells from experiment or trial folders"}
+    subs = {name: sub.add_parser(name, help=text) for name, text in commands.items()}
+    for q in subs.values():
+        q.add_argument("study", help="a study config, e.g. studies/benchmark_cpu.yml")
+        q.add_argument("--arms", type=lambda s: [a for a in s.split(",") if a], default=None,
+                       help="comma-separated arms (default: those the config enables)")
+    subs["space"].add_argument("--task", required=True)
+    subs["space"].add_argument("--phase", choices=("tune", "report"), default="tune")
+    subs["space"].add_argument("--out", required=True, help="search-space JSON file to write")
+    subs["collect"].add_argument("sources", nargs="+", help="folders searched for trial.json")
+    r = subs["run"]
+    r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
+    r.add_argument("--concurrency", type=int, default=None, help="trials at a time (default: the study's)")
+    r.add_argument("--timeout", type=float, default=7 * 86400, help="seconds to wait per phase (default 7 "
+        "days)")
+    r.add_argument("--collect_every", type=float, default=30.0, help="seconds between collections (default "
+        "30)")
+    r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder")
+    r.add_argument("--allow_dirty", action="store_true", help="run although tracked files have uncommitted "
+        "changes")
+    args = p.parse_args(argv)
+    try:
+        study = load_study(args.study)
+        arms = study.enabled(args.arms)
+        if args.cmd == "status":
+            print("\n".join(status_lines(study, arms)))
+        elif args.cmd == "space":
+            cells = missing(study, args.task, args.phase, arms)
+            Path(args.out).write_text(json.dumps(space(study, cells), indent=1) + "\n")
+            print(f"{args.out}: {len(cells)} missing {args.phase} cells of {args.task}")
+        elif args.cmd == "collect":
+            new = collect(study, [Path(x).expanduser() for x in args.sources])
+            print("\n".join([f"record: {x}" for x in new] + [f"{len(new)} new records in {study.records}"]))
+        else:
+            return _run(study, args)
+    except (ValueError, OSError, experiment.ExperimentError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
