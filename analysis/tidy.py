@@ -271,8 +271,9 @@ class Builder:
     def read_json(self, path: Path) -> tuple[Any, float] | None:
         """Parse ``path``: ``(parsed JSON, mtime)``, or None after :meth:`skip` (unreadable, not JSON)."""
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-            written = path.stat().st_mtime
+            with open(path, "rb") as f:
+                text, written = f.read().decode("utf-8"), os.fstat(f.fileno()).st_mtime
+            data = json.loads(text)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             self.skip(path, f"not a readable JSON trial record ({type(e).__name__}: {e})")
             return None
