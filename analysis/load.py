@@ -35,6 +35,7 @@ from analysis.nni_store import (
     parameter_history,
     read_nni_store,
 )
+from analysis.plain_records import add_plain
 from analysis.tidy import (
     COLUMNS,
     DEV,
@@ -74,10 +75,12 @@ def find_record_files(root: str | os.PathLike[str]) -> list[Path]:
 
 def _read_records_into(b: Builder, root: str | os.PathLike[str]) -> None:
     for path in find_record_files(root):
-        read = b.read_record(path)
-        if read is not None:
-            rec, run, written = read
-            b.add_record(rec, str(path), run, written)
+        read = b.read_json(path)
+        if read is None or add_plain(b, read[0], str(path), read[1]):
+            continue
+        checked = b.check_json(read[0], path)
+        if checked is not None:
+            b.add_record(checked[0], str(path), checked[1], read[1])
 
 
 def _roots(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:

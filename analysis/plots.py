@@ -297,8 +297,10 @@ def hparam_plot(info: pd.DataFrame) -> Figure:
     fig, axes = new_figure(1, max(1, len(params)), (4.2 * max(1, len(params)), 3.8))
     for ax, p in zip(axes[0], params):
         g = info[info["param"] == p]
-        sns.scatterplot(data=g, x="setting", y="delta", hue="arm", hue_order=arms, palette=palette, ax=ax,
-                        s=12, alpha=0.35, linewidth=0, legend=False, rasterized=True)
+        # one collection of every trial, coloured by arm (rasterized: a search's thousands of points would
+        # make the PDF heavy)
+        ax.scatter(g["setting"].to_numpy(dtype=float), g["delta"].to_numpy(dtype=float), s=12, alpha=0.35,
+                   linewidths=0, c=[palette[a] for a in g["arm"]], rasterized=True)
         for arm, gm in g.groupby("arm", sort=False):
             mean = gm.groupby("setting")["delta"].mean()
             ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette[arm], label=arm)
@@ -309,7 +311,10 @@ def hparam_plot(info: pd.DataFrame) -> Figure:
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    # fixed margins: panels of one row need no tight_layout (which measures every label: slow)
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.15 / width, bottom=0.55 / height,
+                        top=0.9 - 0.1 / height, wspace=0.85 / 4.2)
     return fig
 
 

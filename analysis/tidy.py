@@ -268,18 +268,21 @@ class Builder:
                 self.add_eval(t, kind, chosen)
         self.close_trial(t, n)
 
-    def read_record(self, path: Path) -> tuple[TrialRecord, dict[str, Any], float] | None:
-        """Read and check ``path``: ``(record, run settings, mtime)``, or None after :meth:`skip`.
-
-        The file is parsed once; its run settings are the record's ``run`` object (empty in records
-        written before it existed).
-        """
+    def read_json(self, path: Path) -> tuple[Any, float] | None:
+        """Parse ``path``: ``(parsed JSON, mtime)``, or None after :meth:`skip` (unreadable, not JSON)."""
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-            written = path.stat().st_mtime
+            with open(path, "rb") as f:
+                text, written = f.read().decode("utf-8"), os.fstat(f.fileno()).st_mtime
+            data = json.loads(text)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             self.skip(path, f"not a readable JSON trial record ({type(e).__name__}: {e})")
             return None
+        return data, written
+
+    def check_json(self, data: Any, path: Path) -> tuple[TrialRecord, dict[str, Any]] | None:
+        """The record parsed from ``path`` as ``data``, checked: ``(record, run settings)``, or None after
+        :meth:`skip`. Its run settings are the record's ``run`` object (empty in records written before it
+        existed)."""
         try:
             rec = record_from_dict(data, str(path))
         except RecordError as e:
@@ -290,7 +293,14 @@ class Builder:
             self.skip(path, reason)
             return None
         run = getattr(rec, "run", None) or (data.get("run") if isinstance(data, dict) else None)
-        return rec, dict(run) if isinstance(run, Mapping) else {}, written
+        return rec, dict(run) if isinstance(run, Mapping) else {}
+
+    def read_record(self, path: Path) -> tuple[TrialRecord, dict[str, Any], float] | None:
+        """Read and check ``path``: ``(record, run settings, mtime)``, or None after :meth:`skip`
+        (:meth:`read_json`, then :meth:`check_json`)."""
+        read = self.read_json(path)
+        checked = self.check_json(read[0], path) if read is not None else None
+        return (*checked, read[1]) if read is not None and checked is not None else None
 
     def _trial_frame(self) -> pd.DataFrame:
         trials = pd.DataFrame(self.trials, columns=list(INFO_COLUMNS))
