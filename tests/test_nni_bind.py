@@ -175,3 +175,18 @@ def test_a_local_experiment_serves_on_loopback_only_and_a_trial_without_data_fai
     assert record.status == "FAILED" and record.error is not None
     assert "no local data folder (neither --data_dir nor $MAT_DATA_DIR is set)" in record.error
     assert "Set MAT_DATA_DIR or --data_dir" in record.error and "python -m mat.data prepare --out DIR" in record.error
+
+
+def test_a_busy_port_is_one_line_naming_the_fix_before_nnictl_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port already taken (say by an experiment left running for its web UI) is refused in one line, exit 2,
+    instead of nnictl's traceback ("Port 8080 is not idle")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert experiment.port_in_use(port)
+        rc = experiment.main(["run", str(REPO / "nni_configs" / "quickstart.yml"), "--port", str(port)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert f"port {port} is in use" in err[0] and "nnictl stop" in err[0] and "--port" in err[0]
+    assert not experiment.port_in_use(port)  # closed again: free ports read as free

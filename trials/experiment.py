@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -194,6 +195,13 @@ def create(config: str, port: int, timeout: float = 120, attempts: int = 3,
     raise ExperimentError(f"nnictl create failed (exit {code}):\n{out}")
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something accepts connections on ``port`` of this machine (NNI would refuse to start there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
 def stop(experiment_id: str, timeout: float = 60) -> None:
     """``nnictl stop ID`` (errors ignored: the experiment may already be stopped)."""
     subprocess.run([nnictl(), "stop", experiment_id], capture_output=True, timeout=timeout,
@@ -322,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if port_in_use(args.port):
+        print(f"error: port {args.port} is in use (an NNI experiment left running? `nnictl experiment list`, "
+              f"then `nnictl stop ID`), or pass another --port", file=sys.stderr)
         return 2
     bind = args.bind if args.bind is not None else default_bind(cfg)
     warning = exposure_warning(bind, args.port, cfg)
