@@ -122,14 +122,21 @@ def collect(sources: Iterable[Path], records: Path) -> list[Path]:
             if rec.status != "SUCCEEDED":
                 continue
             dest = cell_dir(records, rec.task, rung, seed) / RECORD
-            if dest.exists():
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(".tmp")
-            shutil.copyfile(path, tmp)
-            tmp.replace(dest)
-            new.append(dest)
+            if copy_first_record(path, dest):
+                new.append(dest)
     return new
+
+
+def copy_first_record(path: Path, dest: Path) -> bool:
+    """Copy the record at ``path`` to ``dest`` atomically unless ``dest`` has one (a cell's first finished
+    trial is the study's); whether it was copied."""
+    if dest.exists():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(dest)
+    return True
 
 
 def trial_flags(config: dict[str, Any]) -> list[str]:

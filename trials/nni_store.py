@@ -87,6 +87,12 @@ def own_parameters(nni: Any, out_dir: Path, trial_id: str, params: dict[str, Any
     return dict(first["parameters"])
 
 
+def _experiment_root(environ: Mapping[str, str] | None) -> Path | None:
+    """The local experiment folder above ``$NNI_SYS_DIR`` (None outside a local NNI trial)."""
+    sys_dir = (os.environ if environ is None else environ).get("NNI_SYS_DIR")
+    return nni_layout.experiment_dir_above(sys_dir) if sys_dir else None
+
+
 def nni_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
     """The ``trialConcurrency`` of the experiment this trial belongs to (local training service), else None.
 
@@ -95,11 +101,7 @@ def nni_concurrency(environ: Mapping[str, str] | None = None) -> int | None:
     remote machine there is no such store: None, and the trial keeps torch's thread count (set
     ``--num_threads`` or ``OMP_NUM_THREADS`` in the trialCommand there).
     """
-    env = os.environ if environ is None else environ
-    sys_dir = env.get("NNI_SYS_DIR")
-    if not sys_dir:
-        return None
-    root = nni_layout.experiment_dir_above(sys_dir)
+    root = _experiment_root(environ)
     if root is None:
         return None
     db = nni_layout.store_path(root)
@@ -127,11 +129,7 @@ def link_tensorboard_for_webui(out_dir: Path, trial_id: str,
     empty folder. That path becomes a symbolic link to ``<out_dir>/tensorboard``. Nothing is done outside a
     local NNI experiment, or where the path holds files.
     """
-    env = os.environ if environ is None else environ
-    sys_dir = env.get("NNI_SYS_DIR")
-    if not sys_dir:
-        return None
-    root = nni_layout.experiment_dir_above(sys_dir)
+    root = _experiment_root(environ)
     if root is None:
         return None
     link, target = nni_layout.webui_tensorboard_dir(root, trial_id), (out_dir / "tensorboard").resolve()

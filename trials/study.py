@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -46,7 +45,7 @@ from analysis.selection import choose_arm_configs
 from mat.spec.arms import ARM_KEY, PHASE_KEY
 from mat.spec.records import TrialRecord, read_record
 from trials import experiment
-from trials.components import refuse_dirty
+from trials.components import copy_first_record, refuse_dirty
 from trials.study_config import (
     Arm,
     Cell,
@@ -164,13 +163,8 @@ def collect(study: Study, sources: Iterable[Path]) -> list[Path]:
             if cell is None or rec.status != "SUCCEEDED":
                 continue
             dest = study.records / cell.folder() / RECORD
-            if dest.exists():
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(".tmp")
-            shutil.copyfile(path, tmp)
-            tmp.replace(dest)
-            new.append(dest)
+            if copy_first_record(path, dest):
+                new.append(dest)
     return new
 
 
