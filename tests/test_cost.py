@@ -43,6 +43,9 @@ def test_vanilla_counts_one_forward_and_one_backward_per_step(tiny: dict[str, Pa
     w = cost["wall_seconds"]
     assert w["startup"] == 1.5 and w["train"] > 0 and w["evaluate"] > 0
     assert w["total"] >= sum(v for k, v in w.items() if k != "total") - 1e-3
+    c = cost["cpu_seconds"]  # one torch thread: CPU time of a phase cannot much exceed its wall time
+    assert set(c) == set(w) - {"startup", "total"} and c["train"] > 0
+    assert all(c[k] <= w[k] * 1.5 + 0.05 for k in c)
 
 
 def test_mat_passes_follow_the_algorithm(tiny: dict[str, Path], tmp_path: Path, one_torch_thread: None) -> None:

@@ -79,6 +79,7 @@ def test_nested_blocks_match_the_code() -> None:
     assert list(documented) == list(cost)
     phases = list(_keys(_inner(documented["wall_seconds"])))
     assert set(cost["wall_seconds"]) <= set(phases) and phases[-1] == "total"
+    assert list(_keys(_inner(documented["cpu_seconds"]))) == list(cost["cpu_seconds"])
     assert list(_keys(_inner(documented["passes"]))) == list(cost["passes"])
 
 

@@ -75,6 +75,13 @@ def test_the_cli_refuses_before_anything_runs(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "results").exists()
 
 
+def test_run_refuses_a_task_the_study_does_not_have(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path)
+    assert runner.main(["run", str(path), "--allow_dirty", "--port", "1", "--tasks", "sst2,mnli"]) == 2
+    err = capsys.readouterr().err
+    assert "--tasks mnli: not in the study" in err and not (tmp_path / "results").exists()
+
+
 def test_cells_folders_and_the_space_gridsearch_walks(tmp_path: Path) -> None:
     from nni.algorithms.hpo.gridsearch_tuner import GridSearchTuner
 

@@ -265,8 +265,13 @@ def _run(study: Study, args: argparse.Namespace) -> int:
         print(f"error: {refused}", file=sys.stderr)
         return 2
     arms = study.enabled(args.arms)
+    unknown = [t for t in args.tasks or [] if t not in study.tasks]
+    if unknown:
+        print(f"error: --tasks {','.join(unknown)}: not in the study (its tasks: {', '.join(study.tasks)})",
+              file=sys.stderr)
+        return 2
     print("\n".join(status_lines(study, arms)), flush=True)
-    for task in study.tasks:
+    for task in args.tasks or study.tasks:
         for phase in ("tune", "report"):
             cells = missing(study, task, phase, arms)
             if cells:
@@ -297,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     subs["collect"].add_argument("sources", nargs="+", help="folders searched for trial.json")
     r = subs["run"]
     r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
+    r.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], default=None,
+                   help="comma-separated tasks to run, in this order (default: the study's, in its order)")
     r.add_argument("--concurrency", type=int, default=None, help="trials at a time (default: the study's)")
     r.add_argument("--timeout", type=float, default=7 * 86400, help="seconds to wait per phase (default 7 "
         "days)")

@@ -7,6 +7,7 @@ method counts its optimizer updates and its forward and backward passes (``Metho
 set accuracy against compute::
 
     cost: {wall_seconds: {startup, data, tokenize, model, train, evaluate, write, total},
+           cpu_seconds: {data, tokenize, model, train, evaluate, write},
            train_tokens, padded_tokens, optimizer_steps, optimizer_updates,
            passes: {forward, backward}, diagnostic_passes: {forward, backward}}
 
@@ -20,6 +21,10 @@ set accuracy against compute::
 Records written before these were counted (no ``diagnostic_passes``) have ``passes`` that include the
 diagnostic forward and no ``optimizer_updates``: :func:`derive_cost` fills in what their parameters and
 telemetry determine and names it in ``derived``.
+
+``cpu_seconds`` is the CPU time of this process (all its threads) in the same phases: unlike wall seconds it
+hardly moves when other work shares the machine, so it is the cost to compare across trials that ran beside
+each other (a study's trials run two at a time).
 
 ``startup`` is the time from the process's start (``/proc/self/stat`` on Linux) to the start of ``fit``:
 interpreter start and imports. ``train`` excludes the evaluations that happen between training steps.
@@ -54,18 +59,20 @@ class CostMeter:
     """Accumulates wall seconds per phase and the token counts of the training batches."""
 
     seconds: dict[str, float] = field(default_factory=lambda: {p: 0.0 for p in PHASES})
+    cpu: dict[str, float] = field(default_factory=lambda: {p: 0.0 for p in PHASES[1:]})
     train_tokens: int = 0
     padded_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Add the wall time of the ``with`` block to ``name``."""
-        t0 = time.perf_counter()
+        """Add the wall time and the process CPU time of the ``with`` block to ``name``."""
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
 
     def add_batch(self, batch: Mapping[str, Any]) -> None:
         """Count one training batch: real tokens (``attention_mask`` 1) and padding (0) of its (B, T) inputs;
@@ -98,6 +105,7 @@ class CostMeter:
         secs["total"] = secs.get("startup", 0.0) + time.perf_counter() - self.started
         out: dict[str, Any] = {
             "wall_seconds": {k: round(v, 3) for k, v in secs.items()},
+            "cpu_seconds": {k: round(v, 3) for k, v in self.cpu.items()},
             "train_tokens": self.train_tokens,
             "padded_tokens": self.padded_tokens,
             "optimizer_steps": optimizer_steps,
