@@ -1,54 +1,61 @@
-"""The component study's bookkeeping (trials/components.py): cells with and without records, a search space of
-only the missing cells that NNI's own GridSearch walks cell by cell, the nested parameters a trial flattens, the
-records copied into the study's folder, and one real ``nnictl`` run of the missing cells of a tiny study."""
+"""The component study as a study config of the study runner (studies/components.yml, trials/study.py): no grid
+and no tune phase, every rung an arm at the shared settings on the report seeds, records in the flat layout
+``<task>/<rung>-seed<k>/``; the records from before arms and phases (``params.rung`` only) counted as done cells;
+a search space of only the missing cells that NNI's own GridSearch walks seed by seed; records collected into
+their cells; the former command line (``python -m trials.components``) mapped onto the runner; and one real
+``nnictl`` run of the missing cells of a tiny flat study."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from mat.cli import parse_cli
-from mat.provenance import resolve
+from mat.provenance import resolve as resolve_trial
+from mat.spec.arms import apply_study_params
 from mat.spec.config import apply_overrides
-from mat.spec.records import read_record, write_record
+from mat.spec.ladder import RUNG_NAMES
+from mat.spec.records import TrialRecord, read_record, write_record
 from mat.train import fit
 from tests.helpers import REPO, make_tiny_glue_dir, make_tiny_model_dir
-from tests.nni_support import free_port, isolate, trial_command, write_config
+from tests.nni_support import free_port, isolate
 from trials import components
+from trials import study as runner
 from trials.mat_trial import flatten_nested
 from trials.search_space import search_space_problems
+from trials.study_config import StudyConfigError, load_study, report_cells, resolve
+
+COMPONENTS = REPO / "studies" / "components.yml"
+SHARED = ("--method mat --max_length 16 --epochs 1 --batch_size 16 --eval_times 1 --device cpu --num_threads 1 "
+          "--sampling_times_delta 1 --sampling_times_theta 2 --lambda_s 1 --sampling_noise_ratio 0.1 --beta_s 0.3 "
+          "--beta_p 0.3 --sampler adam")
 
 
-def tiny_flags(root: Path) -> list[str]:
-    model, data = make_tiny_model_dir(root / "model"), make_tiny_glue_dir(root / "data", n_train=32, n_dev=16)
-    return ["--task", "sst2", "--model", str(model), "--data_dir", str(data), "--method", "mat", "--max_length", "16",
-            "--epochs", "1", "--batch_size", "16", "--eval_times", "1", "--device", "cpu", "--num_threads", "1",
-            "--sampling_times_delta", "1", "--sampling_times_theta", "2", "--lambda_s", "1", "--sampling_noise_ratio", "0.1",
-            "--beta_s", "0.3", "--beta_p", "0.3", "--sampler", "adam"]
+def flat_study(root: Path, model: str = "minilm", data: Path | None = None, **change: Any) -> Path:
+    """A tiny component study: no grid, no tuning seeds, three rungs as arms, report seeds 1-2, flat records."""
+    config = {"name": "tinyladder", "records": str(root / "records"), "layout": "flat", "tasks": ["sst2"],
+              "model": model, "python": sys.executable, "report_seeds": [1, 2], "concurrency": 2,
+              "flags": SHARED + (f" --data_dir {data}" if data else ""),
+              "arms": {r: {"settings": {"rung": r}} for r in ("vanilla", "dropout_consistency", "mat")}, **change}
+    path = root / "tinyladder.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("components")
-    return root, tiny_flags(root)
-
-
-def run_cell(flags: list[str], out: Path, rung: str, seed: int) -> Path:
-    """One trial of a cell as NNI would run it (flags, then the nested parameters flattened and merged)."""
-    params = flatten_nested({"seed": {"_name": seed, "rung": rung}})
-    cfg = apply_overrides(parse_cli([*flags, "--output_dir", str(out), "--trial_id", f"{rung}-{seed}"]), params)
-    rec = fit(resolve(cfg), show_progress=False)
-    assert rec.status == "SUCCEEDED"
-    return out / "trial.json"
+def put(folder: Path, seed: int, params: dict[str, Any], status: str = "SUCCEEDED", task: str = "sst2") -> Path:
+    """A hand-written record (what a trial writes, without the training) in ``folder``."""
+    rec = TrialRecord(trial_id=f"{folder.name}-{len(params)}", method="mat", task=task, model="minilm", seed=seed,
+                      params={**params, "seed": seed}, status=status, cost={"wall_seconds": {"total": 60.0}})
+    return write_record(rec, folder)
 
 
 def test_nested_parameters_flatten_to_the_trials_keys() -> None:
@@ -59,20 +66,59 @@ def test_nested_parameters_flatten_to_the_trials_keys() -> None:
         flatten_nested({"rung": {"_name": "mat", "seed": 2}, "seed": 1})
 
 
-def test_the_missing_cells_space_is_walked_cell_by_cell_by_nni_gridsearch() -> None:
+def test_the_study_config_runs_every_rung_exactly_as_the_components_nni_configs_did() -> None:
+    study = load_study(COMPONENTS)
+    assert (study.layout, study.tuning_seeds, study.report_seeds, study.concurrency) == ("flat", (), (1, 2, 3, 4, 5), 2)
+    assert [a.name for a in study.enabled()] == list(RUNG_NAMES) and all(a.points == ((),) for a in study.arms)
+    assert study.records == REPO / "results" / "components"
+    configs = {t: yaml.safe_load((REPO / "nni_configs" / f"components_{t}.yml").read_text()) for t in study.tasks}
+    for task, config in configs.items():
+        assert components.trial_flags(config) == ["--task", task, "--model", study.model, *study.flags]
+        assert config["trialConcurrency"] == study.concurrency
+        for cell in report_cells(study, task, {a.name: () for a in study.arms}):
+            legacy = apply_overrides(parse_cli(components.trial_flags(config)), {"rung": cell.arm, "seed": cell.seed})
+            assert resolve(study, cell) == legacy, cell
+    cfg = resolve(study, report_cells(study, "cola", {"r3f": ()})[0])
+    assert (cfg.run.method, cfg.rung, cfg.train.learning_rate, cfg.run.diagnostics) == ("r3f", "r3f", 1e-4, True)
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"grid": {"learning_rate": [1e-4, 3e-4]}}, "tuning_seeds", "a grid of 2 points needs tuning seeds"),
+    ({"tuning_seeds": [101]}, "tuning_seeds", "there is no grid to tune"),
+    ({"tuning_seeds": [101], "grid": {"learning_rate": [1e-4, 3e-4]}}, "layout", "flat holds report records only"),
+    ({"layout": "nested"}, "layout", "one of phased, flat"),
+    ({"arms": {"mat": {"settings": {"rung": "matt"}}}}, "arms.mat", "Did you mean 'mat'?"),
+])
+def test_a_study_without_a_grid_is_refused_where_it_cannot_run(tmp_path: Path, change: dict[str, Any], field: str,
+                                                              words: str) -> None:
+    with pytest.raises(StudyConfigError) as e:
+        load_study(flat_study(tmp_path, **change))
+    assert f"tinyladder.yml: {field}: " in str(e.value) and words in str(e.value)
+
+
+def test_the_missing_cells_space_is_walked_seed_major_by_nni_gridsearch(tmp_path: Path) -> None:
     from nni.algorithms.hpo.gridsearch_tuner import GridSearchTuner
 
-    cells = [("vanilla", 1), ("mat", 1), ("sampling", 2), ("vanilla", 4)]
-    space = components.nested_space(cells)
-    assert search_space_problems(space, "mat") == []
+    study = load_study(flat_study(tmp_path))
+    records = tmp_path / "records" / "sst2"
+    put(records / "vanilla-seed1", 1, {"rung": "vanilla", "arm": "vanilla", "phase": "report"})
+    put(records / "mat-seed1", 1, {"rung": "mat"})  # a record from before arms and phases: done all the same
+    cells = runner.missing(study, "sst2", "report", study.enabled())
+    assert [(c.arm, c.seed) for c in cells] == [("dropout_consistency", 1), ("vanilla", 2), ("dropout_consistency", 2),
+                                                ("mat", 2)], "only the missing cells, every arm of seed 1 first"
+    assert runner.missing(study, "sst2", "tune", study.enabled()) == [] and cells[1].folder() == "sst2/vanilla-seed2"
     tuner = GridSearchTuner()
-    tuner.update_search_space(space)
+    tuner.update_search_space(runner.space(study, cells))
     got = [flatten_nested(tuner.generate_parameters(i)) for i in range(len(cells))]
-    assert [(p["rung"], p["seed"]) for p in got] == cells, "every missing cell once, seed-major, in order"
+    assert got[1] == {"arm": "vanilla", "method": "mat", "phase": "report", "rung": "vanilla", "seed": 2}
+    assert [(p["arm"], p["seed"]) for p in got] == [(c.arm, c.seed) for c in cells]
+    base = parse_cli(["--task", "sst2", "--model", "minilm", *SHARED.split()])
+    assert [apply_study_params(base, p) for p in got] == [(resolve(study, c), {"arm": c.arm, "phase": "report"})
+                                                          for c in cells], "what a trial makes of what it is sent"
     with pytest.raises(Exception, match="fully explored"):
         tuner.generate_parameters(len(cells))
     with pytest.raises(ValueError, match="no cells"):
-        components.nested_space([])
+        runner.space(study, [])
 
 
 def test_a_bad_nested_space_is_reported_before_the_experiment() -> None:
@@ -81,99 +127,142 @@ def test_a_bad_nested_space_is_reported_before_the_experiment() -> None:
     assert "'rung'" in problem and "Did you mean 'mat'?" in problem
 
 
-def test_records_collect_into_their_cells_and_count_as_done(tiny: tuple[Path, list[str]], tmp_path: Path) -> None:
-    root, flags = tiny
+def test_records_collect_into_their_flat_cells_and_count_as_done(tmp_path: Path) -> None:
+    study = load_study(flat_study(tmp_path))
     exp = tmp_path / "nni-experiments" / "abc" / "environments" / "local-env" / "trials"
-    a = run_cell(flags, exp / "A", "vanilla", 1)
-    b = run_cell(flags, exp / "B", "dropout_consistency", 2)
-    failed = read_record(b)
-    failed.status, failed.trial_id = "FAILED", "C"
-    write_record(failed, exp / "C")
+    a = put(exp / "A", 1, {"rung": "vanilla", "arm": "vanilla", "phase": "report"})
+    b = put(exp / "B", 2, {"rung": "dropout_consistency", "arm": "dropout_consistency", "phase": "report"})
+    put(exp / "C", 2, {"rung": "mat", "arm": "mat", "phase": "report"}, status="FAILED")
+    put(exp / "E", 1, {"rung": "r3f", "arm": "r3f", "phase": "report"})  # an arm this study does not have
+    put(exp / "F", 1, {"rung": "mat", "arm": "mat", "phase": "report"}, task="rte")  # a task it does not have
     (exp / "D").mkdir()
     (exp / "D" / "trial.json").write_text('{"schema": 1, "trial_id": "D"')  # half-written: skipped
-    records = tmp_path / "records"
-    new = components.collect([exp.parents[2]], records)
-    assert new == [records / "sst2" / "vanilla-seed1" / "trial.json", records / "sst2" / "dropout_consistency-seed2" / "trial.json"]
+    records = tmp_path / "records" / "sst2"
+    new = runner.collect(study, [exp.parents[2]])
+    assert new == [records / "vanilla-seed1" / "trial.json", records / "dropout_consistency-seed2" / "trial.json"]
     assert new[0].read_bytes() == a.read_bytes() and new[1].read_bytes() == b.read_bytes()
-    assert components.collect([exp.parents[2]], records) == [], "a cell keeps its first record"
-    assert set(components.done_cells(records, "sst2")) == {("vanilla", 1), ("dropout_consistency", 2)}
-    assert components.missing_cells(records, "sst2", ["vanilla", "dropout_consistency"], [1, 2]) == [
-        ("dropout_consistency", 1), ("vanilla", 2)]
-    shutil.copyfile(a, records / "sst2" / "dropout_consistency-seed2" / "trial.json")
-    with pytest.raises(ValueError, match=r"dropout_consistency-seed2/trial.json: a SUCCEEDED sst2 record of cell \(vanilla, seed 1\)"):
-        components.done_cells(records, "sst2")
+    assert runner.collect(study, [exp.parents[2]]) == [], "a cell keeps its first record"
+    done = runner.done_cells(study, "sst2")
+    assert sorted(done) == ["sst2/dropout_consistency-seed2", "sst2/vanilla-seed1"]
+    assert {(c.arm, c.phase, c.seed) for c, _ in done.values()} == {("vanilla", "report", 1),
+                                                                   ("dropout_consistency", "report", 2)}
+    assert [(c.arm, c.seed) for c in runner.missing(study, "sst2", "report", study.enabled())] == [
+        ("dropout_consistency", 1), ("mat", 1), ("vanilla", 2), ("mat", 2)]
+    shutil.copyfile(a, records / "dropout_consistency-seed2" / "trial.json")
+    with pytest.raises(ValueError, match=r"dropout_consistency-seed2/trial.json: a SUCCEEDED record of "
+                                         r"sst2/vanilla-seed1 does not belong here"):
+        runner.done_cells(study, "sst2")
 
 
-def test_the_missing_config_points_at_the_new_space_with_absolute_paths(tmp_path: Path) -> None:
-    src = REPO / "nni_configs" / "components_rte.yml"
-    space = components.nested_space([("mat", 2)])
-    out = components.missing_config(src, space, 1, tmp_path)
-    config, original = yaml.safe_load(out.read_text()), yaml.safe_load(src.read_text())
-    assert config["maxTrialNumber"] == 1 and json.loads(Path(config["searchSpaceFile"]).read_text()) == space
-    assert Path(config["trialCodeDirectory"]) == REPO
-    assert {k: v for k, v in config.items() if k not in ("maxTrialNumber", "searchSpaceFile", "trialCodeDirectory")} == {
-        k: v for k, v in original.items() if k not in ("maxTrialNumber", "searchSpaceFile", "trialCodeDirectory")}
-    assert components.config_task(config) == "rte"
-    assert original["trialConcurrency"] == 2
-    assert yaml.safe_load(components.missing_config(src, space, 1, tmp_path, concurrency=1).read_text())["trialConcurrency"] == 1
+def test_a_record_from_before_arms_and_phases_is_a_done_cell_of_its_rung_only(tmp_path: Path) -> None:
+    flat = load_study(flat_study(tmp_path))
+    legacy = read_record(put(tmp_path / "x", 3, {"rung": "dropout_consistency"}))
+    cell = runner.cell_of(flat, legacy)
+    assert cell is not None and (cell.arm, cell.phase, cell.seed, cell.folder()) == (
+        "dropout_consistency", "report", 3, "sst2/dropout_consistency-seed3")
+    assert runner.cell_of(flat, read_record(put(tmp_path / "y", 3, {"rung": "sampling"}))) is None, "no arm sets it"
+    assert runner.cell_of(flat, read_record(put(tmp_path / "z", 3, {"lambda_s": 1.0}))) is None, "no rung, no arm"
+    tuned = load_study(flat_study(tmp_path, layout="phased", tuning_seeds=[101], grid={"learning_rate": [1e-4, 3e-4]}))
+    assert runner.cell_of(tuned, legacy) is None, "a study with a tune phase cannot tell which phase it was"
+
+
+def test_status_counts_the_committed_records_of_every_rung(capsys: pytest.CaptureFixture[str]) -> None:
+    committed = {t: sorted(p.parent.name for p in (REPO / "results" / "components" / t).glob("*/trial.json"))
+                 for t in ("cola", "stsb")}
+    if not all(committed.values()):
+        pytest.skip("no component-study records in this checkout")
+    assert runner.main(["status", str(COMPONENTS), "--tasks", "cola,stsb"]) == 0
+    out = capsys.readouterr().out
+    for task, folders in committed.items():
+        rungs = sorted({f.rsplit("-seed", 1)[0] for f in folders})
+        assert len(folders) == 5 * len(rungs) and len(rungs) >= 5, "whole rungs of 5 seeds are committed"
+        assert f"{task}: report {len(folders)}/35 cells have a record" in out
+        for rung in RUNG_NAMES:
+            marks = "done done done done done" if rung in rungs else "- - - - -"
+            assert f"  {rung:<20} report {5 if rung in rungs else 0}/5: {marks}" in out
+    assert "  vanilla              report 5/5: done done done done done" in out
+    assert "rte:" not in out and "cola, stsb, estimate:" in out, "the tasks asked for, and only those"
+
+
+def test_the_former_command_line_maps_onto_the_study_runner(capsys: pytest.CaptureFixture[str]) -> None:
+    study = str(COMPONENTS)
+    rte = str(REPO / "nni_configs" / "components_rte.yml")
+    assert components.study_argv(["status", "--task", "stsb", "--rungs", "vanilla,mat"]) == [
+        "status", study, "--tasks", "stsb", "--arms", "vanilla,mat"]
+    assert components.study_argv(["space", "--task=cola", "--out", "s.json", "--records", str(REPO / "results" / "components")]) == [
+        "space", study, "--task", "cola", "--out", "s.json"]
+    assert components.study_argv(["run", rte, "--port", "8081", "--stop", "--seeds", "1-5", "--allow_dirty"]) == [
+        "run", study, "--tasks", "rte", "--port", "8081", "--allow_dirty"]
+    assert components.study_argv(["collect", "a", "b"]) == ["collect", study, "a", "b"]
+    for argv, words in ((["status", "--seeds", "1-2"], "--seeds 1-2: studies/components.yml runs"),
+                        (["status", "--records", "elsewhere"], "copy it and set records and report_seeds"),
+                        (["rung"], "usage: python -m trials.components {status,space,collect,run}")):
+        with pytest.raises(ValueError, match=words):
+            components.study_argv(argv)
+    assert components.main(["status", "--task", "rte", "--rungs", "vanilla,matt"]) == 2
+    captured = capsys.readouterr()
+    assert "is now: python -m trials.study status studies/components.yml --tasks rte --arms vanilla,matt" in captured.err
+    assert "unknown arm 'matt'. Did you mean 'mat'?" in captured.err
+    with pytest.raises(SystemExit) as e:
+        components.main(["run", rte, "--concurrency", "0"])
+    assert e.value.code == 2 and "--concurrency: must be a whole number of at least 1; got '0'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no --task"):
         components.config_task({"trialCommand": "python3 trials/mat_trial.py --method mat"})
 
 
-def test_cli_refuses_unknown_rungs_and_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as e:
-        components.main(["status", "--task", "rte", "--rungs", "vanilla,matt"])
-    assert e.value.code == 2 and "Did you mean 'mat'?" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        components.main(["status", "--task", "rte", "--seeds", "1-x"])
-    assert e.value.code == 2 and "1-5 or 1,2,7" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        components.main(["run", "nni_configs/components_rte.yml", "--concurrency", "0"])
-    assert e.value.code == 2 and "--concurrency: must be a whole number of at least 1; got '0'" in capsys.readouterr().err
-
-
-@pytest.mark.nni
-def test_run_does_only_the_missing_cells_under_real_nni(tiny: tuple[Path, list[str]], tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    root, flags = tiny
-    records = tmp_path / "records"
-    run_cell(flags, records / "sst2" / "vanilla-seed1", "vanilla", 1)  # a cell an earlier session finished
-    before = (records / "sst2" / "vanilla-seed1" / "trial.json").read_bytes()
-    config = write_config(tmp_path / "components_tiny.yml", {
-        "experimentName": "components-tiny", "searchSpaceFile": str(REPO / "search_spaces" / "components.json"),
-        "trialCommand": trial_command(*flags), "trialCodeDirectory": str(REPO), "trialConcurrency": 2,
-        "maxTrialNumber": 35, "tuner": {"name": "GridSearch"}, "trainingService": {"platform": "local"},
-    })
-    isolate(monkeypatch, tmp_path / "home")
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    code = components.main(["run", str(config), "--records", str(records), "--rungs", "vanilla,mat", "--seeds", "1-2",
-                            "--port", str(free_port()), "--collect_every", "1", "--timeout", "600", "--stop",
-                            "--allow_dirty"])  # the tree under test may hold uncommitted edits
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "3 missing cells of sst2" in out and "3/3 missing cells now have a record" in out
-    done = components.done_cells(records, "sst2")
-    assert set(done) == {("vanilla", 1), ("mat", 1), ("vanilla", 2), ("mat", 2)}
-    assert (records / "sst2" / "vanilla-seed1" / "trial.json").read_bytes() == before, "a finished cell is not re-run"
-    for (rung, seed), path in done.items():
-        rec = read_record(path)
-        assert (rec.params["rung"], rec.seed, rec.method) == (rung, seed, "vanilla" if rung == "vanilla" else "mat")
-        if path.read_bytes() != before:
-            assert rec.experiment_id and rec.git_sha is not None
-    assert dataclasses.asdict(read_record(done[("mat", 1)]).evals[0])["telemetry"]["delta_norm"] > 0
+def test_a_config_with_other_flags_is_not_run_as_the_study(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "nni_configs" / "components_rte.yml").read_text())
+    config["trialCommand"] = config["trialCommand"].replace("--lambda_s 3", "--lambda_s 1")
+    path = tmp_path / "components_other.yml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="trialCommand's flags are not those of studies/components.yml"):
+        components.study_argv(["run", str(path)])
 
 
 def test_run_refuses_a_tree_with_uncommitted_changes_unless_allowed(monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from mat.provenance import GitState
 
-    monkeypatch.setattr(components, "git_state", lambda: GitState("a" * 40, True, "b" * 64))
-    assert components.main(["run", "nni_configs/components_rte.yml", "--records", "/nonexistent"]) == 2
+    monkeypatch.setattr(runner, "git_state", lambda: GitState("a" * 40, True, "b" * 64))
+    monkeypatch.setattr(runner, "run_phase", lambda *a: pytest.fail("an experiment was started"))
+    assert components.main(["run", str(REPO / "nni_configs" / "components_rte.yml")]) == 2
     err = capsys.readouterr().err
     assert "uncommitted changes to tracked files" in err and "--allow_dirty" in err and "bbbbbbbbbbbb" in err
-    assert components.refuse_dirty(allow_dirty=True) is None
-    monkeypatch.setattr(components, "git_state", lambda: GitState("a" * 40, False, None))
-    assert components.refuse_dirty(allow_dirty=False) is None
+    assert runner.refuse_dirty(allow_dirty=True) is None
+    monkeypatch.setattr(runner, "git_state", lambda: GitState("a" * 40, False, None))
+    assert runner.refuse_dirty(allow_dirty=False) is None
+
+
+@pytest.mark.nni
+def test_run_does_only_the_missing_cells_under_real_nni(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    model, data = make_tiny_model_dir(tmp_path / "model"), make_tiny_glue_dir(tmp_path / "data", n_train=32, n_dev=16)
+    path = flat_study(tmp_path, model=str(model), data=data,
+                      arms={r: {"settings": {"rung": r}} for r in ("vanilla", "mat")})
+    first = tmp_path / "records" / "sst2" / "vanilla-seed1"
+    # a cell an earlier run finished the former way: the trial command's flags, then {rung, seed} (no arm, no phase)
+    cfg = apply_overrides(parse_cli(["--task", "sst2", "--model", str(model), *SHARED.split(), "--data_dir", str(data),
+                                     "--output_dir", str(first), "--trial_id", "old"]), {"rung": "vanilla", "seed": 1})
+    assert fit(resolve_trial(cfg), show_progress=False).status == "SUCCEEDED"
+    before = (first / "trial.json").read_bytes()
+    isolate(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    code = runner.main(["run", str(path), "--port", str(free_port()), "--collect_every", "1", "--timeout", "600",
+                        "--allow_dirty"])  # the tree under test may hold uncommitted edits
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "sst2 report, 3 cells" in out and "sst2: report 4/4 cells have a record" in out
+    study = load_study(path)
+    done = runner.done_cells(study, "sst2")
+    assert sorted(done) == ["sst2/mat-seed1", "sst2/mat-seed2", "sst2/vanilla-seed1", "sst2/vanilla-seed2"]
+    assert (first / "trial.json").read_bytes() == before, "a finished cell is not run again"
+    for cell, p in done.values():
+        rec = read_record(p)
+        assert (rec.params["rung"], rec.seed, rec.method) == (cell.arm, cell.seed, "vanilla" if cell.arm == "vanilla" else "mat")
+        if p.read_bytes() != before:
+            assert (rec.params["arm"], rec.params["phase"]) == (cell.arm, "report")
+            assert rec.experiment_id and rec.git_sha is not None
+    assert dataclasses.asdict(read_record(done["sst2/mat-seed1"][1]).evals[0])["telemetry"]["delta_norm"] > 0
 
 
 def test_git_state_names_the_commit_and_hashes_the_edit(tmp_path: Path) -> None:
@@ -300,31 +389,6 @@ def test_create_starts_again_when_nnis_web_server_was_slow(monkeypatch: pytest.M
     with pytest.raises(experiment.ExperimentError, match="400 bad search space"):
         experiment.create("c.yml", 1, bind=None)
     assert len(calls) == 1, "a failure that is not NNI's slow start is not retried"
-
-
-def test_status_estimates_the_missing_cells_from_the_finished_records(tmp_path: Path) -> None:
-    from mat.spec.records import TrialRecord
-
-    def put(task: str, rung: str, seed: int, total: float) -> None:
-        rec = TrialRecord(trial_id=f"{task}-{rung}-{seed}", method="mat", task=task, model="minilm", seed=seed,
-                          params={"rung": rung, "seed": seed}, status="SUCCEEDED",
-                          cost={"wall_seconds": {"total": total}})
-        write_record(rec, components.cell_dir(tmp_path, task, rung, seed))
-
-    put("stsb", "vanilla", 1, 600.0)
-    put("stsb", "vanilla", 2, 500.0)
-    put("stsb", "vanilla", 3, 900.0)  # median 600
-    put("stsb", "mat", 1, 3600.0)
-    put("cola", "mat", 1, 7200.0)  # another task's mat: stsb keeps its own
-    put("cola", "sampling", 1, 1800.0)  # stsb has no sampling record: taken from cola
-    assert components.rung_seconds(tmp_path, "stsb") == {"vanilla": 600.0, "mat": 3600.0, "sampling": 1800.0}
-    cells = [("vanilla", 4), ("mat", 2), ("sampling", 2), ("r3f", 1)]
-    # 600 + 3600 + 1800 = 6000 s = 1.67 trial-hours, 0.83 h at 2 at a time; r3f has no record anywhere
-    assert components.estimate(tmp_path, "stsb", cells) == (
-        "4 cells to run: about 1.7 trial-hours by the finished records' median wall time per rung, 0.8 h at 2 at a "
-        "time; not counted (no record of the rung yet): r3f")
-    assert components.main(["status", "--task", "stsb", "--records", str(tmp_path), "--rungs", "vanilla,mat",
-                            "--seeds", "1-3"]) == 0
 
 
 def test_every_committed_study_record_ran_the_same_training_code() -> None:

@@ -18,7 +18,7 @@ import yaml
 
 from mat.cli import parse_cli
 from mat.spec.arms import apply_study_params
-from mat.spec.records import read_record
+from mat.spec.records import TrialRecord, read_record, write_record
 from tests.helpers import REPO, make_tiny_glue_dir, make_tiny_model_dir
 from tests.nni_support import free_port, isolate
 from trials import study as runner
@@ -100,6 +100,27 @@ def test_cells_folders_and_the_space_gridsearch_walks(tmp_path: Path) -> None:
     assert [(p["arm"], p["learning_rate"]) for p in got] == [(c.arm, dict(c.point)["learning_rate"]) for c in cells]
     with pytest.raises(Exception, match="fully explored"):
         tuner.generate_parameters(len(cells))
+
+
+def test_a_study_without_a_grid_reports_every_arm_at_its_settings(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, grid={}, tuning_seeds=None, records=str(tmp_path / "records"))
+    study = load_study(path)
+    arms = study.enabled()
+    assert study.layout == "phased" and all(a.points == ((),) for a in arms)
+    assert runner.missing(study, "sst2", "tune", arms) == [] and runner.chosen_points(study, "sst2", arms) == {
+        "vanilla": (), "vanilla_steps": (), "mat": ()}
+    cells = runner.missing(study, "sst2", "report", arms)
+    assert [c.folder() for c in cells[:4]] == ["sst2/report/vanilla-seed1", "sst2/report/vanilla_steps-seed1",
+                                               "sst2/report/mat-seed1", "sst2/report/vanilla-seed2"]
+    rec = TrialRecord(trial_id="a", method="vanilla", task="sst2", model="minilm", seed=2, status="SUCCEEDED",
+                      params={"arm": "vanilla_steps", "phase": "report", "epochs": 2.0, "seed": 2})
+    write_record(rec, tmp_path / "records" / "sst2" / "report" / "vanilla_steps-seed2")
+    assert len(runner.missing(study, "sst2", "report", arms)) == 5
+    assert runner.main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "sst2: report 1/6 cells have a record" in out and "tune" not in out
+    assert "  vanilla_steps        report 1/2: - done" in out and "  mat                  report 0/2: - -" in out
 
 
 def test_arm_parameters_switch_the_method_and_label_the_record() -> None:

@@ -1,8 +1,8 @@
 """What a user reads speaks of the software: no development-process wording, no paths of the machines the
 project is developed on, and every relative link resolves where the file is read.
 
-User-facing: README, LICENSE, docs/, the NNI configs, the search spaces and their sources, the benchmark
-scripts, the notebooks, the results READMEs, the Makefile and packaging files, and the trial's ``--help``.
+User-facing: README, LICENSE, docs/, the NNI configs, the study configs, the search spaces and their sources, the
+benchmark scripts, the notebooks, the results READMEs, the Makefile and packaging files, and the trial's ``--help``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from mat.spec.methods import METHOD_ARGS
 from tests.helpers import REPO
 
 PATTERNS = ("README.md", "LICENSE", "Makefile", "setup.cfg", "pyproject.toml", "docs/**/*.md", "nni_configs/*.yml",
-            "search_spaces/*", "benchmarks/*", "notebooks/*.ipynb", "results/**/README.md")
+            "search_spaces/*", "studies/*.yml", "benchmarks/*", "notebooks/*.ipynb",
+            "results/**/README.md")
 FORBIDDEN = {
     "development-process wording": (r"\bthis wave\b", r"\bwas lent\b", r"\blent to\b", r"\bthe lent\b",
                                     r"\bthis project's\b", r"\bthis 2-core\b", r"\bthe 2-core machine\b",

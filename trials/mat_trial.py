@@ -72,7 +72,7 @@ def flatten_nested(params: Mapping[str, Any]) -> dict[str, Any]:
     """NNI's nested-choice parameters as flat keys: ``{"seed": {"_name": 2, "rung": "sampling"}}`` ->
     ``{"seed": 2, "rung": "sampling"}``.
 
-    A value that is a dict with ``_name`` (what NNI sends for a nested ``choice``, as ``trials.components``
+    A value that is a dict with ``_name`` (what NNI sends for a nested ``choice``, as ``trials.study``
     writes) stands for its ``_name``; its other keys are lifted beside it, recursively. Flat parameters pass
     through unchanged.
 

@@ -11,6 +11,8 @@
   ran with (:func:`own_parameters`). The analysis reads the store with the same rule
   (:mod:`analysis.nni_store`); the TPE tuner survives the mix-up on its side (:mod:`trials.safe_tpe`, a
   module NNI loads by file).
+* A study runner (:mod:`trials.study`) copies each finished trial's record out of the experiment folder into
+  its cell, the first one only (:func:`copy_first_record`).
 
 No ``import nni`` here: the trial script passes its ``nni`` module in.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -141,3 +144,16 @@ def link_tensorboard_for_webui(out_dir: Path, trial_id: str,
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(target, target_is_directory=True)
     return link
+
+
+def copy_first_record(path: Path, dest: Path) -> bool:
+    """Copy the record at ``path`` (a trial's ``trial.json`` in NNI's experiment folder) to ``dest``
+    atomically unless ``dest`` has one (a study cell's first finished trial is the study's); whether it was
+    copied."""
+    if dest.exists():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(dest)
+    return True

@@ -24,8 +24,8 @@ NNI_TYPES = ("choice", "randint", "uniform", "quniform", "loguniform", "qlogunif
 def search_space_problems(space: Mapping[str, Any], method: str) -> list[str]:
     """Every problem of ``space`` for ``method``, as messages naming the key and the fix (empty: fine).
 
-    A nested choice (a ``choice`` value ``{"_name": v, <key>: <spec>, ...}``, as ``trials.components`` writes)
-    is checked as the value ``v`` of its key plus its own keys, as the trial flattens it.
+    A nested choice (a ``choice`` value ``{"_name": v, <key>: <spec>, ...}``) is checked as the value ``v`` of
+    its key plus its own keys, as the trial flattens it.
     """
     base = parse_cli(["--method", method])
     valid = searchable_keys(method)

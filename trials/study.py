@@ -16,12 +16,17 @@ exactly
    the analysis scores them on the report half at the evaluation the selection half picked
    (``python -m analysis report --selection split``).
 
+A study without a grid has no tune phase: every arm runs at its fixed settings on the report seeds (the
+component study, ``studies/components.yml``, whose ``layout: flat`` keeps its records at
+``<records>/<task>/<arm>-seed<k>/``). Report cells run seed-major (every arm of the first seed first), so a
+run stopped half-way leaves whole seeds to pair.
+
 Every trial gets its arm's method and settings, the grid point, the seed and the labels ``arm`` and ``phase``
 as NNI parameters (:mod:`mat.spec.arms`); the records carry them in ``params``. A run is resumable by cells:
 only cells without a record run, a stopped or killed run loses only its running trials, and ``run`` exits
-non-zero unless every cell has a record. It refuses a checkout with uncommitted changes unless
-``--allow_dirty``. ``status`` prints the estimate before a run (:mod:`trials.study_estimate`) and estimate
-against actual after.
+non-zero unless every cell of the tasks it ran has a record. It refuses a checkout with uncommitted changes
+unless ``--allow_dirty``. ``status`` prints the estimate before a run (:mod:`trials.study_estimate`) and
+estimate against actual after.
 
 ``trials`` imports ``analysis`` here (one way: ``analysis`` never imports ``trials``) so the choice is the
 analysis's own function on the analysis's own frame, not a second implementation. No ``import nni``.
@@ -42,10 +47,12 @@ import yaml
 
 from analysis.load import load_records
 from analysis.selection import choose_arm_configs
+from mat.provenance import git_state
 from mat.spec.arms import ARM_KEY, PHASE_KEY
+from mat.spec.ladder import RUNG_KEY
 from mat.spec.records import TrialRecord, read_record
 from trials import experiment
-from trials.components import copy_first_record, refuse_dirty
+from trials.nni_store import copy_first_record
 from trials.study_config import (
     Arm,
     Cell,
@@ -65,8 +72,17 @@ RECORD = "trial.json"
 
 
 def cell_of(study: Study, rec: TrialRecord) -> Cell | None:
-    """The study cell a record belongs to; None for a record of no arm of the study (no ``params.arm``)."""
+    """The study cell a record belongs to; None for a record of no arm of the study.
+
+    The arm is ``params.arm``; a record from before arms and phases (``params.rung`` only, the component
+    study's first records) is a report cell of the arm whose settings set that rung, in a study without a tune
+    phase.
+    """
     arm_name, phase = rec.params.get(ARM_KEY), rec.params.get(PHASE_KEY)
+    rung = rec.params.get(RUNG_KEY)
+    if arm_name is None and phase is None and rung is not None and not study.tuning_seeds:
+        arm_name = next((a.name for a in study.arms if a.settings.get(RUNG_KEY) == rung), None)
+        phase = "report"
     if not isinstance(arm_name, str) or phase not in ("tune", "report") or rec.task not in study.tasks:
         return None
     try:
@@ -75,7 +91,7 @@ def cell_of(study: Study, rec: TrialRecord) -> Cell | None:
         return None
     point: Point = tuple((k, rec.params.get(k)) for k, _ in arm.points[0])
     point = next((p for p in arm.points if same_point(p, point)), point)
-    return Cell(rec.task, str(phase), arm.name, int(rec.seed), point)
+    return Cell(rec.task, str(phase), arm.name, int(rec.seed), point, study.layout)
 
 
 def done_cells(study: Study, task: str) -> dict[str, tuple[Cell, Path]]:
@@ -85,7 +101,8 @@ def done_cells(study: Study, task: str) -> dict[str, tuple[Cell, Path]]:
         ValueError: a record there is not SUCCEEDED, not of this study, or in another cell's folder (named).
     """
     out: dict[str, tuple[Cell, Path]] = {}
-    for path in sorted((study.records / task).glob(f"*/*/{RECORD}")):
+    depth = "*/" if study.layout == "flat" else "*/*/"
+    for path in sorted((study.records / task).glob(f"{depth}{RECORD}")):
         rec = read_record(path)
         cell = cell_of(study, rec)
         if rec.status != "SUCCEEDED" or cell is None or path.parent != study.records / cell.folder():
@@ -185,12 +202,13 @@ def nni_config(study: Study, task: str, phase: str, cells: Sequence[Cell], workd
     return out
 
 
-def estimate_lines(study: Study, arms: Sequence[Arm]) -> list[str]:
-    """The estimate of every cell, per task and in all (:mod:`trials.study_estimate`), and the actuals."""
+def estimate_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str]) -> list[str]:
+    """The estimate of every cell of ``tasks``, per task and in all (:mod:`trials.study_estimate`), and the
+    actuals."""
     if study.estimate_from is None:
         return ["no estimate: the study config names no estimate_from records"]
     lines, total, left = [], 0.0, 0.0
-    for task in study.tasks:
+    for task in tasks:
         ref = task_reference(study.estimate_from, task)
         if ref is None:
             lines.append(f"{task}: no reference records under {study.estimate_from / task}: not estimated")
@@ -201,8 +219,8 @@ def estimate_lines(study: Study, arms: Sequence[Arm]) -> list[str]:
         n = len(study.tuning_seeds) * len(arms[0].points) + len(study.report_seeds)
         secs = sum(per_arm.values()) * n
         remaining = sum(per_arm[c.arm] for c in tune_cells(study, task, arms) if c.folder() not in done)
-        remaining += sum(per_arm[a.name] for a in arms for s in study.report_seeds
-                         if f"{task}/report/{a.name}-seed{s}" not in done)
+        remaining += sum(per_arm[c.arm] for c in report_cells(study, task, {a.name: () for a in arms})
+                         if c.folder() not in done)  # a report folder does not name the point
         total, left = total + secs, left + remaining
         lines.append(hours_line(f"{task}, {n * len(arms)} trials estimated", secs, study.concurrency))
         for a in arms:
@@ -210,26 +228,38 @@ def estimate_lines(study: Study, arms: Sequence[Arm]) -> list[str]:
             real = actual_seconds(paths)
             got = f"; actual {sum(real) / len(real):.0f} s a trial over {len(real)}" if real else ""
             lines.append(f"  {a.name:<20} estimate {per_arm[a.name]:.0f} s a trial{got}")
-    lines.append(hours_line("whole study, estimate", total, study.concurrency))
+    whole = "whole study" if tuple(tasks) == study.tasks else ", ".join(tasks)
+    lines.append(hours_line(f"{whole}, estimate", total, study.concurrency))
     lines.append(hours_line("still to run, estimate", left, study.concurrency))
     return lines
 
 
-def status_lines(study: Study, arms: Sequence[Arm]) -> list[str]:
-    """Which cells have a record, the chosen points, and the estimate."""
+def status_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str] | None = None) -> list[str]:
+    """Per task (``tasks``, default the study's): which cells have a record, per arm its tune cells, chosen
+    point and report cells (``done`` or ``-`` per seed); then the estimate."""
     lines = []
-    for task in study.tasks:
+    for task in tasks or study.tasks:
         done = done_cells(study, task)
         tune, chosen = tune_cells(study, task, arms), chosen_points(study, task, arms)
         report = report_cells(study, task, chosen) if chosen else []
         n_report = len(arms) * len(study.report_seeds)
-        lines.append(f"{task}: tune {sum(c.folder() in done for c in tune)}/{len(tune)} cells, report "
-                     f"{sum(c.folder() in done for c in report)}/{n_report} cells have a record")
+        n_tune = sum(c.folder() in done for c in tune)
+        head = f"tune {n_tune}/{len(tune)} cells, " if study.tuning_seeds else ""
+        lines.append(f"{task}: {head}report {sum(c.folder() in done for c in report)}/{n_report} cells have "
+                     "a record")
+
+        def marks(cells: Sequence[Cell], arm: str) -> str:
+            return " ".join("done" if c.folder() in done else "-" for c in cells if c.arm == arm)
+
         for arm in arms:
-            marks = " ".join("done" if c.folder() in done else "-" for c in tune if c.arm == arm.name)
-            pick = f"; chosen {dict(chosen[arm.name])}" if chosen else ""
-            lines.append(f"  {arm.name:<20} tune: {marks}{pick}")
-    return lines + estimate_lines(study, arms)
+            parts = [f"tune: {marks(tune, arm.name)}"] if study.tuning_seeds else []
+            if chosen and chosen[arm.name]:
+                parts.append(f"chosen {dict(chosen[arm.name])}")
+            if report:
+                n = sum(c.folder() in done for c in report if c.arm == arm.name)
+                parts.append(f"report {n}/{len(study.report_seeds)}: {marks(report, arm.name)}")
+            lines.append(f"  {arm.name:<20} " + "; ".join(parts))
+    return lines + estimate_lines(study, arms, tasks or study.tasks)
 
 
 def run_phase(study: Study, task: str, phase: str, cells: list[Cell], args: argparse.Namespace) -> None:
@@ -259,28 +289,40 @@ def run_phase(study: Study, task: str, phase: str, cells: list[Cell], args: argp
     print(f"experiment {exp}: {state}", flush=True)
 
 
+def refuse_dirty(allow_dirty: bool) -> str | None:
+    """Why a study must not start from this checkout (tracked files differ from the commit, so its records
+    would not name the code they ran), or None; ``allow_dirty`` lets it start, and the records then carry
+    ``git_dirty`` and the diff's hash (:func:`mat.provenance.git_state`)."""
+    code = git_state()
+    if not code.dirty or allow_dirty:
+        return None
+    return (f"the checkout has uncommitted changes to tracked files (git diff HEAD is not empty; diff "
+            f"sha256 {(code.diff_sha or '')[:12]}): the study's records would name commit "
+            f"{(code.sha or '')[:7]} but ran other code. Commit (or stash) the changes and run again, or "
+            "pass --allow_dirty to run anyway (the records then say git_dirty and carry the diff's hash)")
+
+
 def _run(study: Study, args: argparse.Namespace) -> int:
     refused = refuse_dirty(args.allow_dirty)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
-    arms = study.enabled(args.arms)
-    unknown = [t for t in args.tasks or [] if t not in study.tasks]
-    if unknown:
-        print(f"error: --tasks {','.join(unknown)}: not in the study (its tasks: {', '.join(study.tasks)})",
-              file=sys.stderr)
-        return 2
-    print("\n".join(status_lines(study, arms)), flush=True)
-    for task in args.tasks or study.tasks:
+    arms, tasks = study.enabled(args.arms), args.tasks or study.tasks
+    print("\n".join(status_lines(study, arms, tasks)), flush=True)
+    for task in tasks:
         for phase in ("tune", "report"):
             cells = missing(study, task, phase, arms)
             if cells:
                 run_phase(study, task, phase, cells, args)
-    left = {t: len(missing(study, t, "tune", arms)) + len(missing(study, t, "report",
-        arms)) for t in study.tasks}
-    incomplete = {t: chosen_points(study, t, arms) is None for t in study.tasks}
-    print("\n".join(status_lines(study, arms)))
-    return 1 if any(left.values()) or any(incomplete.values()) else 0
+    print("\n".join(status_lines(study, arms, tasks)))
+    return 1 if any(chosen_points(study, t, arms) is None or missing(study, t, "report", arms)
+                    for t in tasks) else 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1; got {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,14 +339,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         q.add_argument("--arms", type=lambda s: [a for a in s.split(",") if a], default=None,
                        help="comma-separated arms (default: those the config enables)")
     subs["space"].add_argument("--task", required=True)
-    subs["space"].add_argument("--phase", choices=("tune", "report"), default="tune")
+    subs["space"].add_argument("--phase", choices=("tune", "report"), default=None,
+                               help="default: tune, or report in a study without a tune phase")
     subs["space"].add_argument("--out", required=True, help="search-space JSON file to write")
     subs["collect"].add_argument("sources", nargs="+", help="folders searched for trial.json")
+    for q in subs["status"], subs["run"]:
+        q.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], default=None,
+                       help="comma-separated tasks, in this order (default: the study's, in its order)")
     r = subs["run"]
     r.add_argument("--port", type=int, default=8080, help="web UI / REST port (default 8080)")
-    r.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], default=None,
-                   help="comma-separated tasks to run, in this order (default: the study's, in its order)")
-    r.add_argument("--concurrency", type=int, default=None, help="trials at a time (default: the study's)")
+    r.add_argument("--concurrency", type=_positive_int, default=None, help="trials at a time (default: the "
+        "study's); change it later with: nnictl update concurrency <id> --value N")
     r.add_argument("--timeout", type=float, default=7 * 86400, help="seconds to wait per phase (default 7 "
         "days)")
     r.add_argument("--collect_every", type=float, default=30.0, help="seconds between collections (default "
@@ -316,12 +361,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         study = load_study(args.study)
         arms = study.enabled(args.arms)
+        unknown = [t for t in getattr(args, "tasks", None) or [] if t not in study.tasks]
+        if unknown:
+            raise ValueError(f"--tasks {','.join(unknown)}: not in the study (its tasks: "
+                             f"{', '.join(study.tasks)})")
         if args.cmd == "status":
-            print("\n".join(status_lines(study, arms)))
+            print("\n".join(status_lines(study, arms, args.tasks)))
         elif args.cmd == "space":
-            cells = missing(study, args.task, args.phase, arms)
+            phase = args.phase or ("tune" if study.tuning_seeds else "report")
+            cells = missing(study, args.task, phase, arms)
             Path(args.out).write_text(json.dumps(space(study, cells), indent=1) + "\n")
-            print(f"{args.out}: {len(cells)} missing {args.phase} cells of {args.task}")
+            print(f"{args.out}: {len(cells)} missing {phase} cells of {args.task}")
         elif args.cmd == "collect":
             new = collect(study, [Path(x).expanduser() for x in args.sources])
             print("\n".join([f"record: {x}" for x in new] + [f"{len(new)} new records in {study.records}"]))

@@ -2,16 +2,22 @@
 runs.
 
 A study is tasks × arms × (a tuning grid × tuning seeds, then the chosen grid point × report seeds). An arm
-is a method plus fixed settings (``vanilla_steps``: vanilla with twice the epochs); every arm gets a grid of
-the same size (the learning rates), and the settings in ``flags`` are shared by all. Every field is checked
+is a method plus fixed settings (``vanilla_steps``: vanilla with twice the epochs; a component-ladder
+``rung``); every arm gets a grid of the same size (the learning rates), and the settings in ``flags`` are
+shared by all. A study without a grid (and without tuning seeds) has no tune phase: every arm runs at its
+fixed settings on the report seeds (the component study, ``studies/components.yml``). Every field is checked
 here, and every arm × grid point is resolved into a real trial configuration (:func:`mat.cli.parse_cli` and
 :func:`mat.spec.arms.apply_study_params`, the trial's own code), so a config that would fail a trial is
 refused before NNI starts, with the field named.
 
-The cells (:class:`Cell`) and their record folders are defined here too::
+The cells (:class:`Cell`) and their record folders are defined here too; ``layout: phased`` (the default)::
 
     <records>/<task>/tune/<arm>-<point>-seed<k>/trial.json      e.g. stsb/tune/mat-lr0.0001-seed101
     <records>/<task>/report/<arm>-seed<k>/trial.json            at the arm's chosen point
+
+and ``layout: flat``, for a study without a tune phase (report records only)::
+
+    <records>/<task>/<arm>-seed<k>/trial.json                   e.g. cola/sampling-seed3
 """
 
 from __future__ import annotations
@@ -36,10 +42,11 @@ from mat.spec.tasks import get_task
 
 Point = tuple[tuple[str, Any], ...]  # a grid point: ((key, value), ...) in the grid's key order
 TOP_KEYS = ("name", "records", "tasks", "model", "flags", "arms", "grid", "tuning_seeds", "report_seeds",
-            "concurrency", "baselines", "estimate_from", "python")
+            "concurrency", "baselines", "estimate_from", "python", "layout")
 ARM_KEYS = ("method", "settings", "grid", "enabled", "about")
 CELL_FLAGS = ("--task", "--model", "--seed", "--output_dir", "--trial_id")  # set per cell by the runner
 SHORT = {"learning_rate": "lr"}  # how a grid key is written in a folder name
+LAYOUTS = ("phased", "flat")  # <task>/{tune,report}/<cell>/ or <task>/<arm>-seed<k>/ (module docstring)
 
 
 class StudyConfigError(ValueError):
@@ -75,6 +82,7 @@ class Study:
     baselines: tuple[str, ...]
     estimate_from: Path | None
     python: str | None
+    layout: str = "phased"
 
     def arm(self, name: str) -> Arm:
         """The arm ``name``.
@@ -96,16 +104,19 @@ class Study:
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One trial of a study: a task, a phase, an arm, a grid point and a seed."""
+    """One trial of a study: a task, a phase, an arm, a grid point and a seed; ``layout`` is its study's."""
 
     task: str
     phase: str
     arm: str
     seed: int
     point: Point
+    layout: str = "phased"
 
     def folder(self) -> str:
         """The record folder under ``<records>`` (module docstring)."""
+        if self.layout == "flat":
+            return f"{self.task}/{self.arm}-seed{self.seed}"
         if self.phase == "report":
             return f"{self.task}/report/{self.arm}-seed{self.seed}"
         return f"{self.task}/tune/{self.arm}-{point_label(self.point)}-seed{self.seed}"
@@ -125,12 +136,14 @@ def point_label(point: Point) -> str:
 
 def tune_cells(study: Study, task: str, arms: Sequence[Arm]) -> list[Cell]:
     """Every arm × grid point × tuning seed of ``task``, seed-major then arm then point."""
-    return [Cell(task, "tune", a.name, s, p) for s in study.tuning_seeds for a in arms for p in a.points]
+    return [Cell(task, "tune", a.name, s, p, study.layout) for s in study.tuning_seeds for a in arms
+            for p in a.points]
 
 
 def report_cells(study: Study, task: str, chosen: Mapping[str, Point]) -> list[Cell]:
     """Each arm of ``chosen`` at its chosen point × report seed, seed-major (whole seeds first)."""
-    return [Cell(task, "report", a, s, p) for s in study.report_seeds for a, p in chosen.items()]
+    return [Cell(task, "report", a, s, p, study.layout) for s in study.report_seeds
+            for a, p in chosen.items()]
 
 
 def _err(path: Path, field: str, problem: str) -> StudyConfigError:
@@ -195,13 +208,29 @@ def _arm(path: Path, name: Any, spec: Any, grid: tuple[Point, ...], base_method:
         str(spec.get("about", "")))
 
 
+def _check_phases(path: Path, points: tuple[Point, ...], tuning: tuple[int, ...], layout: Any) -> None:
+    """A grid needs tuning seeds to choose on, tuning seeds need a grid, and the flat layout no tune phase."""
+    if layout not in LAYOUTS:
+        raise _err(path, "layout", f"one of {', '.join(LAYOUTS)} is needed; got {layout!r}")
+    if len(points) > 1 and not tuning:
+        raise _err(path, "tuning_seeds", f"a grid of {len(points)} points needs tuning seeds to choose one "
+                   "on (or give no grid: every arm then runs at its fixed settings)")
+    if tuning and points == ((),):
+        raise _err(path, "tuning_seeds", "there is no grid to tune: remove tuning_seeds (every arm runs at "
+                   "its fixed settings on the report seeds) or give a grid")
+    if tuning and layout == "flat":
+        raise _err(path, "layout", "flat holds report records only (<task>/<arm>-seed<k>/): a study with "
+                   "tuning_seeds needs layout phased")
+
+
 def load_study(path: str | Path) -> Study:
     """Read and check a study config.
 
     Raises:
-        StudyConfigError: unreadable file, an unknown key, task, method or arm, arms with grids of different
-            sizes, tuning and report seeds that overlap, flags the runner sets per cell, or an arm × grid
-            point the trial would refuse (each message names the field).
+        StudyConfigError: unreadable file, an unknown key, task, method, arm or layout, arms with grids of
+            different sizes, tuning and report seeds that overlap, a grid without tuning seeds or tuning seeds
+            without a grid, the flat layout with a tune phase, flags the runner sets per cell, or an arm ×
+            grid point the trial would refuse (each message names the field).
     """
     path = Path(path)
     try:
@@ -237,6 +266,7 @@ def load_study(path: str | Path) -> Study:
         raise _err(path, "grid", "every arm needs a tuning grid of the same size (a matched budget); got "
             f"{sizes}")
     tuning = _seeds(path, "tuning_seeds", raw.get("tuning_seeds"), allow_empty=True)
+    _check_phases(path, arms[0].points, tuning, raw.get("layout", "phased"))
     report = _seeds(path, "report_seeds", raw["report_seeds"])
     both = sorted(set(tuning) & set(report))
     if both:
@@ -254,7 +284,7 @@ def load_study(path: str | Path) -> Study:
     study = Study(str(raw["name"]), path, base / str(raw.get("records", f"results/{raw['name']}")),
                   tuple(str(t) for t in tasks), str(raw["model"]), flags, arms, tuning, report, concurrency,
                   baselines, base / str(raw["estimate_from"]) if raw.get("estimate_from") else None,
-                  str(raw["python"]) if raw.get("python") else None)
+                  str(raw["python"]) if raw.get("python") else None, str(raw.get("layout", "phased")))
     for task in study.tasks:
         for arm in study.arms:
             for point in arm.points:
