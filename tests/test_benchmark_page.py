@@ -294,6 +294,8 @@ def test_every_number_the_benchmark_preface_quotes_is_one_the_page_computes() ->
     from analysis.__main__ import rebase_links
 
     readme = REPO / "results" / "benchmark" / "README.md"
+    if not readme.is_file() or not (REPO / "docs" / "benchmark.md").is_file():
+        pytest.skip("no benchmark preface or page committed")
     preface = rebase_links(readme.read_text(encoding="utf-8"), readme.parent, REPO / "docs")
     page = (REPO / "docs" / "benchmark.md").read_text(encoding="utf-8")
     assert preface.strip() in page, "docs/benchmark.md does not carry the current preface: regenerate it"
