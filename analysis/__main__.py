@@ -1,5 +1,5 @@
-"""Command line: ``python -m analysis report ... --out DIR`` and ``python -m analysis compare ... --baseline
-M``.
+"""Command line: ``python -m analysis report ... --out DIR``, ``python -m analysis compare ... --baseline
+M`` and ``python -m analysis benchmark --study STUDY.yml --out DIR``.
 
 Exit status: 0 when there are results; 1 when nothing usable was found (no trials, missing inputs, no
 finished trial with an evaluation, a baseline without results; the message says which) or ``--strict``
@@ -28,6 +28,8 @@ EPILOG = """examples:
       --out report/
   python -m analysis compare --records runs/ --baseline vanilla --markdown compare.md --csv compare.csv
   python -m analysis compare --records runs/ --baseline vanilla --select_seeds 1,2 --report_seeds 3,4,5
+  python -m analysis benchmark --study studies/benchmark_cpu.yml --out docs --page benchmark.md \
+      --preface results/benchmark/README.md
 """
 
 
@@ -113,8 +115,34 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--csv", default=None, metavar="FILE",
                       help="write the long table (every number: n, mean, std, configurations searched, "
                       "n_pairs, difference, interval, t, dof, p-values, warnings) as CSV here")
+    _benchmark_parser(sub)
     parser.set_defaults(report_parser=rep, compare_parser=cmp_)
     return parser
+
+
+def _benchmark_parser(sub: Any) -> None:
+    """The ``benchmark`` sub-command's parser."""
+    b = sub.add_parser(
+        "benchmark", help="write a tuned-alike study's page (progress, tuning, report tables, score against "
+        "compute) from its records",
+        description="Read a study config (studies/*.yml, run by python -m trials.study) and its records, and "
+        "write a page: which cells have records and which are missing, per task every arm's tuning (each "
+        "grid point's selection-half score, the chosen one marked), and for every arm with all its report "
+        "seeds the report-half score (--selection split) with its t-interval, the paired difference, t-test "
+        "and exact Wilcoxon p against each of the study's baselines, Holm over the table, the compute it "
+        "took, and a figure of score against training seconds. Nothing is said of an incomplete arm but "
+        "how many seeds it has.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--study", required=True, metavar="FILE",
+                   help="the study config: tasks, arms, grid, seeds, baselines")
+    b.add_argument("--records", default=None, metavar="DIR",
+                   help="the study's records folder (default: the config's records)")
+    b.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    b.add_argument("--page", default="benchmark.md", metavar="NAME",
+                   help="file name of the page written into --out (default benchmark.md)")
+    b.add_argument("--title", default="Benchmark", help="the page's first heading (default 'Benchmark')")
+    b.add_argument("--preface", default=None, metavar="FILE",
+                   help="Markdown file placed under the title (the study's protocol and findings)")
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
@@ -158,8 +186,7 @@ def report(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
     try:
-        preface = rebase_links(Path(args.preface).read_text(encoding="utf-8"), Path(args.preface).parent,
-                               Path(args.out)) if args.preface else None
+        preface = _read_preface(args)
     except OSError as e:
         print(f"error: cannot read --preface: {e}", file=sys.stderr)
         return 1
@@ -239,10 +266,47 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_preface(args: argparse.Namespace) -> str | None:
+    """The ``--preface`` file with its links rebased for the page in ``--out`` (None without one).
+
+    Raises:
+        OSError: it cannot be read.
+    """
+    if not args.preface:
+        return None
+    return rebase_links(Path(args.preface).read_text(encoding="utf-8"), Path(args.preface).parent,
+                        Path(args.out))
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    """Run ``benchmark``; return the exit status (1: an unreadable study, records folder or preface, or a
+    record without dev predictions)."""
+    from analysis.benchmark_page import build_benchmark_page
+    from analysis.load import load_with_notes
+    from analysis.study_plan import read_plan
+
+    try:
+        plan = read_plan(args.study)
+        preface = _read_preface(args)
+        records = args.records or os.path.relpath(plan.records)  # relative: the page names no local folder
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AnalysisWarning)  # the page lists what was skipped
+            loaded = load_with_notes([records])
+        result = build_benchmark_page(loaded, plan, args.out, [f"records `{Path(records).as_posix()}`"],
+                                      page=args.page, title=args.title, preface=preface)
+    except (ValueError, OSError) as e:  # also: a record without the dev predictions split selection needs
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(result.summary)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m analysis``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "benchmark":
+        return benchmark(args)
     sub = args.report_parser if args.command == "report" else args.compare_parser
     if not args.experiment and not args.records:
         sub.error(f"{args.command} needs --experiment ID or --records DIR (or both)")

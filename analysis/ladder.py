@@ -32,9 +32,10 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from analysis.claims import claim, holm_within, verdict
 from analysis.comparison import paired_stats
 from analysis.identity import arm_order
-from analysis.intervals import holm, mean_interval
+from analysis.intervals import mean_interval
 from analysis.tables import MISSING, Table, fmt, fmt_signed, p_clause
 from analysis.tidy import DEV, SCORE
 from mat.spec.ladder import RUNG_KEY, RUNG_NAMES, RUNGS, previous_rung
@@ -66,14 +67,17 @@ def rung_order(names: Iterable[str]) -> list[str]:
     return arm_order(names)
 
 
-def _per_step(g: pd.DataFrame, column: str) -> float:
+def per_step(g: pd.DataFrame, column: str) -> float:
+    """The mean over ``g``'s rows of ``column`` divided by ``cost.optimizer_steps`` (a per-trial count per
+    training step, e.g. ``cost.passes.forward``); NaN where either is missing."""
     if column not in g.columns or "cost.optimizer_steps" not in g.columns:
         return math.nan
     steps = pd.to_numeric(g["cost.optimizer_steps"], errors="coerce")
     return float((pd.to_numeric(g[column], errors="coerce") / steps.where(steps > 0)).mean())
 
 
-def _mean_col(g: pd.DataFrame, column: str) -> float:
+def mean_of(g: pd.DataFrame, column: str) -> float:
+    """The mean of ``g[column]`` as numbers (NaN where the column is missing)."""
     return float(pd.to_numeric(g[column], errors="coerce").mean()) if column in g.columns else math.nan
 
 
@@ -116,14 +120,14 @@ def ladder_rows(per_seed: pd.DataFrame, interval: str = "t", n_boot: int = 2000,
                 usable = ref is not None and ref in by_seed and ref != rung
                 stats += _paired(by_seed[rung], by_seed[ref], interval, n_boot,
                     seed) if usable else [0] + [math.nan] * 5
-            fwd, bwd = _per_step(gr, "cost.passes.forward"), _per_step(gr, "cost.passes.backward")
+            fwd, bwd = per_step(gr, "cost.passes.forward"), per_step(gr, "cost.passes.backward")
             seeds = ",".join(str(x) for x in sorted(int(x) for x in gr["seed"].dropna().unique()))
             mean = float(v.mean()) if len(v) else math.nan
             std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
             rows.append([model, task, selection, rung, prev or "", len(v), seeds, mean, std, lo, hi, *stats,
-                         fwd, bwd, fwd + bwd, _per_step(gr, "cost.diagnostic_passes.forward"),
-                         _per_step(gr, "cost.optimizer_updates"), _derived(gr),
-                         _mean_col(gr, "cost.wall_seconds.train")])
+                         fwd, bwd, fwd + bwd, per_step(gr, "cost.diagnostic_passes.forward"),
+                         per_step(gr, "cost.optimizer_updates"), _derived(gr),
+                         mean_of(gr, "cost.wall_seconds.train")])
     out = pd.DataFrame(rows, columns=ROW_COLUMNS)
     for ref in REFERENCES:
         out[f"vs_{ref}_n_pairs"] = out[f"vs_{ref}_n_pairs"].astype(int)
@@ -217,24 +221,18 @@ def _comparisons(rows: pd.DataFrame) -> list[tuple[int, str, str]]:
     return out
 
 
-def _verdict(d: float, lo: float, hi: float, n: int) -> str | None:
-    """``"excludes"``, ``"holds"`` (the interval and 0), or None where nothing can be said."""
-    if n < 2 or pd.isna(d):
-        return None
-    return "holds" if pd.isna(lo) or lo <= 0 <= hi else "excludes"
-
-
-def _other_clause(o: pd.Series | None, ref: str, verdict: str | None) -> str:
-    """What another selection gives for the same comparison, and whether it tells the same."""
-    if o is None or verdict is None:
+def _other_clause(o: pd.Series | None, ref: str, ours: str | None) -> str:
+    """What another selection gives for the same comparison (``ours``: this one's verdict), and whether it
+    tells the same."""
+    if o is None or ours is None:
         return ""
     d, lo, hi, n = (o[f"vs_{ref}_{c}"] for c in ("mean_diff", "ci_low", "ci_high", "n_pairs"))
-    theirs = _verdict(d, lo, hi, int(n))
+    theirs = verdict(d, lo, hi, int(n))
     if theirs is None:
         return ""
     words = WORDS.get(o["selection"], o["selection"])
     said = f" With {words}: {fmt_signed(d)} [{fmt_signed(lo)}, {fmt_signed(hi)}]"
-    if theirs == verdict:
+    if theirs == ours:
         return said + ", the same conclusion."
     return said + f", which {theirs} 0: this conclusion depends on which evaluation is scored."
 
@@ -255,32 +253,14 @@ def findings(rows: pd.DataFrame, alpha: float = 0.05, other: pd.DataFrame | None
     raw = [rows.iloc[i][f"vs_{ref}_p_value"] if rows.iloc[i][f"vs_{ref}_n_pairs"] >= 2 else math.nan
            for i, ref, _l in comps]
     keys = [tuple(rows.iloc[i][["model", "task"]]) for i, _r, _l in comps]
-    adjusted, family = [math.nan] * len(comps), {}
-    for key in dict.fromkeys(keys):
-        idx = [j for j, k in enumerate(keys) if k == key]
-        for j, a in zip(idx, holm([raw[j] for j in idx])):
-            adjusted[j] = a
-        family[key] = sum(not pd.isna(raw[j]) for j in idx)
+    adjusted, family = holm_within(keys, raw)
     theirs = {} if other is None else {(r["model"], r["task"], r["rung"]): r for _k, r in other.iterrows()}
     out = []
     for j, (i, ref, label) in enumerate(comps):
         r = rows.iloc[i]
         d, lo, hi, n = (r[f"vs_{ref}_{c}"] for c in ("mean_diff", "ci_low", "ci_high", "n_pairs"))
-        what = f"{task_label(r['task'])}, {r['rung']} − {label}"
-        verdict = _verdict(d, lo, hi, int(n))
-        tail = _other_clause(theirs.get((r["model"], r["task"], r["rung"])), ref, verdict)
-        if n == 0:
-            out.append(f"{what}: no seeds in common ({label} has no results here, or ran other seeds).")
-        elif verdict is None:
-            out.append(f"{what}: one paired seed only: nothing to conclude.")
-        elif verdict == "holds":
-            out.append(f"{what}: no difference detectable with {int(n)} seeds ({fmt_signed(d)}, interval "
-                       f"[{fmt_signed(lo)}, {fmt_signed(hi)}] holds 0).{tail}")
-        else:
-            m, a = family[keys[j]], adjusted[j]
-            held = "holds" if a < alpha else "does not hold"
-            t_p, w_p = p_clause(r[f"vs_{ref}_p_value"]), p_clause(r[f"vs_{ref}_wilcoxon_p"])
-            out.append(f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] "
-                       f"excludes 0 (paired t {t_p}, Wilcoxon {w_p}, {int(n)} seeds); Holm over the table's "
-                       f"{m} comparisons: {p_clause(a)}, {held} at {alpha:.0%}.{tail}")
+        tail = _other_clause(theirs.get((r["model"], r["task"], r["rung"])), ref, verdict(d, lo, hi, int(n)))
+        out.append(claim(f"{task_label(r['task'])}, {r['rung']} − {label}", label, d, lo, hi, int(n),
+                         r[f"vs_{ref}_p_value"], r[f"vs_{ref}_wilcoxon_p"], adjusted[j], family[j], alpha,
+                         tail))
     return out

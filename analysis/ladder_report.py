@@ -144,7 +144,7 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
     """Write the ladder section through the report's writer ``w`` (``lines``, ``table``, ``csv``, ``figure``).
 
     Args:
-        w: the report writer (:class:`analysis.report._Writer`).
+        w: the report writer (:class:`analysis.report.PageWriter`).
         df: the tidy frame (its telemetry rows are plotted for the reported trials; the other selection is
             scored from it).
         rung_scores: :func:`analysis.ladder.split_rungs`' rung rows of :func:`analysis.aggregate.trial_scores`

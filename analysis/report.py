@@ -77,8 +77,8 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "model"
 
 
-class _Writer:
-    """Collects report lines and written files."""
+class PageWriter:
+    """Collects a page's lines and written files (tables under ``tables/``, figures under ``figures/``)."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -109,7 +109,8 @@ def _reference_rows(ref: pd.DataFrame | None) -> pd.DataFrame:
     return ref if ref is not None else pd.DataFrame(columns=["row", "task", "split", "metric", "value"])
 
 
-def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice_note: str) -> None:
+def _model_tables(w: PageWriter, model: str, ms: pd.DataFrame, opt: Options,
+                  choice_note: str) -> None:
     ours = tables.arm_rows(ms)
     sel_note = (f"{SELECTION_NOTES[opt.selection]} Our rows: mean over seeds of the chosen configuration per "
                 "task. " + choice_note)
@@ -143,7 +144,7 @@ def _model_tables(w: _Writer, model: str, ms: pd.DataFrame, opt: Options, choice
             [sel_note]))
 
 
-def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> None:
+def _comparisons(w: PageWriter, model: str, sel: pd.DataFrame, opt: Options) -> None:
     arms = sorted(set(sel["arm"]))
     if "mat" not in arms or len(arms) < 2:
         return
@@ -170,7 +171,8 @@ def _comparisons(w: _Writer, model: str, sel: pd.DataFrame, opt: Options) -> Non
     w.lines.append("")
 
 
-def _baseline_section(w: _Writer, model: str, sel: pd.DataFrame, best: pd.DataFrame, opt: Options) -> None:
+def _baseline_section(w: PageWriter, model: str, sel: pd.DataFrame, best: pd.DataFrame,
+                      opt: Options) -> None:
     if opt.baseline not in set(sel["arm"]) or sel["arm"].nunique() < 2:
         return
     comp = comparison.compare_to_baseline(sel, opt.baseline, best, interval=opt.interval, n_boot=opt.n_boot,
@@ -181,7 +183,7 @@ def _baseline_section(w: _Writer, model: str, sel: pd.DataFrame, best: pd.DataFr
                                         f"compare_table_{slug(model)}", comparison.table_notes(opt.interval)))
 
 
-def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Sequence[str]) -> None:
+def _ablations(w: PageWriter, scores: pd.DataFrame, best: pd.DataFrame, forced: Sequence[str]) -> None:
     slices = agg.ablation_slices(scores, best, forced)
     if not slices:
         return
@@ -198,7 +200,7 @@ def _ablations(w: _Writer, scores: pd.DataFrame, best: pd.DataFrame, forced: Seq
                  f"{arm}, {model}: dev score against {p} (mean ± std over seeds)")
 
 
-def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], arm: str, model: str,
+def _paper_ablation(w: PageWriter, info: pd.DataFrame, factor: list[str], arm: str, model: str,
                     name: str) -> None:
     """The paper's Table 4 or 5, on the tasks we ran, beside our ablation of ``factor`` (MAT, BERT-base)."""
     ref = published.ablation_reference(factor, arm, model)
@@ -212,7 +214,7 @@ def _paper_ablation(w: _Writer, info: pd.DataFrame, factor: list[str], arm: str,
                                   f"{name}_paper", [note]))
 
 
-def _best_section(w: _Writer, best: pd.DataFrame, opt: Options) -> None:
+def _best_section(w: PageWriter, best: pd.DataFrame, opt: Options) -> None:
     w.csv(best, "best_configs")
     shown = pd.DataFrame({
         "model": best["model"], "task": best["task"], "arm": best["arm"], "n": best["n"],
@@ -274,7 +276,7 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, opt: Options 
         raise comparison.SeedMismatch("--strict: " + "; ".join(repeat_lines(loaded.repeats) + seed_issues))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    w = _Writer(out)
+    w = PageWriter(out)
     counts = status_counts(df)
     skips = loaded.skipped + unscored
     w.lines += [f"# {title}", ""] + ([preface.strip(), ""] if preface and preface.strip() else [])
@@ -306,7 +308,8 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, opt: Options 
     return ReportResult(report, counts, skips, usable, w.files, text)
 
 
-def _results(w: _Writer, df: pd.DataFrame, scores: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
+def _results(w: PageWriter, df: pd.DataFrame, scores: pd.DataFrame, choice: agg.Choice,
+             opt: Options) -> None:
     summary = agg.seed_summary(scores, agg.CONFIG_BY, opt.n_boot, seed=opt.seed, interval=opt.interval)
     w.csv(summary, "config_summary")
     sel = choice.per_seed
@@ -318,7 +321,7 @@ def _results(w: _Writer, df: pd.DataFrame, scores: pd.DataFrame, choice: agg.Cho
     _best_section(w, choice.best, opt)
 
 
-def _model_section(w: _Writer, df: pd.DataFrame, model: str, sel: pd.DataFrame, scores: pd.DataFrame,
+def _model_section(w: PageWriter, df: pd.DataFrame, model: str, sel: pd.DataFrame, scores: pd.DataFrame,
                    arm_summary: pd.DataFrame, choice: agg.Choice, opt: Options) -> None:
     ms = arm_summary[arm_summary["model"] == model]
     msel = sel[sel["model"] == model]

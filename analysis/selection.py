@@ -151,23 +151,18 @@ def selected_rows(d: pd.DataFrame, selection: str, keep: np.ndarray | None = Non
     return picked
 
 
-def choose_arm_configs(df: pd.DataFrame, phase: str | None = "tune",
-                       by: Sequence[str] = ("task", "arm", "model")) -> pd.DataFrame:
-    """Each arm's configuration chosen on the selection half of its tune records, for a study runner.
-
-    Per trial the evaluation is chosen on the selection half (:func:`split_choice`); per ``by`` group the
-    configuration with the highest mean selection-half score over its seeds (ties: more seeds, then the
-    configuration text) is chosen. The report half is not looked at: the report phase's trials, run on other
-    seeds, give the numbers.
+def config_selection_scores(df: pd.DataFrame, phase: str | None = "tune",
+                            by: Sequence[str] = ("task", "arm", "model")) -> pd.DataFrame:
+    """Every configuration's mean selection-half score over its seeds, each trial at the evaluation the
+    selection half picks (:func:`split_choice`), best first within each ``by`` group.
 
     Args:
-        df: the tidy frame of the study's records (SUCCEEDED trials count).
-        phase: keep the trials whose ``params.phase`` is this (None: all trials).
-        by: the groups a configuration is chosen in.
+        df, phase, by: as in :func:`choose_arm_configs`.
 
     Returns:
-        ``by`` + ``config, n, selection_mean, n_configs, params``: ``params`` is the chosen configuration's
-        parameters (a dict, without ``seed`` and ``phase``), as its trials' records hold them.
+        ``by`` + ``config, n, selection_mean, params`` (``params``: the configuration's parameters, a dict
+        without ``seed`` and ``phase``), sorted by ``by``, then ``selection_mean`` descending, more seeds,
+        the configuration text: the first row of a group is the one :func:`choose_arm_configs` chooses.
 
     Raises:
         ValueError: no trial of ``phase``, or one without dev predictions (named).
@@ -183,12 +178,37 @@ def choose_arm_configs(df: pd.DataFrame, phase: str | None = "tune",
     g = per_trial.groupby(keys, sort=True)["selection_score"].agg(["count", "mean"]).reset_index()
     g = g.rename(columns={"count": "n", "mean": "selection_mean"})
     g = g.sort_values(list(by) + ["selection_mean", "n", "config"],
-                      ascending=[True] * len(by) + [False, False, True])
+                      ascending=[True] * len(by) + [False, False, True]).reset_index(drop=True)
+    params = per_trial.drop_duplicates(keys).set_index(keys)
+    g["params"] = [_params(params.loc[tuple(k)]) for k in g[keys].itertuples(index=False)]
+    return g
+
+
+def choose_arm_configs(df: pd.DataFrame, phase: str | None = "tune",
+                       by: Sequence[str] = ("task", "arm", "model")) -> pd.DataFrame:
+    """Each arm's configuration chosen on the selection half of its tune records, for a study runner.
+
+    Per trial the evaluation is chosen on the selection half (:func:`split_choice`); per ``by`` group the
+    configuration with the highest mean selection-half score over its seeds (ties: more seeds, then the
+    configuration text) is chosen (:func:`config_selection_scores`, the first of its group). The report half
+    is not looked at: the report phase's trials, run on other seeds, give the numbers.
+
+    Args:
+        df: the tidy frame of the study's records (SUCCEEDED trials count).
+        phase: keep the trials whose ``params.phase`` is this (None: all trials).
+        by: the groups a configuration is chosen in.
+
+    Returns:
+        ``by`` + ``config, n, selection_mean, n_configs, params``: ``params`` is the chosen configuration's
+        parameters (a dict, without ``seed`` and ``phase``), as its trials' records hold them.
+
+    Raises:
+        ValueError: no trial of ``phase``, or one without dev predictions (named).
+    """
+    g = config_selection_scores(df, phase, by)
     best = g.groupby(list(by), sort=True).head(1).reset_index(drop=True)
     best = best.merge(g.groupby(list(by))["config"].nunique().rename("n_configs").reset_index(), on=list(by))
-    params = per_trial.drop_duplicates(keys).set_index(keys)
-    best["params"] = [_params(params.loc[tuple(k)]) for k in best[keys].itertuples(index=False)]
-    return best
+    return best[list(by) + ["config", "n", "selection_mean", "n_configs", "params"]]
 
 
 def _params(row: pd.Series) -> dict[str, object]:
