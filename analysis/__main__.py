@@ -9,12 +9,13 @@ refused mismatched or repeated seeds; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from analysis.nni_store import default_nni_dir
 from analysis.options import add_flags, from_args
@@ -145,13 +146,13 @@ def _benchmark_parser(sub: Any) -> None:
                    help="Markdown file placed under the title (the study's protocol and findings)")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
+def _load(args: argparse.Namespace, meanwhile: Callable[[], object] | None = None) -> tuple[Any, list[str]]:
     from analysis.load import load_with_notes
 
     sources = [f"NNI experiment `{e}`" for e in args.experiment] + [f"records `{r}`" for r in args.records]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnalysisWarning)
-        loaded = load_with_notes(args.records, args.experiment, args.nni_dir)
+        loaded = load_with_notes(args.records, args.experiment, args.nni_dir, meanwhile)
     notes = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
     for msg in notes[:5]:
         print(f"warning: {msg}", file=sys.stderr)
@@ -162,9 +163,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
     return loaded, sources
 
 
-def _load_or_explain(args: argparse.Namespace) -> tuple[Any, list[str]] | None:
+def _load_or_explain(args: argparse.Namespace,
+                     meanwhile: Callable[[], object] | None = None) -> tuple[Any, list[str]] | None:
     try:
-        loaded, sources = _load(args)
+        loaded, sources = _load(args, meanwhile)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return None
@@ -179,7 +181,8 @@ def _load_or_explain(args: argparse.Namespace) -> tuple[Any, list[str]] | None:
 
 def report(args: argparse.Namespace) -> int:
     """Run ``report``; return the exit status."""
-    loaded = _load_or_explain(args)
+    # the report's modules (matplotlib among them) are imported while another process reads records
+    loaded = _load_or_explain(args, lambda: importlib.import_module("analysis.report"))
     if loaded is None:
         return 1
     data, sources = loaded

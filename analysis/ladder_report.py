@@ -190,16 +190,16 @@ def ladder_section(w: Any, df: pd.DataFrame, rung_scores: pd.DataFrame, interval
         box = plots.seed_box_info(per_seed)
         if len(box.data):
             box = dataclasses.replace(box, arms=rung_order(box.arms))
-            w.figure(plots.seed_box_plot(box, f"{model}: dev task score per seed and rung"),
+            w.figure(lambda box=box: plots.seed_box_plot(box, f"{model}: dev task score per seed and rung"),
                      f"ladder_box_{_slug(model)}", "Per-seed dev task scores by task and rung (Figure 3 "
                      "layout)")
         if mrows["passes_per_step"].notna().any():
-            w.figure(compute_plot(mrows), f"ladder_compute_{_slug(model)}",
+            w.figure(lambda mrows=mrows: compute_plot(mrows), f"ladder_compute_{_slug(model)}",
                      "Dev score against training's forward + backward passes per training step, per rung "
                      "(mean ± std)")
         tinfo = telemetry_info(reported)
         if len(tinfo):
-            w.figure(telemetry_plot(tinfo), f"ladder_telemetry_{_slug(model)}",
+            w.figure(lambda tinfo=tinfo: telemetry_plot(tinfo), f"ladder_telemetry_{_slug(model)}",
                      "Training statistics over steps (each point: the mean over the steps since the previous "
                      "evaluation, averaged over seeds; ± std band), per rung")
     return both

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -35,7 +35,7 @@ from analysis.nni_store import (
     parameter_history,
     read_nni_store,
 )
-from analysis.plain_records import add_plain
+from analysis.parallel_read import read_files_into
 from analysis.tidy import (
     COLUMNS,
     DEV,
@@ -73,16 +73,6 @@ def find_record_files(root: str | os.PathLike[str]) -> list[Path]:
     return [Path(p) for p in sorted(found)]
 
 
-def _read_records_into(b: Builder, root: str | os.PathLike[str]) -> None:
-    for path in find_record_files(root):
-        read = b.read_json(path)
-        if read is None or add_plain(b, read[0], str(path), read[1]):
-            continue
-        checked = b.check_json(read[0], path)
-        if checked is not None:
-            b.add_record(checked[0], str(path), checked[1], read[1])
-
-
 def _roots(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
     return [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
 
@@ -101,18 +91,20 @@ def load_records(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         FileNotFoundError: a root does not exist.
     """
     b = Builder()
-    for root in _roots(roots):
-        _read_records_into(b, root)
+    read_files_into(b, [p for root in _roots(roots) for p in find_record_files(root)])
     return b.frame()
 
 
 def load_with_notes(records: Iterable[str | os.PathLike[str]] = (), experiments: Iterable[str] = (),
-                    nni_dir: str | os.PathLike[str] | None = None) -> Loaded:
+                    nni_dir: str | os.PathLike[str] | None = None,
+                    meanwhile: Callable[[], object] | None = None) -> Loaded:
     """Load record folders and NNI experiments together into one tidy frame, every trial once, with the
     skipped inputs and the repeats beside it.
 
     A trial found twice (an NNI experiment also given as a records folder, or two copies of one record)
-    keeps one copy, the SUCCEEDED and newest; the others are listed as skipped.
+    keeps one copy, the SUCCEEDED and newest; the others are listed as skipped. Many record files are read
+    in two processes (:mod:`analysis.parallel_read`), ``meanwhile()`` running in this one while the other
+    reads (the CLI imports the report's modules there); without records it runs first.
 
     Raises:
         FileNotFoundError: a records folder or an experiment does not exist.
@@ -121,8 +113,8 @@ def load_with_notes(records: Iterable[str | os.PathLike[str]] = (), experiments:
     b = Builder()
     for exp_dir in dirs:
         load_nni_into(b, exp_dir)
-    for root in _roots(records):
-        _read_records_into(b, root)
+    paths = [p for root in _roots(records) for p in find_record_files(root)]
+    read_files_into(b, paths, meanwhile)
     return b.loaded()
 
 

@@ -15,12 +15,14 @@ from :mod:`analysis.aggregate` and :mod:`analysis.comparison`, the layouts from 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from analysis import aggregate as agg
 from analysis import comparison, plots, published, tables
@@ -32,6 +34,7 @@ from analysis.bookkeeping import (
     repeats_section,
     status_section,
 )
+from analysis.figure_jobs import FigureJobs
 from analysis.identity import REPEAT_FIELDS
 from analysis.intervals import INTERVAL_NOTES, check_interval
 from analysis.ladder import split_rungs
@@ -84,6 +87,7 @@ class PageWriter:
         self.out = out
         self.lines: list[str] = []
         self.files: list[Path] = []
+        self.jobs = FigureJobs()
 
     def table(self, table: tables.Table) -> None:
         paths = tables.write_table(table, self.out / "tables")
@@ -98,8 +102,11 @@ class PageWriter:
         self.files.append(path)
         return path
 
-    def figure(self, fig: object, name: str, caption: str) -> None:
-        paths = plots.save_figure(fig, self.out / "figures" / name)  # type: ignore[arg-type]
+    def figure(self, fig: Figure | Callable[[], Figure], name: str, caption: str) -> None:
+        """Embed a figure: drawn already, or ``fig()`` drawn in a child process (:mod:`analysis.figure_jobs`)
+        while the report goes on."""
+        stem = self.out / "figures" / name
+        paths = plots.save_figure(fig, stem) if isinstance(fig, Figure) else self.jobs.submit(fig, stem)
         self.files += paths
         png, pdf = paths[0].name, paths[1].name
         self.lines += [f"![{caption}](figures/{png})", "", f"{caption} ([pdf](figures/{pdf}))", ""]
@@ -196,7 +203,7 @@ def _ablations(w: PageWriter, scores: pd.DataFrame, best: pd.DataFrame, forced: 
         swept = " = ".join(factor)
         w.table(tables.ablation_table(info, p, f"{arm}: ablation over {swept}, {model}", name))
         _paper_ablation(w, info, factor, arm, model, name)
-        w.figure(plots.ablation_plot(info, p), name,
+        w.figure(functools.partial(plots.ablation_plot, info, p), name,
                  f"{arm}, {model}: dev score against {p} (mean ± std over seeds)")
 
 
@@ -300,6 +307,7 @@ def build_report(data: pd.DataFrame | Loaded, out_dir: str | Path, opt: Options 
         _results(w, df, scores, choice, opt)
     elif rung_scores.empty:
         w.lines += ["## No results", "", "No finished trial with an evaluation was found.", ""]
+    w.jobs.wait()
     report = out / page
     report.write_text("\n".join(w.lines).rstrip() + "\n", encoding="utf-8")
     w.files.append(report)
@@ -330,7 +338,7 @@ def _model_section(w: PageWriter, df: pd.DataFrame, model: str, sel: pd.DataFram
     info = plots.seed_box_info(msel)
     if len(info.data):
         w.lines += ["### Per-seed scores (Figure 3 layout)", ""]
-        w.figure(plots.seed_box_plot(info, f"{model}: dev task score per seed, chosen configuration"),
+        w.figure(lambda: plots.seed_box_plot(info, f"{model}: dev task score per seed, chosen configuration"),
                  f"seed_box_{slug(model)}",
                  "Per-seed dev task scores by task and arm (multi-metric tasks averaged)")
     _baseline_section(w, model, msel, choice.best[choice.best["model"] == model], opt)
@@ -341,12 +349,12 @@ def _model_section(w: PageWriter, df: pd.DataFrame, model: str, sel: pd.DataFram
         "trial"]]).isin(keys)])
     if len(curves) and curves["step"].nunique() > 1:
         w.lines += ["### Learning curves", ""]
-        w.figure(plots.learning_curve_plot(curves), f"learning_curves_{slug(model)}",
+        w.figure(lambda: plots.learning_curve_plot(curves), f"learning_curves_{slug(model)}",
                  "Dev score over intermediate evaluations (chosen configurations; mean ± std over seeds)")
     hp = plots.hparam_info(scores[scores["model"] == model])
     if len(hp):
         w.lines += ["### Hyperparameter search", ""]
-        w.figure(plots.hparam_plot(hp), f"hparams_{slug(model)}",
+        w.figure(lambda: plots.hparam_plot(hp), f"hparams_{slug(model)}",
                  "Dev score of every finished trial against each searched hyperparameter")
 
 

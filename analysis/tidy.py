@@ -347,5 +347,9 @@ class Builder:
         df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
         extra = [c for c in df.columns if c.startswith(("param.", "run.", "cost.", "code."))]
         df = df[list(COLUMNS) + extra]
+        # Text columns as NumPy objects, not pandas' Arrow-backed ``str``: every row repeats its trial's text,
+        # and each filter of the frame takes rows from every column, which Arrow does several times slower.
+        text = [c for c, t in df.dtypes.items() if isinstance(t, pd.StringDtype)]
+        df = df.astype({c: object for c in text}) if text else df
         repeats = pd.DataFrame([r.as_tuple() for r in res.repeats], columns=list(identity.REPEAT_FIELDS))
         return Loaded(df, list(self.skipped), repeats)
