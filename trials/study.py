@@ -11,8 +11,8 @@ exactly
 2. **choose**: per arm, the grid point with the highest mean selection-half score over the tuning seeds, each
    trial at the evaluation the selection half picks (:func:`analysis.selection.choose_arm_configs`; the report
    half is never looked at);
-3. **report**: each arm at its chosen point × report seed, records at ``<records>/<task>/report/<arm>-seed<k>/``;
-   the study's page (``python -m analysis benchmark --study STUDY.yml --out docs``) scores them on the report
+3. **report**: each arm at its chosen point × report seed, records at
+   ``<records>/<task>/report/<arm>-seed<k>/``; the study's page (``python -m analysis benchmark --study STUDY.yml --out docs``) scores them on the report
    half at the evaluation the selection half picked (``--selection split``).
 
 A study without a grid has no tune phase: every arm runs at its fixed settings on the report seeds (the
