@@ -12,8 +12,9 @@ exactly
    trial at the evaluation the selection half picks (:func:`analysis.selection.choose_arm_configs`; the report
    half is never looked at);
 3. **report**: each arm at its chosen point × report seed, records at
-   ``<records>/<task>/report/<arm>-seed<k>/``; the study's page (``python -m analysis benchmark --study STUDY.yml --out docs``) scores them on the report
-   half at the evaluation the selection half picked (``--selection split``).
+   ``<records>/<task>/report/<arm>-seed<k>/``; the study's page (``python -m analysis benchmark --study
+   STUDY.yml --out docs``) scores them on the report half at the evaluation the selection half picked
+   (``--selection split``).
 
 A study without a grid has no tune phase: every arm runs at its fixed settings on the report seeds (the
 component study, ``studies/components.yml``, whose ``layout: flat`` keeps its records at
