@@ -38,7 +38,7 @@ class FigureJobs:
         fork: draw in children; None: :func:`forking_allowed`.
     """
 
-    def __init__(self, max_children: int = 2, fork: bool | None = None) -> None:
+    def __init__(self, max_children: int = 3, fork: bool | None = None) -> None:
         self.max_children = max(1, max_children)
         self.fork = forking_allowed() if fork is None else fork
         self.running: list[tuple[int, Path]] = []

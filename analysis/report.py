@@ -105,9 +105,18 @@ class PageWriter:
     def figure(self, fig: Figure | Callable[[], Figure], name: str, caption: str) -> None:
         """Embed a figure: drawn already, or ``fig()`` drawn in a child process (:mod:`analysis.figure_jobs`)
         while the report goes on."""
+        self.embed(self.start_figure(fig, name), caption)
+
+    def start_figure(self, fig: Figure | Callable[[], Figure], name: str) -> list[Path]:
+        """Save ``fig`` (or start drawing ``fig()`` in a child) as ``figures/<name>``; :meth:`embed` places
+        it."""
         stem = self.out / "figures" / name
         paths = plots.save_figure(fig, stem) if isinstance(fig, Figure) else self.jobs.submit(fig, stem)
         self.files += paths
+        return paths
+
+    def embed(self, paths: list[Path], caption: str) -> None:
+        """The page lines of a figure :meth:`start_figure` started: the PNG, the caption, the PDF link."""
         png, pdf = paths[0].name, paths[1].name
         self.lines += [f"![{caption}](figures/{png})", "", f"{caption} ([pdf](figures/{pdf}))", ""]
 
@@ -334,28 +343,32 @@ def _model_section(w: PageWriter, df: pd.DataFrame, model: str, sel: pd.DataFram
     ms = arm_summary[arm_summary["model"] == model]
     msel = sel[sel["model"] == model]
     w.lines += [f"## {model}", ""]
-    _model_tables(w, model, ms, opt, choice.note)
     info = plots.seed_box_info(msel)
-    if len(info.data):
-        w.lines += ["### Per-seed scores (Figure 3 layout)", ""]
-        w.figure(lambda: plots.seed_box_plot(info, f"{model}: dev task score per seed, chosen configuration"),
-                 f"seed_box_{slug(model)}",
-                 "Per-seed dev task scores by task and arm (multi-metric tasks averaged)")
-    _baseline_section(w, model, msel, choice.best[choice.best["model"] == model], opt)
-    _comparisons(w, model, msel, opt)
     evals = df[df["kind"] == "eval"]
     keys = pd.MultiIndex.from_frame(msel[["experiment", "trial"]].drop_duplicates())
     curves = plots.learning_curve_info(evals[pd.MultiIndex.from_frame(evals[["experiment",
         "trial"]]).isin(keys)])
-    if len(curves) and curves["step"].nunique() > 1:
-        w.lines += ["### Learning curves", ""]
-        w.figure(lambda: plots.learning_curve_plot(curves), f"learning_curves_{slug(model)}",
-                 "Dev score over intermediate evaluations (chosen configurations; mean ± std over seeds)")
     hp = plots.hparam_info(scores[scores["model"] == model])
-    if len(hp):
+    # the figures are started first (each drawn in a child process while the tables below are built) and
+    # embedded in page order
+    box = w.start_figure(lambda: plots.seed_box_plot(info, f"{model}: dev task score per seed, chosen "
+                         "configuration"), f"seed_box_{slug(model)}") if len(info.data) else None
+    curve = w.start_figure(lambda: plots.learning_curve_plot(curves), f"learning_curves_{slug(model)}") \
+        if len(curves) and curves["step"].nunique() > 1 else None
+    search = w.start_figure(lambda: plots.hparam_plot(hp), f"hparams_{slug(model)}") if len(hp) else None
+    _model_tables(w, model, ms, opt, choice.note)
+    if box:
+        w.lines += ["### Per-seed scores (Figure 3 layout)", ""]
+        w.embed(box, "Per-seed dev task scores by task and arm (multi-metric tasks averaged)")
+    _baseline_section(w, model, msel, choice.best[choice.best["model"] == model], opt)
+    _comparisons(w, model, msel, opt)
+    if curve:
+        w.lines += ["### Learning curves", ""]
+        w.embed(curve, "Dev score over intermediate evaluations (chosen configurations; mean ± std over "
+                "seeds)")
+    if search:
         w.lines += ["### Hyperparameter search", ""]
-        w.figure(lambda: plots.hparam_plot(hp), f"hparams_{slug(model)}",
-                 "Dev score of every finished trial against each searched hyperparameter")
+        w.embed(search, "Dev score of every finished trial against each searched hyperparameter")
 
 
 def _summary_text(counts: dict[str, int], skips: list[tuple[str, str]], report: Path, usable: bool,

@@ -334,22 +334,22 @@ class Builder:
         keep = res.keep[idx] if len(idx) else np.zeros(0, dtype=bool)
         trials["trial"] = res.labels
         trials = trials.drop(columns=["written", "folder"])
+        # Text columns as NumPy objects, not pandas' Arrow-backed ``str``: every row repeats its trial's text,
+        # and each filter of the frame takes rows from every column, which Arrow does several times slower.
+        text = [c for c, t in trials.dtypes.items() if isinstance(t, pd.StringDtype)]
+        trials = trials.astype({c: object for c in text}) if text else trials
         df = trials.iloc[idx[keep]].reset_index(drop=True)
         evals = pd.DataFrame({
-            "kind": pd.array(np.asarray(cols[1], dtype=object)[keep], dtype=object),
+            "kind": pd.Series(np.asarray(cols[1], dtype=object)[keep], dtype=object),
             "step": np.asarray(cols[2], dtype=float)[keep],
             "epoch": np.asarray(cols[3], dtype=float)[keep],
-            "split": pd.array(np.asarray(cols[4], dtype=object)[keep], dtype=object),
-            "metric": pd.array(np.asarray(cols[5], dtype=object)[keep], dtype=object),
+            "split": pd.Series(np.asarray(cols[4], dtype=object)[keep], dtype=object),
+            "metric": pd.Series(np.asarray(cols[5], dtype=object)[keep], dtype=object),
             "value": np.asarray(cols[6], dtype=float)[keep],
         })
         df = pd.concat([df, evals], axis=1)
         df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
         extra = [c for c in df.columns if c.startswith(("param.", "run.", "cost.", "code."))]
         df = df[list(COLUMNS) + extra]
-        # Text columns as NumPy objects, not pandas' Arrow-backed ``str``: every row repeats its trial's text,
-        # and each filter of the frame takes rows from every column, which Arrow does several times slower.
-        text = [c for c, t in df.dtypes.items() if isinstance(t, pd.StringDtype)]
-        df = df.astype({c: object for c in text}) if text else df
         repeats = pd.DataFrame([r.as_tuple() for r in res.repeats], columns=list(identity.REPEAT_FIELDS))
         return Loaded(df, list(self.skipped), repeats)
