@@ -1,4 +1,4 @@
-"""How close a MAT step comes to its pass-count lower bound.
+"""How close a MAT step comes to its pass-count lower bound, and what a SALT step costs next to it.
 
 A MAT step at K_δ, K_θ cannot cost less than the passes it needs:
 
@@ -17,7 +17,17 @@ noise, EMAs, mix) on their own. Kinds run round-robin after a warm-up round, the
 other round; medians over ``--repeats``. Also printed: one vanilla step and the peak RSS. The last line
 printed is one JSON object.
 
+SALT (``--salt_k`` unrolled steps, the release's other values) runs in the same rounds: ``salt_step`` and
+``salt_first_order`` (the same step with each input gradient taken without ``create_graph``, so δ_K is a
+constant of θ: the same forwards and first-order backwards, no double backward), so that salt / vanilla,
+salt / mat and the double backward's share come from one run; each kind's process CPU seconds are kept beside
+the wall seconds (CPU time hardly moves when other work shares the machine). ``passes`` are the registry's
+``passes_per_step``; ``saved_mb`` is each step's peak of the activations autograd holds for its backward
+(``torch.autograd.graph.saved_tensors_hooks``, parameters excluded, one untimed step each), and on CUDA
+``peak_cuda_step_mb`` its peak allocated memory.
+
     python benchmarks/step_cost.py --model minilm --batch_size 16 --max_length 128 --k 10
+    python benchmarks/step_cost.py --model minilm --batch_size 16 --max_length 64 --k 2 --salt_k 1 --repeats 7
 """
 
 from __future__ import annotations
@@ -44,10 +54,11 @@ from mat.methods.mat import (  # noqa: E402
     init_delta,
     langevin_noise_,
 )
+from mat.methods.salt import SALT  # noqa: E402
 from mat.methods.vanilla import Vanilla  # noqa: E402
 from mat.modeling import resolve_model  # noqa: E402
 from mat.optim import build_optimizer  # noqa: E402
-from mat.spec.methods import MATArgs, VanillaArgs  # noqa: E402
+from mat.spec.methods import MAT_SPEC, SALT_SPEC, VANILLA_SPEC, MATArgs, SALTArgs, VanillaArgs  # noqa: E402
 from mat.spec.tasks import get_task  # noqa: E402
 
 
@@ -70,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10, help="K_δ = K_θ = k")
     p.add_argument("--k_delta", type=int, default=None, help="override K_δ")
     p.add_argument("--k_theta", type=int, default=None, help="override K_θ")
+    p.add_argument("--salt_k", type=int, default=1, help="SALT's unrolled steps K (the release's 1)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per kind (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per kind first")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -109,6 +121,11 @@ class Bench:
         self.mat = MAT(self.model, opt, get_scheduler("constant", opt), task, self.args, autocast_dtype=amp)
         vopt = build_optimizer(self.model, "adamw", lr=2e-5, weight_decay=0.01)
         self.vanilla = Vanilla(self.model, vopt, get_scheduler("constant", vopt), task, VanillaArgs(), autocast_dtype=amp)
+        self.salt_args = SALTArgs(inner_steps=a.salt_k)
+        sopt = build_optimizer(self.model, "adamw", lr=2e-5, weight_decay=0.01)
+        sched = get_scheduler("constant", sopt)
+        self.salt = SALT(self.model, sopt, sched, task, self.salt_args, autocast_dtype=amp)
+        self.salt_fo = FirstOrderSALT(self.model, sopt, sched, task, self.salt_args, autocast_dtype=amp)
         self.inp = self.mat.inputs(self.batch)
         self.pair = self.inp.repeated(2)
         self.mat._bind_grads()  # the pass kinds use MAT's gradient buffer, as its step does
@@ -177,21 +194,96 @@ class Bench:
     def vanilla_step(self) -> None:
         self.vanilla.step(self.batch)
 
+    def salt_step(self) -> None:
+        self.salt.step(self.batch)
 
-def measure(bench: Bench, kinds: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per kind and round; kinds are run round-robin (warm-up rounds untimed), the order reversed
-    every other round so that neither of two neighbours always runs first."""
+    def salt_first_order(self) -> None:
+        self.salt_fo.step(self.batch)
+
+
+class FirstOrderSALT(SALT):
+    """SALT with each input gradient taken without ``create_graph``: δ_K is a constant of θ, so the step runs
+    the same forwards and first-order backwards as SALT's, no double backward (what the second order costs)."""
+
+    def unrolled_grad(self, loss: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        self.counts.passes["backward"] += 1.0
+        (g,) = torch.autograd.grad(loss, [delta])
+        return g
+
+
+class SavedBytes:
+    """Peak bytes of the tensors autograd saves for backward (``saved_tensors_hooks``), one count per storage,
+    the parameters' storages left out: the activation memory a step holds at its largest."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.skip = {p.untyped_storage().data_ptr() for p in params}
+        self.live: dict[int, list[int]] = {}  # storage pointer -> [saved references, bytes]
+        self.now = self.peak = 0
+
+    def pack(self, t: torch.Tensor) -> Any:
+        key = t.untyped_storage().data_ptr()
+        if key in self.skip or key == 0:
+            return t
+        entry = self.live.setdefault(key, [0, t.untyped_storage().nbytes()])
+        if entry[0] == 0:
+            self.now += entry[1]
+            self.peak = max(self.peak, self.now)
+        entry[0] += 1
+        return _Saved(self, key, t)
+
+    @staticmethod
+    def unpack(saved: Any) -> torch.Tensor:
+        return saved.t if isinstance(saved, _Saved) else saved
+
+    def release(self, key: int) -> None:
+        entry = self.live[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.now -= entry[1]
+            del self.live[key]
+
+
+class _Saved:
+    """A saved tensor that tells its :class:`SavedBytes` when autograd drops it."""
+
+    def __init__(self, meter: SavedBytes, key: int, t: torch.Tensor) -> None:
+        self.meter, self.key, self.t = meter, key, t
+
+    def __del__(self) -> None:
+        self.meter.release(self.key)
+
+
+def step_memory(bench: Bench, step: Callable[[], None]) -> dict[str, float]:
+    """One untimed ``step``: its peak saved activations (MB) and, on CUDA, its peak allocated memory (MB)."""
+    meter = SavedBytes(list(bench.model.parameters()))
+    if bench.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
+        step()
+    out = {"saved_mb": meter.peak / 2**20}
+    if bench.device.type == "cuda":
+        out["peak_cuda_step_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def measure(bench: Bench, kinds: dict[str, Callable[[], None]], repeats: int,
+            warmup: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process CPU seconds per kind and round; kinds are run round-robin (warm-up rounds untimed),
+    the order reversed every other round so that neither of two neighbours always runs first."""
     times: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
     for r in range(warmup + repeats):
         for name, fn in (list(kinds.items()) if r % 2 == 0 else list(kinds.items())[::-1]):
             bench.sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             bench.sync()
             if r >= warmup:
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
             print(f"  round {r} {name}: {time.perf_counter() - t0:.3f} s", file=sys.stderr, flush=True)
-    return times
+    return times, cpu
 
 
 def lower_bound(t: dict[str, float], k_delta: int, k_theta: int) -> float:
@@ -213,9 +305,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "extras": bench.extras,
         "passes": bench.passes,
         "mat_step": bench.mat_step,
+        "salt_step": bench.salt_step,
+        "salt_first_order": bench.salt_first_order,
     }
-    rounds = measure(bench, kinds, a.repeats, a.warmup)
+    rounds, cpu_rounds = measure(bench, kinds, a.repeats, a.warmup)
     t = {k: statistics.median(v) for k, v in rounds.items()}
+    c = {k: statistics.median(v) for k, v in cpu_rounds.items()}
+    steps = ("vanilla_step", "mat_step", "salt_step", "salt_first_order")
+    memory = {name.removesuffix("_step"): step_memory(bench, kinds[name]) for name in steps}
+
+    def per_round(num: str, den: str) -> dict[str, float]:
+        """Medians over rounds of num / den in the same round, wall and CPU seconds."""
+        return {clock: round(statistics.median(x / y for x, y in zip(by[num], by[den])), 3)
+                for clock, by in (("wall", rounds), ("cpu", cpu_rounds))}
+
     lower = lower_bound(t, bench.k_delta, bench.k_theta)
     # paired: each MAT step against the pass sequence run right next to it (robust to the load drifting)
     paired = [m / p for m, p in zip(rounds["mat_step"], rounds["passes"])]
@@ -240,12 +343,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratio": round(statistics.median(paired), 4),
         "ratio_per_round": [round(r, 4) for r in paired],
         "ratio_from_kinds": round(t["mat_step"] / lower, 4),
+        "salt_k": a.salt_k,
+        "cpu_seconds": {k: round(v, 4) for k, v in c.items()},
+        "passes": {"vanilla": VANILLA_SPEC.passes_per_step(VanillaArgs()),
+                   "mat": MAT_SPEC.passes_per_step(bench.args),
+                   "salt": SALT_SPEC.passes_per_step(bench.salt_args)},
+        "salt_over_vanilla": per_round("salt_step", "vanilla_step"),
+        "salt_over_mat": per_round("salt_step", "mat_step"),
+        "mat_over_vanilla_paired": per_round("mat_step", "vanilla_step"),
+        "first_order_over_salt": per_round("salt_first_order", "salt_step"),
+        "saved_mb": {k: round(v["saved_mb"], 1) for k, v in memory.items()},
         "extras_over_lower_bound": round(t["extras"] / lower, 4),
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "peak_rss_mb": round(rss_kb / 1024, 1),
     }
     if bench.device.type == "cuda":
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["peak_cuda_step_mb"] = {k: round(v["peak_cuda_step_mb"], 1) for k, v in memory.items()}
     print(json.dumps(result))
     return result
 

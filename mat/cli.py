@@ -38,8 +38,8 @@ DESCRIPTION = (
     "--model are required. Under NNI, the parameters NNI sends override the flags. "
     "--method M --help lists M's flags."
 )
-USAGE = ("%(prog)s --task TASK --model MODEL [--method {vanilla,mat,freelb,smart,r3f}] [--output_dir DIR] "
-         "[flag ...]")
+USAGE = (f"%(prog)s --task TASK --model MODEL [--method {{{','.join(METHOD_ARGS)}}}] [--output_dir DIR] "
+         "[flag ...]")  # the registry's methods
 REQUIRED: tuple[str, ...] = ("task", "model")  # what the trial script requires, as run_glue requires its own
 REQUIRED_HELP = {
     "task": "--task (cola sst2 mrpc stsb qqp mnli qnli rte wnli anli_r1 anli_r2 anli_r3)",

@@ -1,4 +1,4 @@
-"""The five training methods: registry, optimizers, argument checks, and real learning on tiny models.
+"""The six training methods: registry, optimizers, argument checks, and real learning on tiny models.
 
 Every model is a tiny random transformer built in code (hidden 32, 2 layers): no downloads.
 """
@@ -23,6 +23,7 @@ from mat.spec.methods import (
     FreeLBArgs,
     MATArgs,
     R3FArgs,
+    SALTArgs,
     SMARTArgs,
     VanillaArgs,
     get_method_spec,
@@ -121,6 +122,7 @@ FAST_ARGS: dict[str, Any] = {
     "freelb": FreeLBArgs(adv_steps=2, adv_init_mag=1e-2, adv_lr=1e-2, adv_max_norm=0.0),
     "smart": SMARTArgs(adv_k=1, bregman_mu=1.0, bregman_beta=0.9),
     "r3f": R3FArgs(),
+    "salt": SALTArgs(inner_steps=1, inner_lr=10.0, init_std=1e-2),
 }
 
 
@@ -138,7 +140,7 @@ def accuracy(model: nn.Module, data: dict[str, torch.Tensor]) -> float:
 
 
 def test_registry_names_and_classes() -> None:
-    assert list(METHOD_SPECS) == ["vanilla", "mat", "freelb", "smart", "r3f"]
+    assert list(METHOD_SPECS) == ["vanilla", "mat", "freelb", "smart", "r3f", "salt"]
     assert set(METHODS) == set(METHOD_SPECS) == set(METHOD_ARGS)
     assert get_method(get_method_spec("MAT")) is MAT
     for name, cls in METHODS.items():
@@ -146,7 +148,7 @@ def test_registry_names_and_classes() -> None:
 
 
 def test_unknown_method_lists_valid_names() -> None:
-    with pytest.raises(KeyError, match=r"Did you mean 'freelb'.*vanilla, mat, freelb, smart, r3f"):
+    with pytest.raises(KeyError, match=r"Did you mean 'freelb'.*vanilla, mat, freelb, smart, r3f, salt"):
         get_method_spec("freelbb")
 
 
@@ -233,6 +235,10 @@ def test_optimizer_per_method() -> None:
         (SMARTArgs, "adv_p_norm", "l3", r"^adv_p_norm='l3' is not allowed"),
         (R3FArgs, "eps", -1e-5, r"^eps=-1e-05 is out of range"),
         (R3FArgs, "noise_type", "cauchy", r"^noise_type='cauchy' is not allowed"),
+        (SALTArgs, "inner_steps", 0, r"^inner_steps=0 is out of range \[1, 100\]"),
+        (SALTArgs, "inner_lr", -1e-4, r"^inner_lr=-0.0001 is out of range"),
+        (SALTArgs, "eps", -0.3, r"^eps=-0.3 is out of range"),
+        (SALTArgs, "leader_delta", "middle", r"^leader_delta='middle' is not allowed"),
     ],
 )
 def test_method_args_out_of_range(cls: type, field: str, value: Any, message: str) -> None:
@@ -314,7 +320,7 @@ def test_nan_is_not_swallowed(method: str) -> None:
     assert math.isnan(m.step(make_batch())["loss"])
 
 
-@pytest.mark.parametrize("method", ["vanilla", "freelb", "r3f"])
+@pytest.mark.parametrize("method", ["vanilla", "freelb", "r3f", "salt"])
 def test_gradient_clipping_bounds_the_sgd_update(method: str) -> None:
     # SGD without weight decay: theta' - theta = -lr * clipped grad, so ||update|| <= lr * max_grad_norm.
     model = tiny_model()
@@ -434,7 +440,7 @@ def test_smart_and_r3f_with_zero_weights_are_vanilla() -> None:
 
 # ------------------------------------------------------------------------------------------ learning
 
-LEARN_STEPS = {"vanilla": 40, "mat": 25, "freelb": 40, "smart": 40, "r3f": 40}
+LEARN_STEPS = {"vanilla": 40, "mat": 25, "freelb": 40, "smart": 40, "r3f": 40, "salt": 40}
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -25,11 +25,17 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_tiny_setup(tmp_path_factory.mktemp("resume"), n_train=48, n_dev=16)
 
 
-def _args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:
+# Each method with draws of its own in every step: MAT's Langevin noise, SALT's δ_0 (and the dropout of both).
+METHOD_FLAGS = {
+    "mat": ("--method", "mat", "--sampling_times_delta", "1", "--sampling_times_theta", "2", "--sampling_noise_ratio", "1"),
+    "salt": ("--method", "salt", "--inner_steps", "2", "--inner_lr", "10", "--init_std", "1e-2"),
+}
+
+
+def _args(tiny: dict[str, Path], out: Path, *extra: str, method: str = "mat") -> list[str]:
     return [
         sys.executable, str(TRIAL), "--task", "sst2", "--model", str(tiny["model"]), "--data_dir", str(tiny["data"]),
-        "--method", "mat", "--epochs", "4", "--batch_size", "8", "--eval_times", "2", "--learning_rate", "3e-3",
-        "--sampling_times_delta", "1", "--sampling_times_theta", "2", "--sampling_noise_ratio", "1",
+        *METHOD_FLAGS[method], "--epochs", "4", "--batch_size", "8", "--eval_times", "2", "--learning_rate", "3e-3",
         "--device", "cpu", "--save_model", "--checkpoint_every", "2", "--output_dir", str(out), *extra,
     ]
 
@@ -53,18 +59,19 @@ def _wait_for_step(folder: Path, at: int, proc: subprocess.Popen, timeout: float
         time.sleep(0.05)
 
 
-def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", sorted(METHOD_FLAGS))
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny: dict[str, Path], tmp_path: Path, method: str) -> None:
     env = _env(tmp_path)
     small_batches = ("--batch_size", "2")  # 24 steps an epoch, 96 in all: the kill lands in the first half
     ref = tmp_path / "uninterrupted"
-    subprocess.run(_args(tiny, ref, *small_batches), env=env, check=True, capture_output=True)
+    subprocess.run(_args(tiny, ref, *small_batches, method=method), env=env, check=True, capture_output=True)
 
     out = tmp_path / "killed"
     rng = random.Random(os.getpid())
     # A random checkpointed step in the first half, so at least 48 steps (about a second on an idle machine, 20 ms
     # a step) remain when the kill lands: a kill that came after the last step would find a SUCCEEDED record.
     at = rng.choice(range(2, 49, 2))
-    proc = subprocess.Popen(_args(tiny, out, *small_batches), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_args(tiny, out, *small_batches, method=method), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _wait_for_step(out / "checkpoints", at, proc)
     time.sleep(rng.uniform(0.0, 0.05))  # and often in the middle of the step after it
     proc.send_signal(signal.SIGKILL)
@@ -72,7 +79,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tiny: dict[str, Path], t
     record = json.loads((out / "trial.json").read_text())
     assert record["status"] == "RUNNING"  # killed: never claims to be complete
 
-    rerun = subprocess.run(_args(tiny, out, *small_batches), env=env, capture_output=True, text=True)
+    rerun = subprocess.run(_args(tiny, out, *small_batches, method=method), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resumed from" in rerun.stderr
     a = json.loads((ref / "trial.json").read_text())

@@ -23,7 +23,7 @@ from mat.spec.methods import METHOD_ARGS
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 SPACES = sorted(SPACES_DIR.glob("*.json"))
-BASELINES = ("vanilla", "freelb", "smart", "r3f")
+BASELINES = ("vanilla", "freelb", "smart", "r3f", "salt")
 
 
 def method_of(space: Path) -> str:
@@ -89,7 +89,8 @@ def nni_config(method: str, params: dict[str, Any]) -> TrialConfig:
 
 
 # (clipping, decay scope) per method, and the decay: the authors' torch defaults per MAT sampler
-CLIP_AND_SCOPE = {"mat": (0.0, "all"), "vanilla": (1.0, "no_bias_norm"), "freelb": (1.0, "no_bias_norm"), "smart": (1.0, "no_bias_norm"), "r3f": (0.0, "no_bias_norm")}
+CLIP_AND_SCOPE = {"mat": (0.0, "all"), "vanilla": (1.0, "no_bias_norm"), "freelb": (1.0, "no_bias_norm"), "smart": (1.0, "no_bias_norm"), "r3f": (0.0, "no_bias_norm"),
+                  "salt": (1.0, "no_bias_norm")}
 MAT_DECAY = {"adam": 0.01, "sgld": 0.0, "rmsprop": 0.0}
 
 

@@ -141,7 +141,7 @@ def test_arm_parameters_switch_the_method_and_label_the_record() -> None:
 def test_the_benchmark_config_loads_and_its_arms_differ_only_in_their_own_settings() -> None:
     study = load_study(REPO / "studies" / "benchmark_cpu.yml")
     assert [a.name for a in study.enabled()] == ["vanilla", "vanilla_steps", "freelb", "smart", "r3f", "mat"]
-    assert {a.name for a in study.arms if not a.enabled} == {"inner_steps", "dropout_consistency"}
+    assert {a.name for a in study.arms if not a.enabled} == {"inner_steps", "dropout_consistency", "salt"}
     cfgs = {a.name: resolve(study, Cell("stsb", "tune", a.name, 1, a.points[1])) for a in study.arms}
     assert {n: c.train.learning_rate for n, c in cfgs.items()} == {n: 1e-4 for n in cfgs}
     assert {n: c.train.epochs for n, c in cfgs.items()} == {n: 6.0 if n == "vanilla_steps" else 3.0 for n in cfgs}
@@ -149,7 +149,7 @@ def test_the_benchmark_config_loads_and_its_arms_differ_only_in_their_own_settin
     # passes per step: docs/components.md's table for the MAT rungs, docs/methods.md's cost lines for the rest
     assert {n: passes_per_step(c) for n, c in cfgs.items()} == {
         "vanilla": 2, "vanilla_steps": 2, "freelb": 4, "smart": 7, "r3f": 4, "mat": 13, "inner_steps": 4,
-        "dropout_consistency": 9}
+        "dropout_consistency": 9, "salt": 10}
 
 
 def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.CaptureFixture[str]) -> None:

@@ -341,4 +341,42 @@ R3F_SPEC = register_spec(MethodSpec(
     perturbation_bound=r3f_bound, passes_per_step=lambda a: 4.0,  # clean and noisy forwards, their backward
 ))
 
+# --------------------------------------------------------------------------------------------- SALT
+
+
+@dataclass(frozen=True)
+class SALTArgs(Checked):
+    """SALT (Zuo et al., EMNLP 2021), flags and defaults of SimiaoZuo/Stackelberg-Adv (``run.sh``:
+    ``--inner-steps 1 --inner-lr 1e-4 --init-std 1e-4 --eps 0.3``), whose two regularisers enter the loss with
+    weight 1 (``adv_lambda``). Training settings: the baselines' BERT set-up (the release trains MT)."""
+
+    inner_steps: int = arg(1, "K: ascent steps of delta, unrolled (differentiable in theta).", rng=(1, 100))
+    inner_lr: float = arg(1e-4, "eta: step of the plain ascent delta <- delta + eta * grad_delta l (each "
+        "example's l, as the release's summed loss).", rng=(0.0, INF))
+    init_std: float = arg(1e-4, "sigma: delta_0 ~ N(0, sigma^2) on the real tokens.", rng=(0.0, INF))
+    eps: float = arg(0.3, "Radius of the l2 ball of each example's (T, H) delta (the release's renorm), "
+        "delta_0 and every step projected into it (0: unbounded).", rng=(0.0, INF))
+    adv_lambda: float = arg(1.0, "lambda: weight of l = (KL(p||q) + KL(q||p)) / 2 against the detached clean "
+        "p (regression: half the squared error), at delta_K(theta) and in the leader term (0: vanilla).",
+        rng=(0.0, INF))
+    leader_delta: str = arg("final", "delta (detached) in the leader term lambda * l(f(x + delta), p): final "
+        "(delta_K), initial (delta_0, what the release's code reads) or none (no such term).",
+        choices=("final", "initial", "none"))
+
+
+def salt_bound(a: SALTArgs) -> float | None:
+    """``init_std``, δ's per-element scale (R3F's rule; the ascent at η = 1e-4 moves δ far less), capped by
+    ``eps`` (no element of the ℓ2 ball exceeds ε); ε when σ = 0; none with λ = 0."""
+    scales = [x for x in (a.init_std, a.eps) if x > 0]
+    return float(min(scales)) if scales and a.adv_lambda > 0 else None
+
+
+SALT_SPEC = register_spec(MethodSpec(
+    "salt", SALTArgs, train_defaults=lambda a: BERT_TRAINING, perturbation_bound=salt_bound,
+    # forwards: clean, K unrolled, one 2B at δ_K and δ_lead (B without the leader term); backwards: K input
+    # gradients, then one through every forward and the K input-gradient graphs (the second-order term)
+    passes_per_step=lambda a: (2.0 if a.adv_lambda == 0
+                               else 4.0 * a.inner_steps + 4.0 + 2.0 * (a.leader_delta != "none")),
+))
+
 DEFAULT_METHOD = MAT_SPEC.name  # --method's default
