@@ -24,7 +24,7 @@ from tests.nni_support import free_port, isolate
 from trials import study as runner
 from trials.mat_trial import flatten_nested
 from trials.study_config import Cell, StudyConfigError, load_study, point_label, resolve
-from trials.study_estimate import passes_per_step
+from trials.study_estimate import actual_seconds, passes_per_step
 
 GOOD: dict[str, Any] = {
     "name": "t", "tasks": ["sst2"], "model": "minilm", "flags": "--epochs 1 --device cpu",
@@ -80,6 +80,17 @@ def test_run_refuses_a_task_the_study_does_not_have(tmp_path: Path, capsys: pyte
     assert runner.main(["run", str(path), "--allow_dirty", "--port", "1", "--tasks", "sst2,mnli"]) == 2
     err = capsys.readouterr().err
     assert "--tasks mnli: not in the study" in err and not (tmp_path / "results").exists()
+
+
+def test_actual_seconds_read_wall_totals_and_cpu_sums(tmp_path: Path) -> None:
+    costs = [{"wall_seconds": {"train": 900.0, "total": 1000.0}, "cpu_seconds": {"train": 390.5, "evaluate": 60.0}},
+             {"wall_seconds": {"total": 800.0}}]  # written before cpu_seconds was kept
+    paths = []
+    for i, cost in enumerate(costs):
+        rec = TrialRecord(f"t{i}", "vanilla", "cola", "m", 1, {}, status="SUCCEEDED", cost=cost)
+        paths.append(write_record(rec, tmp_path / f"t{i}"))
+    assert actual_seconds(paths) == [1000.0, 800.0]
+    assert actual_seconds(paths, "cpu_seconds") == [450.5]
 
 
 def test_cells_folders_and_the_space_gridsearch_walks(tmp_path: Path) -> None:

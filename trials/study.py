@@ -225,8 +225,9 @@ def estimate_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str]) -> l
         lines.append(hours_line(f"{task}, {n * len(arms)} trials estimated", secs, study.concurrency))
         for a in arms:
             paths = [p for c, p in done.values() if c.arm == a.name]
-            real = actual_seconds(paths)
+            real, cpu = actual_seconds(paths), actual_seconds(paths, "cpu_seconds")
             got = f"; actual {sum(real) / len(real):.0f} s a trial over {len(real)}" if real else ""
+            got += f" (CPU {sum(cpu) / len(cpu):.0f} s a trial over {len(cpu)})" if cpu else ""
             lines.append(f"  {a.name:<20} estimate {per_arm[a.name]:.0f} s a trial{got}")
     whole = "whole study" if tuple(tasks) == study.tasks else ", ".join(tasks)
     lines.append(hours_line(f"{whole}, estimate", total, study.concurrency))

@@ -101,12 +101,17 @@ def hours_line(label: str, seconds: float, concurrency: int) -> str:
     return f"{label}: {hours:.1f} trial-hours, {machine:.1f} machine-hours at {concurrency} at a time"
 
 
-def actual_seconds(paths: Sequence[Path]) -> list[float]:
-    """The records' ``cost.wall_seconds.total`` (those that have it)."""
+def actual_seconds(paths: Sequence[Path], block: str = "wall_seconds") -> list[float]:
+    """The records' total seconds (those that have them): ``cost.wall_seconds.total``, or with ``block``
+    ``cpu_seconds`` the sum of ``cost.cpu_seconds`` over its phases (the process's CPU time, which other
+    jobs on the machine hardly move; records before it was kept have none)."""
     out = []
     for path in paths:
-        wall = read_record(path).cost.get("wall_seconds")
-        total = _number(wall.get("total")) if isinstance(wall, Mapping) else None
-        if total is not None:
-            out.append(total)
+        secs = read_record(path).cost.get(block)
+        if not isinstance(secs, Mapping):
+            continue
+        values = [secs.get("total")] if block == "wall_seconds" else list(secs.values())
+        numbers = [_number(v) for v in values]
+        if numbers and all(n is not None for n in numbers):
+            out.append(sum(n for n in numbers if n is not None))
     return out
