@@ -438,6 +438,25 @@ def test_smart_and_r3f_with_zero_weights_are_vanilla() -> None:
             assert_close(p, q)
 
 
+@pytest.mark.parametrize("steps", [1, 3])
+def test_freelb_without_a_perturbation_is_vanilla(steps: int) -> None:
+    """δ_0 = 0 and ascent step 0 keep δ at 0, so FreeLB's K-step average of ∇L(x + δ_k)/K is vanilla's ∇L(x);
+    without dropout the two updates agree to rounding (Adam's first step, lr·g/(|g| + ε), magnifies the rounding
+    of the K-term sum where |g| is near ε: 1e-6 is 0.1% of an update of this lr)."""
+    data = make_batch()
+    quiet = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    ref = build("vanilla", model=tiny_model(**quiet))
+    ref.step(data)
+    m = build("freelb", FreeLBArgs(adv_steps=steps, adv_init_mag=0.0, adv_lr=0.0, adv_max_norm=0.0),
+              model=tiny_model(**quiet))
+    m.step(data)
+    untouched = build("vanilla", model=tiny_model(**quiet)).params
+    moved = max(float((p - q).abs().max()) for p, q in zip(ref.params, untouched))
+    assert moved > 1e-4, "the reference step moved the weights"
+    for p, q in zip(m.params, ref.params):
+        assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------ learning
 
 LEARN_STEPS = {"vanilla": 40, "mat": 25, "freelb": 40, "smart": 40, "r3f": 40, "salt": 40}
