@@ -11,6 +11,7 @@ in the environment, figures are drawn in line.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
@@ -54,6 +55,7 @@ class FigureJobs:
             self._reap(self.running.pop(0))
         sys.stdout.flush()
         sys.stderr.flush()
+        gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
         pid = os.fork()
         if pid == 0:  # the child: draw, save, leave without running the parent's exit handlers
             code = 1
