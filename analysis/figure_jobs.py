@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
-import traceback
 from pathlib import Path
 from typing import Callable
 
 from matplotlib.figure import Figure
 
 from analysis import plots
+from analysis.forking import exit_code, fork_call
 
 ENV = "MAT_ANALYSIS_FIGURE_PROCESSES"
 
@@ -53,27 +52,14 @@ class FigureJobs:
         stem.parent.mkdir(parents=True, exist_ok=True)
         while len(self.running) >= self.max_children:
             self._reap(self.running.pop(0))
-        sys.stdout.flush()
-        sys.stderr.flush()
         gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
-        pid = os.fork()
-        if pid == 0:  # the child: draw, save, leave without running the parent's exit handlers
-            code = 1
-            try:
-                plots.save_figure(make(), stem)
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stderr.flush()
-                os._exit(code)
+        pid = fork_call(lambda: plots.save_figure(make(), stem))
         self.running.append((pid, stem))
         return [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
 
     def _reap(self, job: tuple[int, Path]) -> None:
         pid, stem = job
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
+        code = exit_code(pid)
         if code != 0:
             self.failed.append(f"{stem.name} (exit {code})")
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from analysis.forking import exit_code, fork_call
 from analysis.plain_records import add_plain
 from analysis.tidy import Builder
 
@@ -62,29 +61,22 @@ def _append(b: Builder, part: Builder, issued: list[tuple[str, type[Warning]]]) 
         warnings.warn(message, category, stacklevel=3)
 
 
-def _child(paths: Sequence[Path], fd: int) -> None:
-    """In the forked child: read ``paths``, write the pickled lists and warnings to ``fd``, exit."""
-    code = 1
-    try:
-        part, issued = _read(paths)
-        lists = {n: getattr(part, n) for n in _LISTS}
-        payload = pickle.dumps((lists, issued), protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stderr.flush()
-        os._exit(code)
+def _send(paths: Sequence[Path], fd: int, other_end: int) -> None:
+    """In the forked child: close the pipe's ``other_end``, read ``paths``, write the pickled lists and
+    warnings to ``fd``."""
+    os.close(other_end)
+    part, issued = _read(paths)
+    lists = {n: getattr(part, n) for n in _LISTS}
+    payload = pickle.dumps((lists, issued), protocol=pickle.HIGHEST_PROTOCOL)
+    with os.fdopen(fd, "wb") as out:
+        out.write(payload)
 
 
 def _receive(fd: int, pid: int) -> tuple[dict[str, Any], list[tuple[str, type[Warning]]]] | None:
     """The child's lists and warnings, or None when it failed."""
     with os.fdopen(fd, "rb") as src:
         data = src.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    if exit_code(pid) != 0:
         return None
     lists, issued = pickle.loads(data)
     return lists, issued
@@ -104,12 +96,7 @@ def read_files_into(b: Builder, paths: Sequence[Path], meanwhile: Callable[[], o
     cut = len(paths) * 3 // 4 if meanwhile is not None else len(paths) // 2
     first, rest = paths[:cut], paths[cut:]
     r, w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        _child(first, w)
+    pid = fork_call(lambda: _send(first, w, r))
     os.close(w)
     if meanwhile is not None:
         meanwhile()

@@ -53,11 +53,11 @@ def test_a_failed_child_leaves_the_parent_to_read_its_part(many: Path, monkeypat
     monkeypatch.setattr(parallel_read, "MIN_FILES", 2)
     serial = _load([many], "1", monkeypatch)
 
-    def broken(paths: object, fd: int) -> None:
+    def broken(paths: object, fd: int, other_end: int) -> None:
         import os
         os._exit(3)
 
-    monkeypatch.setattr(parallel_read, "_child", broken)
+    monkeypatch.setattr(parallel_read, "_send", broken)
     forked = _load([many], "2", monkeypatch)
     pd.testing.assert_frame_equal(forked[0], serial[0])
     assert forked[1] == serial[1] and forked[2] == serial[2]
