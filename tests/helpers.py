@@ -100,3 +100,18 @@ def make_tiny_setup(base: str | os.PathLike[str], n_train: int, n_dev: int) -> d
     """``{"model": tiny BERT folder, "data": tiny glue_data folder}`` under ``base``, for trial-script tests."""
     base = Path(base)
     return {"model": make_tiny_model_dir(base / "model"), "data": make_tiny_glue_dir(base / "data", n_train=n_train, n_dev=n_dev)}
+
+
+def assert_golden_steps(got: list[dict[str, float]], golden: Path) -> None:
+    """Each step's statistics in ``got`` equal the ``steps`` recorded in the JSON file ``golden`` (same keys;
+    values to rtol 1e-4, atol 1e-9), the message naming the statistic: the golden-loss tests of the methods."""
+    import json
+
+    from torch.testing import assert_close
+
+    recorded = json.loads(golden.read_text())
+    assert len(got) == len(recorded["steps"])
+    for g, r in zip(got, recorded["steps"]):
+        assert set(g) == set(r)
+        for key in r:
+            assert_close(g[key], r[key], rtol=1e-4, atol=1e-9, msg=lambda m, k=key: f"{k}: {m}")

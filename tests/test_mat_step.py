@@ -38,6 +38,7 @@ import mat.methods.mat as mat_module
 from mat.methods.base import per_example_norm
 from mat.methods.mat import clip_linf_, delta_ascent_, ema_, init_delta, langevin_noise_
 from mat.spec.methods import MATArgs
+from tests.helpers import assert_golden_steps
 from tests.test_methods import build, make_batch, tiny_model
 
 GOLDEN = Path(__file__).parent / "golden" / "mat_losses.json"
@@ -406,13 +407,7 @@ def golden_run() -> list[dict[str, float]]:
 
 def test_golden_losses() -> None:
     """Regenerate (only after an intended change): ``python -m tests.test_mat_step --regen-golden``."""
-    recorded = json.loads(GOLDEN.read_text())
-    got = golden_run()
-    assert len(got) == len(recorded["steps"])
-    for g, r in zip(got, recorded["steps"]):
-        assert set(g) == set(r)
-        for key in r:
-            assert_close(g[key], r[key], rtol=1e-4, atol=1e-9, msg=lambda m, k=key: f"{k}: {m}")
+    assert_golden_steps(golden_run(), GOLDEN)
 
 
 def _regen_golden() -> None:

@@ -30,6 +30,7 @@ from torch.testing import assert_close
 
 from mat.methods.salt import half_consistency, initial_delta, project_l2
 from mat.spec.methods import SALTArgs, get_method_spec
+from tests.helpers import assert_golden_steps
 from tests.test_methods import CLS, REG, build, make_batch, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -280,13 +281,7 @@ def golden_run() -> list[dict[str, float]]:
 
 def test_golden_losses() -> None:
     """Regenerate (only after an intended change): ``python -m tests.test_salt --regen-golden``."""
-    recorded = json.loads(GOLDEN.read_text())
-    got = golden_run()
-    assert len(got) == len(recorded["steps"])
-    for g, r in zip(got, recorded["steps"]):
-        assert set(g) == set(r)
-        for key in r:
-            assert_close(g[key], r[key], rtol=1e-4, atol=1e-9, msg=lambda msg, k=key: f"{k}: {msg}")
+    assert_golden_steps(golden_run(), GOLDEN)
 
 
 def _regen_golden() -> None:
