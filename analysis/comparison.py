@@ -8,11 +8,12 @@ those of the differences (:func:`paired_stats`):
 * ``n_pairs``: seeds both arms ran; ``mean_diff``: the mean of the per-seed differences;
 * ``ci_low, ci_high``: the t-interval of that mean (n_pairs - 1 degrees of freedom) or, on request, the
   percentile bootstrap of it (pairs resampled together);
-* ``t, dof, p_value``: the paired t-test (``scipy.stats.ttest_rel``);
-* ``wilcoxon_p``: the exact Wilcoxon signed-rank test (``scipy.stats.wilcoxon(method="exact")``), which
-  does not assume normal differences; zero differences are dropped (``zero_method="wilcox"``). Its p has a
-  floor set by n alone: with n pairs the smallest two-sided exact p is 2 / 2^n (0.0625 at n = 5, so five
-  seeds can never reach 5% on it; :func:`wilcoxon_floor`).
+* ``t, dof, p_value``: the paired t-test (:func:`analysis.significance.paired_t`, as
+  ``scipy.stats.ttest_rel``);
+* ``wilcoxon_p``: the exact Wilcoxon signed-rank test (:func:`analysis.significance.wilcoxon_exact_p`, as
+  ``scipy.stats.wilcoxon(method="exact")``), which does not assume normal differences; zero differences are
+  dropped (``zero_method="wilcox"``). Its p has a floor set by n alone: with n pairs the smallest two-sided
+  exact p is 2 / 2^n (0.0625 at n = 5, so five seeds can never reach 5% on it; :func:`wilcoxon_floor`).
 
 Seeds that only one arm ran are left out of the pairs and named in ``warning``; so is a seed that
 appears twice for one arm (its values are averaged before pairing). ``strict=True`` refuses instead
@@ -25,7 +26,7 @@ fp32) are named in ``warning`` too, and compared all the same. Welch's unequal-v
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ import pandas as pd
 
 from analysis.identity import arm_order
 from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
+from analysis.significance import paired_t, welch_t, wilcoxon_exact_p
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_p
 from analysis.tidy import DEV, SCORE
 from mat.spec.tasks import sort_tasks, task_label
@@ -66,10 +68,8 @@ def paired_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
 
     The t-test, its p-value and the t-interval need 2 pairs and some variance in the differences; the
     Wilcoxon test needs one non-zero difference; otherwise they are NaN (all-equal differences give the
-    interval ``(d, d)``).
+    interval ``(d, d)``). The tests are :mod:`analysis.significance`'s (the same as scipy.stats').
     """
-    from scipy import stats
-
     check_interval(interval)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
@@ -78,14 +78,8 @@ def paired_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
         return PairedStats(0, *([math.nan] * 8))
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
     lo, hi = mean_interval(d, interval, confidence, n_boot, seed)
-    t = dof = p = math.nan
-    if n > 1 and sd > 0:
-        res = stats.ttest_rel(a, b)
-        t, p, dof = float(res.statistic), float(res.pvalue), float(n - 1)
-    w = math.nan
-    if np.any(d != 0):
-        w = float(stats.wilcoxon(d, zero_method="wilcox", method="exact").pvalue)
-    return PairedStats(n, float(d.mean()), sd, lo, hi, t, dof, p, w)
+    t, dof, p = paired_t(d)
+    return PairedStats(n, float(d.mean()), sd, lo, hi, t, dof, p, wilcoxon_exact_p(d))
 
 
 def _seed_text(seeds: Sequence[object]) -> str:
@@ -98,35 +92,63 @@ def wilcoxon_floor(n_pairs: int) -> float:
     return 2.0 / 2.0 ** n_pairs if n_pairs > 0 else math.nan
 
 
-def _pairs(a: pd.DataFrame, b: pd.DataFrame, arm_a: str, arm_b: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Per-seed means joined on seed, and the seed problems (only-a, only-b, repeated) as text."""
-    ca, cb = a.groupby("seed")["value"].count(), b.groupby("seed")["value"].count()
-    pairs = a.groupby("seed")["value"].mean().to_frame("a").join(
-        b.groupby("seed")["value"].mean().to_frame("b"), how="inner").sort_index()
-    only_a = sorted(set(ca.index) - set(cb.index))
-    only_b = sorted(set(cb.index) - set(ca.index))
-    rep = [f"{s} ({arm_a})" for s in ca.index[ca > 1]] + [f"{s} ({arm_b})" for s in cb.index[cb > 1]]
+@dataclass
+class _Side:
+    """One arm's rows in one comparison group: their count, ``seed -> (mean value, values counted)`` in seed
+    order, and the precisions its trials ran at (sorted; None when the frame has no precision column)."""
+
+    n: int = 0
+    seeds: dict[Any, tuple[float, int]] = field(default_factory=dict)
+    precisions: list[str] | None = None
+
+
+def _sides(s: pd.DataFrame, by: Sequence[str]) -> dict[tuple[Any, ...], dict[str, _Side]]:
+    """``{group key: {arm: _Side}}`` for the rows ``s`` (already one split and metric), groups in sorted
+    order: three groupbys over the whole frame instead of several per group."""
+    keys = [*by, "arm"]
+    out: dict[tuple[Any, ...], dict[str, _Side]] = {}
+    for key, n in s.groupby(keys, sort=True).size().items():
+        out.setdefault(tuple(key[:-1]), {})[key[-1]] = _Side(int(n))
+    per_seed = s.groupby([*keys, "seed"], sort=True)["value"].agg(["mean", "count"])
+    for key, mean, count in zip(per_seed.index, per_seed["mean"].to_numpy(), per_seed["count"].to_numpy()):
+        out[tuple(key[:-2])][key[-2]].seeds[key[-1]] = (float(mean), int(count))
+    if PRECISION in s.columns:
+        for side in (x for group in out.values() for x in group.values()):
+            side.precisions = []
+        known = s[s[PRECISION].notna()]
+        for key, values in known.groupby(keys, sort=True)[PRECISION].unique().items():
+            out[tuple(key[:-1])][key[-1]].precisions = sorted({str(v) for v in values})
+    return out
+
+
+def _pairs(a: _Side, b: _Side, arm_a: str, arm_b: str) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Per-seed means of the seeds both arms ran (in seed order), and the seed problems (only-a, only-b,
+    repeated) as text."""
+    shared = [seed for seed in a.seeds if seed in b.seeds]
+    va = np.array([a.seeds[seed][0] for seed in shared], dtype=float)
+    vb = np.array([b.seeds[seed][0] for seed in shared], dtype=float)
+    only_a = [seed for seed in a.seeds if seed not in b.seeds]
+    only_b = [seed for seed in b.seeds if seed not in a.seeds]
+    rep = [f"{seed} ({arm_a})" for seed, (_, n) in a.seeds.items() if n > 1] + [
+        f"{seed} ({arm_b})" for seed, (_, n) in b.seeds.items() if n > 1]
     notes = []
     if only_a or only_b:
         notes.append(f"seed sets differ: only {arm_a} ran {_seed_text(only_a) or '-'}, only {arm_b} ran "
-                     f"{_seed_text(only_b) or '-'}; compared on the {len(pairs)} shared seeds")
+                     f"{_seed_text(only_b) or '-'}; compared on the {len(shared)} shared seeds")
     if rep:
         notes.append(f"seed(s) repeat: {', '.join(rep)}; their values are averaged before pairing")
-    notes += [n for n in [_precision_note(a, b, arm_a, arm_b)] if n]
+    notes += [n for n in [_precision_note(a.precisions, b.precisions, arm_a, arm_b)] if n]
     text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b),
             "repeated_seeds": ", ".join(rep), "warning": "; ".join(notes)}
-    return pairs, text
+    return va, vb, text
 
 
 PRECISION = "param.precision"  # the format a trial computed in (the record's params.precision)
 
 
-def _precision_note(a: pd.DataFrame, b: pd.DataFrame, method_a: str, method_b: str) -> str:
+def _precision_note(pa: list[str] | None, pb: list[str] | None, method_a: str, method_b: str) -> str:
     """A warning when the two arms did not all run at one precision (bf16 against fp32 is not like for like);
     "" when they did, or when a side's precision is unknown (NNI trials without a record)."""
-    if PRECISION not in a.columns or PRECISION not in b.columns:
-        return ""
-    pa, pb = (sorted(set(x[PRECISION].dropna().astype(str))) for x in (a, b))
     if not pa or not pb or (pa == pb and len(pa) == 1):
         return ""
     return (f"the arms ran at different precisions ({method_a}: {', '.join(pa)}; {method_b}: "
@@ -139,14 +161,19 @@ PAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b",
                   "seeds_only_a", "seeds_only_b", "repeated_seeds", "warning"]
 
 
+def _arm_rows(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str], split: str,
+              metric: str) -> pd.DataFrame:
+    """The rows of the two arms for one split and metric, with the columns a comparison uses."""
+    used = [*by, "arm", "seed", "split", "metric",
+        "value"] + ([PRECISION] if PRECISION in scores.columns else [])
+    s = scores[list(dict.fromkeys(used))]
+    return s[(s["split"] == split) & (s["metric"] == metric) & s["arm"].isin([arm_a, arm_b])]
+
+
 def _arm_groups(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence[str], split: str,
                 metric: str) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     """(group key as a tuple, the group's rows of the two arms) for one split and metric, groups sorted."""
-    used = [*by, "arm", "seed", "split", "metric",
-        "value"] + ([PRECISION] if PRECISION in scores.columns else [])
-    s = scores[list(dict.fromkeys(used))]  # the columns used
-    s = s[(s["split"] == split) & (s["metric"] == metric) & s["arm"].isin([arm_a, arm_b])]
-    for key, g in s.groupby(list(by), sort=True):
+    for key, g in _arm_rows(scores, arm_a, arm_b, by, split, metric).groupby(list(by), sort=True):
         yield (key if isinstance(key, tuple) else (key,)), g
 
 
@@ -175,15 +202,16 @@ def paired_comparison(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence
     """
     check_interval(interval)
     rows = []
-    for key, g in _arm_groups(scores, arm_a, arm_b, by, split, metric):
-        a, b = g[g["arm"] == arm_a], g[g["arm"] == arm_b]
-        pairs, text = _pairs(a, b, arm_a, arm_b)
+    s = _arm_rows(scores, arm_a, arm_b, by, split, metric)
+    for key, sides in _sides(s, by).items():
+        a, b = sides.get(arm_a, _Side()), sides.get(arm_b, _Side())
+        va, vb, text = _pairs(a, b, arm_a, arm_b)
         if strict and text["warning"]:
             raise SeedMismatch(f"{dict(zip(by, key))}, {arm_a} vs {arm_b}: {text['warning']}")
-        st = paired_stats(pairs["a"].to_numpy(), pairs["b"].to_numpy(), interval, confidence, n_boot, seed)
-        mean_a = float(pairs["a"].mean()) if len(pairs) else math.nan
-        mean_b = float(pairs["b"].mean()) if len(pairs) else math.nan
-        rows.append((*key, arm_a, arm_b, len(a), len(b), st.n_pairs, mean_a, mean_b, st.mean_diff, st.sd_diff,
+        st = paired_stats(va, vb, interval, confidence, n_boot, seed)
+        mean_a = float(va.mean()) if len(va) else math.nan
+        mean_b = float(vb.mean()) if len(vb) else math.nan
+        rows.append((*key, arm_a, arm_b, a.n, b.n, st.n_pairs, mean_a, mean_b, st.mean_diff, st.sd_diff,
                      st.ci_low, st.ci_high, interval, st.t, st.dof, st.p_value, st.wilcoxon_p, PAIRED_TEST,
                      text["seeds_only_a"], text["seeds_only_b"], text["repeated_seeds"], text["warning"]))
     return pd.DataFrame(rows, columns=list(by) + PAIRED_COLUMNS)
@@ -204,14 +232,11 @@ def _welch(a: np.ndarray, b: np.ndarray, interval: str, confidence: float, n_boo
         lo, hi = (float(x) for x in np.percentile(ma - mb, [tail, 100 - tail]))
     if va + vb == 0:
         return math.nan, math.nan, math.nan, *((lo, hi) if interval == "bootstrap" else (diff, diff))
-    from scipy import stats
-
-    res = stats.ttest_ind(a, b, equal_var=False)
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    t, dof, p = welch_t(a, b)
     if interval == "t":
         half = float(t_quantile(confidence, dof)) * math.sqrt(va + vb)
         lo, hi = diff - half, diff + half
-    return float(res.statistic), float(res.pvalue), float(dof), lo, hi
+    return t, p, dof, lo, hi
 
 
 UNPAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
@@ -224,9 +249,9 @@ def unpaired_comparison(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequen
     """Welch's unequal-variance comparison of two arms per group, for data that share no seeds.
 
     ``mean_diff`` is mean(a) - mean(b) over every seed of each; ``t, dof, p_value`` are Welch's test
-    (``scipy.stats.ttest_ind(equal_var=False)``); the interval is Welch's t-interval (Welch-Satterthwaite
-    degrees of freedom) or a percentile bootstrap resampling each arm's seeds independently. Where
-    the arms share seeds, :func:`paired_comparison` is the right test.
+    (:func:`analysis.significance.welch_t`, as ``scipy.stats.ttest_ind(equal_var=False)``); the interval is
+    Welch's t-interval (Welch-Satterthwaite degrees of freedom) or a percentile bootstrap resampling each
+    arm's seeds independently. Where the arms share seeds, :func:`paired_comparison` is the right test.
 
     Returns:
         ``by`` + :data:`UNPAIRED_COLUMNS` (``test`` = "Welch t-test (unpaired)").
@@ -287,11 +312,12 @@ def compare_to_baseline(scores: pd.DataFrame, baseline: str, chosen: pd.DataFram
         kw = dict(by=by, split=split, metric=metric, interval=interval, n_boot=n_boot, confidence=confidence,
                   seed=seed)
         paired = paired_comparison(s, m, baseline, strict=strict, **kw)  # type: ignore[arg-type]
-        welch = unpaired_comparison(s, m, baseline, **kw)  # type: ignore[arg-type]
         use_welch = (paired["n_pairs"] == 0).to_numpy()
-        cols = ["mean_diff", "ci_low", "ci_high", "t", "dof", "p_value", "test"]
-        paired.loc[use_welch, cols] = welch.loc[use_welch, cols].to_numpy()
-        paired.loc[use_welch, "wilcoxon_p"] = np.nan
+        if use_welch.any():  # groups where the arm shares no seed with the baseline
+            welch = unpaired_comparison(s, m, baseline, **kw)  # type: ignore[arg-type]
+            cols = ["mean_diff", "ci_low", "ci_high", "t", "dof", "p_value", "test"]
+            paired.loc[use_welch, cols] = welch.loc[use_welch, cols].to_numpy()
+            paired.loc[use_welch, "wilcoxon_p"] = np.nan
         frames.append(paired.rename(columns={"arm_a": "arm", "arm_b": "baseline"}))
     diff_cols = ["baseline", "n_pairs", "mean_diff", "ci_low", "ci_high", "interval", "t", "dof", "p_value",
                  "wilcoxon_p", "test", "warning"]
