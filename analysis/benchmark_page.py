@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis.benchmark import Benchmark, compared, summarise
 from analysis.bookkeeping import code_section, listed, repeats_section, status_section
+from analysis.figure_style import colours_for
 from analysis.intervals import INTERVAL_NOTES
 from analysis.ladder import diff_cell
 from analysis.ladder_report import code_note
@@ -183,7 +183,7 @@ def compute_plot(info: pd.DataFrame, arms: Sequence[str], tasks: Sequence[str]) 
     with its 95% t-interval as the error bar, a colour per arm (the study's order) and one legend."""
     shown = [t for t in tasks if (info["task"] == t).any()]
     fig, axes = plots.new_figure(1, max(1, len(shown)), (4.6 * max(1, len(shown)), 3.8))
-    colours = dict(zip(arms, sns.color_palette(n_colors=max(1, len(arms)))))
+    colours = colours_for(arms)
     for ax, task in zip(axes[0], shown):
         g = info[info["task"] == task]
         for r in g.itertuples():

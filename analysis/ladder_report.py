@@ -16,11 +16,11 @@ import re
 from typing import Any, Sequence
 
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from analysis import aggregate as agg
 from analysis import plots
+from analysis.figure_style import colours_for
 from analysis.intervals import INTERVAL_NOTES
 from analysis.ladder import ADDS, findings, ladder_rows, ladder_table, rung_order, selection_gap, split_rungs
 from analysis.telemetry import kl_rows, kl_table, telemetry_info, telemetry_plot
@@ -101,7 +101,7 @@ def compute_plot(rows: pd.DataFrame) -> Figure:
     tasks = sort_tasks(rows["task"]) if len(rows) else []
     fig, axes = new_axes(len(tasks))
     rungs = rung_order(list(dict.fromkeys(rows["rung"])))
-    colours = dict(zip(rungs, sns.color_palette(n_colors=max(1, len(rungs)))))
+    colours = colours_for(rungs)
     for ax, task in zip(axes, tasks):
         g = rows[rows["task"] == task].set_index("rung")
         for rung in [r for r in rungs if r in g.index]:

@@ -8,48 +8,36 @@
 * :func:`hparam_info` / :func:`hparam_plot`: each searched hyperparameter against the trial scores.
 
 Renderers return a ``Figure`` drawn on its own Agg canvas, made without pyplot: nothing is shown, no global
-backend or style is changed, and in a notebook (``%matplotlib inline``) the returned figure displays.
-:func:`save_figure` writes PNG and PDF.
+backend or style is changed, and in a notebook (``%matplotlib inline``) the returned figure displays. They use
+matplotlib alone, with :mod:`analysis.figure_style`'s look and arm colours. :func:`save_figure` writes PNG and
+PDF.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
+from matplotlib.container import Container
 from matplotlib.figure import Figure
 
 from analysis.aggregate import searched_params
+from analysis.figure_style import LINES, colours_for, muted, new_figure
 from analysis.identity import arm_order
 from analysis.tables import setting_label
 from analysis.tidy import DEV
 from mat.spec.tasks import sort_tasks, task_label
 
 __all__ = [
-    "BoxInfo", "ablation_info", "ablation_plot", "box_artist_stats", "hparam_info", "hparam_plot",
-    "learning_curve_info", "learning_curve_plot", "new_figure", "save_figure", "searched_params",
-    "seed_box_info", "seed_box_plot", "split_panels",
+    "BoxContainer", "BoxInfo", "ablation_info", "ablation_plot", "box_artist_stats", "draw_boxes",
+    "hparam_info", "hparam_plot", "learning_curve_info", "learning_curve_plot", "new_figure", "save_figure",
+    "searched_params", "seed_box_info", "seed_box_plot", "split_panels",
 ]
-
-STYLE = "whitegrid"
-
-
-def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6, 4),
-               **kw: Any) -> tuple[Figure, np.ndarray]:
-    """A figure on its own Agg canvas (no pyplot, no global state) and its (nrows, ncols) axes array."""
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    with sns.axes_style(STYLE):
-        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    return fig, axes
-
 
 # ------------------------------------------------------------------------------------------ Figure 3
 
@@ -117,20 +105,67 @@ def seed_box_plot(info: BoxInfo, title: str = "Per-seed task scores") -> Figure:
     fig, axes = new_figure(1, len(widths), (max(5.0, per_task * sum(widths) + 2), 4.2),
                            gridspec_kw={"width_ratios": widths})
     for ax, tasks in zip(axes[0], info.panels):
-        panel = info.data[info.data["task"].isin(tasks)]
-        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated `vert`
-            warnings.filterwarnings("ignore", message=".*vert: bool.*")
-            sns.boxplot(data=panel, x="task", y="value", hue="arm", order=tasks, hue_order=info.arms,
-                        ax=ax, whis=1.5, fliersize=3)
+        draw_boxes(ax, info, tasks)
         ax.set_xticks(range(len(tasks)), [task_label(t) for t in tasks])
-        ax.set_xlabel("")
+        ax.set_xlim(-0.5, len(tasks) - 0.5)
+        ax.xaxis.grid(False)  # the x axis holds categories: grid lines only across the scores
         ax.set_ylabel("score (task metrics averaged)")
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
     rows = figure_legend(fig, axes.flat, info.arms)
     fig.suptitle(title, y=0.02, va="bottom", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1 - (0.1 + 0.25 * rows) / fig.get_figheight()))
     return fig
+
+
+BOX_PARTS = ("boxes", "medians", "whiskers", "caps", "fliers")  # what Axes.bxp returns, less "means"
+
+
+class BoxContainer(Container):
+    """One arm's boxes in one panel as :meth:`Axes.bxp` drew them: ``boxes``, ``medians``, ``whiskers`` and
+    ``caps`` (both in (low, high) pairs per box), ``fliers`` (one line of points per box), and ``hue``, the
+    arm's index in :attr:`BoxInfo.arms`."""
+
+    def __new__(cls, parts: dict[str, list[Any]], hue: int) -> BoxContainer:
+        return tuple.__new__(cls, [a for key in BOX_PARTS for a in parts[key]])
+
+    def __init__(self, parts: dict[str, list[Any]], hue: int) -> None:
+        super().__init__(list(self))
+        self.boxes, self.medians, self.whiskers, self.caps, self.fliers = (parts[key] for key in BOX_PARTS)
+        self.hue = hue  # the arm's place in the hue order (BoxInfo.arms)
+
+
+def draw_boxes(ax: Axes, info: BoxInfo, tasks: Sequence[str], width: float = 0.8) -> None:
+    """Draw on ``ax`` a box per (task, arm) of ``tasks`` from ``info.stats`` (the points outside the
+    whiskers from ``info.data`` as fliers): task ``i`` at x = i, its arms side by side in ``info.arms``
+    order within ``width``, each arm's boxes coloured by arm and added to ``ax.containers`` as one
+    :class:`BoxContainer`; each arm's first box carries its name for the legend. When no task has two arms
+    the boxes are not split (a box takes the whole ``width``)."""
+    stats = info.stats.set_index(["task", "arm"])
+    shown = stats[stats.index.get_level_values("task").isin(list(tasks))]
+    side_by_side = bool(len(shown)) and shown.groupby(level="task").size().max() > 1
+    box_width = width / len(info.arms) if side_by_side else width
+    for k, (arm, colour) in enumerate(colours_for(info.arms).items()):
+        where = [i for i, t in enumerate(tasks) if (t, arm) in shown.index]
+        if not where:
+            continue
+        offset = (k + 0.5) * box_width - width / 2 if side_by_side else 0.0  # box centre in the task's slot
+        bxp = [_bxp_stats(info, tasks[i], arm, stats.loc[(tasks[i], arm)]) for i in where]
+        fill = {"facecolor": muted(colour), "edgecolor": LINES}
+        parts = ax.bxp(bxp, positions=[i + offset for i in where], widths=box_width, capwidths=box_width / 2,
+                       patch_artist=True, manage_ticks=False, boxprops=fill, medianprops={"color": LINES},
+                       whiskerprops={"color": LINES}, capprops={"color": LINES},
+                       flierprops={"marker": "o", "markersize": 3, "markeredgecolor": LINES,
+                                   "markerfacecolor": "none"})
+        parts["boxes"][0].set_label(arm)
+        ax.add_container(BoxContainer(parts, k))
+
+
+def _bxp_stats(info: BoxInfo, task: str, arm: str, row: pd.Series) -> dict[str, Any]:
+    """One box for :meth:`Axes.bxp`: ``info.stats``' numbers, and the (task, arm) values outside the whiskers
+    as fliers."""
+    d = info.data
+    v = d.loc[(d["task"] == task) & (d["arm"] == arm), "value"].to_numpy(dtype=float)
+    return {"med": row["median"], "q1": row["q1"], "q3": row["q3"], "whislo": row["whislo"],
+            "whishi": row["whishi"], "fliers": np.concatenate([v[v < row["whislo"]], v[v > row["whishi"]]])}
 
 
 def figure_legend(fig: Figure, axes: Iterable[Any], order: Sequence[str] | None = None) -> int:
@@ -240,7 +275,7 @@ def learning_curve_plot(info: pd.DataFrame, ncols: int = 3) -> Figure:
     nrows = max(1, math.ceil(len(tasks) / ncols))
     fig, axes = new_figure(nrows, ncols, (4 * ncols, 2.8 * nrows))
     arms = arm_order(info["arm"])
-    palette = dict(zip(arms, sns.color_palette(n_colors=len(arms))))
+    palette = colours_for(arms)
     for ax, task in zip(axes.flat, tasks):
         for arm in arms:
             g = info[(info["task"] == task) & (info["arm"] == arm)].sort_values("step")
@@ -293,7 +328,7 @@ def hparam_plot(info: pd.DataFrame) -> Figure:
     setting, coloured by arm, with each arm's mean per setting as a line."""
     params = list(dict.fromkeys(info["param"]))
     arms = arm_order(info["arm"])
-    palette = dict(zip(arms, sns.color_palette(n_colors=len(arms))))
+    palette = colours_for(arms)
     fig, axes = new_figure(1, max(1, len(params)), (4.2 * max(1, len(params)), 3.8))
     for ax, p in zip(axes[0], params):
         g = info[info["param"] == p]
@@ -329,16 +364,15 @@ def save_figure(fig: Figure, stem: str | Path, dpi: int = 110) -> list[Path]:
 
 
 def box_artist_stats(fig: Figure) -> pd.DataFrame:
-    """Read back what a :func:`seed_box_plot` drew: per panel, arm (container) and box position, the
-    median line's y and the box's bottom and top (q1, q3). Used by the tests."""
+    """Read back what a :func:`seed_box_plot` drew: per panel, arm (``hue``, its index in
+    :attr:`BoxInfo.arms`) and box, the task's position in the panel (the box centre's nearest whole x), the
+    median line's y, the box's bottom and top (q1, q3) and the box centre's x. Used by the tests."""
     rows = []
     for panel, ax in enumerate(fig.axes):
-        for hue, container in enumerate(getattr(ax, "containers", [])):
-            if not hasattr(container, "medians"):
-                continue
-            for pos, (med, box) in enumerate(zip(container.medians, container.boxes)):
+        for container in [c for c in ax.containers if isinstance(c, BoxContainer)]:
+            for med, box in zip(container.medians, container.boxes):
                 ys = box.get_path().vertices[:, 1]
-                rows.append((panel, hue, pos, float(np.mean(med.get_ydata())), float(ys.min()),
-                             float(ys.max()), float(np.mean(med.get_xdata()))))
+                x = float(np.mean(med.get_xdata()))
+                rows.append((panel, container.hue, int(round(x)), float(np.mean(med.get_ydata())),
+                             float(ys.min()), float(ys.max()), x))
     return pd.DataFrame(rows, columns=["panel", "hue", "position", "median", "q1", "q3", "x"])
-

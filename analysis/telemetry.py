@@ -15,9 +15,9 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 
+from analysis.figure_style import colours_for
 from analysis.plots import figure_legend, new_figure
 from analysis.tables import Table
 from analysis.tidy import TELEMETRY
@@ -100,7 +100,7 @@ def telemetry_plot(info: pd.DataFrame, stats: Sequence[str] | None = None) -> Fi
     fig, axes = new_figure(max(1, len(stats)), max(1, len(tasks)),
         (4.2 * max(1, len(tasks)), 2.4 * max(1, len(stats))))
     groups = group_order(list(info["group"]))
-    palette = dict(zip(groups, sns.color_palette(n_colors=max(1, len(groups)))))
+    palette = colours_for(groups)
     for i, stat in enumerate(stats):
         for j, task in enumerate(tasks):
             ax = axes[i][j]

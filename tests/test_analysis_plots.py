@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -12,6 +14,7 @@ import pytest
 from analysis import aggregate as agg
 from analysis import plots
 from analysis.load import COLUMNS
+from tests.helpers import REPO
 
 # Per-seed dev metrics (5 seeds) for two methods; MRPC has two metrics that Figure 3 averages.
 VALUES = {
@@ -150,3 +153,56 @@ def test_a_long_legend_wraps_inside_the_figure() -> None:
     assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
     assert box.y0 >= fig.axes[0].get_window_extent().y1, "the legend sits above the axes"
     assert len(legend.get_texts()) == 7 and legend._ncols < 7
+
+
+def test_boxes_of_an_arm_missing_from_a_task_keep_their_places() -> None:
+    """MAT has no CoLA scores and vanilla no SST-2 scores: each box is read back as its own (task, arm), at its
+    task's position and with its own numbers, also in the SST-2 panel where only MAT is drawn."""
+    values = {k: v for k, v in VALUES.items() if k[0] in ("cola", "rte", "sst2")}
+    del values[("cola", "mat")], values[("sst2", "vanilla")]
+    rows = [dict(experiment="e", trial=f"{t}-{m}-{s}", method=m, arm=m, task=t, model="m", seed=s, status="SUCCEEDED",
+                 error=None, config="c", source="s", kind="best", step=1.0, epoch=1.0, split="dev", metric=metric, value=v)
+            for (t, m), metrics in values.items() for metric, vs in metrics.items() for s, v in enumerate(vs, 1)]
+    info = plots.seed_box_info(agg.trial_scores(pd.DataFrame(rows)[list(COLUMNS)]))
+    assert info.panels == [["cola", "rte"], ["sst2"]] and info.arms == ["vanilla", "mat"]
+    drawn = plots.box_artist_stats(plots.seed_box_plot(info)).sort_values(["panel", "position", "hue"])
+    # (panel, task position, arm index, median, q1, q3):
+    # CoLA/vanilla 59, 58, 60; RTE/vanilla 68, 67, 69; RTE/mat 72, 71, 74; SST-2/mat 93.5, 93, 94
+    assert drawn[["panel", "position", "hue", "median", "q1", "q3"]].values.tolist() == [
+        [0, 0, 0, 59.0, 58.0, 60.0], [0, 1, 0, 68.0, 67.0, 69.0], [0, 1, 1, 72.0, 71.0, 74.0],
+        [1, 0, 1, 93.5, 93.0, 94.0]]
+    # two arms in a task: boxes 0.4 wide, centred 0.2 left and right of the task's x (CoLA's vanilla box keeps
+    # its place); a panel where no task has two arms draws each box whole, at the task's x
+    assert drawn["x"].tolist() == pytest.approx([-0.2, 0.8, 1.2, 0.0])
+
+
+def test_arm_colours_and_the_axes_look() -> None:
+    """The arm colours are matplotlib's tab10 in order, again from the 11th; each new axes has a white
+    background, light grey grid lines under the data and light grey spines (set on the axes, not rcParams)."""
+    import matplotlib as mpl
+    from matplotlib.colors import to_rgb
+
+    from analysis.figure_style import colours_for
+
+    colours = colours_for([f"arm{i}" for i in range(12)])
+    assert colours["arm0"] == to_rgb("#1f77b4") and colours["arm1"] == to_rgb("#ff7f0e")
+    assert colours["arm10"] == colours["arm0"] and colours["arm11"] == colours["arm1"]
+    assert len(set(list(colours.values())[:10])) == 10
+    before = dict(mpl.rcParams)
+    fig, axes = plots.new_figure(1, 2)
+    assert dict(mpl.rcParams) == before
+    for ax in axes.flat:
+        assert to_rgb(ax.get_facecolor()) == (1.0, 1.0, 1.0) and ax.get_axisbelow() is True
+        grid = ax.yaxis.get_gridlines()[0]
+        assert grid.get_visible() and to_rgb(grid.get_color()) == (0.8, 0.8, 0.8)
+        assert {to_rgb(s.get_edgecolor()) for s in ax.spines.values()} == {(0.8, 0.8, 0.8)}
+
+
+def test_the_report_modules_do_not_import_seaborn() -> None:
+    """Every figure is matplotlib alone: importing the report (and every module that draws) in a fresh
+    interpreter leaves seaborn out of ``sys.modules``."""
+    code = ("import sys\nimport analysis.report, analysis.__main__, analysis.benchmark_page, analysis.ladder_report, "
+            "analysis.telemetry, analysis.seed_pairs, analysis.plots\nprint('seaborn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
