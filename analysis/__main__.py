@@ -9,6 +9,7 @@ refused mismatched or repeated seeds; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import re
@@ -179,10 +180,19 @@ def _load_or_explain(args: argparse.Namespace,
     return loaded, sources
 
 
+REPORT_MODULES = ("analysis.report", "scipy.special")
+
+
 def report(args: argparse.Namespace) -> int:
     """Run ``report``; return the exit status."""
-    # the report's modules (matplotlib among them) are imported while another process reads records
-    loaded = _load_or_explain(args, lambda: importlib.import_module("analysis.report"))
+    # the report's modules (matplotlib among them, and scipy.special for its tests) are imported while another
+    # process reads records
+    gc.disable()  # while loading (as analysis.load does), and until the loaded records are frozen below
+    try:
+        loaded = _load_or_explain(args, lambda: [importlib.import_module(m) for m in REPORT_MODULES])
+    finally:
+        gc.freeze()  # the records stay to the end: later collections (and the figures' children) skip them
+        gc.enable()
     if loaded is None:
         return 1
     data, sources = loaded

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from itertools import product
 
 import numpy as np
@@ -64,9 +62,3 @@ def test_same_as_scipy_stats(trial: int) -> None:
     t, _, p = welch_t(a, c)
     assert (t, p) == pytest.approx((ref_u.statistic, ref_u.pvalue), rel=1e-12)
 
-
-def test_the_report_imports_neither_scipy_stats_nor_seaborn() -> None:
-    code = ("import sys, analysis.report\n"
-            "print(sorted(m for m in ('scipy.stats', 'seaborn') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
