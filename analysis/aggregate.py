@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from analysis.comparison import compare_to_baseline, paired_comparison, unpaired_comparison
@@ -323,9 +324,10 @@ def searched_params(scores: pd.DataFrame) -> list[str]:
     for c in scores.columns:
         if not c.startswith("param.") or c == "param.seed":
             continue
-        v = pd.to_numeric(scores[c], errors="coerce")
-        flags = scores[c].map(lambda x: isinstance(x, bool)).sum()
-        if v.notna().any() and v.dropna().nunique() > 1 and flags == 0:
+        values = scores[c].dropna().unique()  # the few distinct settings, not every row
+        if any(isinstance(x, (bool, np.bool_)) for x in values):
+            continue
+        if pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna().nunique() > 1:
             out.append(c.removeprefix("param."))
     return out
 

@@ -215,3 +215,15 @@ def test_the_report_modules_import_neither_seaborn_nor_scipy_stats() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_searched_params_skips_flags_constants_and_text() -> None:
+    """A numeric parameter with two settings is searched; a flag (True/False), a constant, text and a
+    parameter missing from all but one trial are not; numbers written as text count as numbers."""
+    scores = pd.DataFrame({
+        "param.learning_rate": [1e-5, 2e-5, 1e-5, 2e-5], "param.adv_init": [True, False, True, False],
+        "param.epochs": [3, 3, 3, 3], "param.sampler": ["sgld", "adam", "sgld", "adam"],
+        "param.k": [None, None, 2.0, None], "param.eps": ["1e-5", "1e-4", "1e-5", None],
+        "param.seed": [1, 2, 3, 4], "value": [1.0, 2.0, 3.0, 4.0],
+    })
+    assert plots.searched_params(scores) == ["learning_rate", "eps"]
