@@ -26,7 +26,7 @@ fp32) are named in ``warning`` too, and compared all the same. Welch's unequal-v
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -34,6 +34,7 @@ import pandas as pd
 
 from analysis.identity import arm_order
 from analysis.intervals import INTERVAL_NOTES, check_interval, mean_interval, t_quantile
+from analysis.pairing import PRECISION, Side, pairs, seed_text, sides
 from analysis.significance import paired_t, welch_t, wilcoxon_exact_p
 from analysis.tables import MISSING, Table, fmt, fmt_diff, fmt_p
 from analysis.tidy import DEV, SCORE
@@ -82,78 +83,10 @@ def paired_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     return PairedStats(n, float(d.mean()), sd, lo, hi, t, dof, p, wilcoxon_exact_p(d))
 
 
-def _seed_text(seeds: Sequence[object]) -> str:
-    return ",".join(str(s) for s in seeds)
-
-
 def wilcoxon_floor(n_pairs: int) -> float:
     """The smallest two-sided p the exact Wilcoxon signed-rank test can give with ``n_pairs`` non-zero
     differences: 2 / 2^n (every difference of one sign), 0.0625 at n = 5."""
     return 2.0 / 2.0 ** n_pairs if n_pairs > 0 else math.nan
-
-
-@dataclass
-class _Side:
-    """One arm's rows in one comparison group: their count, ``seed -> (mean value, values counted)`` in seed
-    order, and the precisions its trials ran at (sorted; None when the frame has no precision column)."""
-
-    n: int = 0
-    seeds: dict[Any, tuple[float, int]] = field(default_factory=dict)
-    precisions: list[str] | None = None
-
-
-def _sides(s: pd.DataFrame, by: Sequence[str]) -> dict[tuple[Any, ...], dict[str, _Side]]:
-    """``{group key: {arm: _Side}}`` for the rows ``s`` (already one split and metric), groups in sorted
-    order: three groupbys over the whole frame instead of several per group."""
-    keys = [*by, "arm"]
-    out: dict[tuple[Any, ...], dict[str, _Side]] = {}
-    for key, n in s.groupby(keys, sort=True).size().items():
-        out.setdefault(tuple(key[:-1]), {})[key[-1]] = _Side(int(n))
-    per_seed = s.groupby([*keys, "seed"], sort=True)["value"].agg(["mean", "count"])
-    for key, mean, count in zip(per_seed.index, per_seed["mean"].to_numpy(), per_seed["count"].to_numpy()):
-        out[tuple(key[:-2])][key[-2]].seeds[key[-1]] = (float(mean), int(count))
-    if PRECISION in s.columns:
-        for side in (x for group in out.values() for x in group.values()):
-            side.precisions = []
-        known = s[s[PRECISION].notna()]
-        for key, values in known.groupby(keys, sort=True)[PRECISION].unique().items():
-            out[tuple(key[:-1])][key[-1]].precisions = sorted({str(v) for v in values})
-    return out
-
-
-def _pairs(a: _Side, b: _Side, arm_a: str, arm_b: str) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """Per-seed means of the seeds both arms ran (in seed order), and the seed problems (only-a, only-b,
-    repeated) as text."""
-    shared = [seed for seed in a.seeds if seed in b.seeds]
-    va = np.array([a.seeds[seed][0] for seed in shared], dtype=float)
-    vb = np.array([b.seeds[seed][0] for seed in shared], dtype=float)
-    only_a = [seed for seed in a.seeds if seed not in b.seeds]
-    only_b = [seed for seed in b.seeds if seed not in a.seeds]
-    rep = [f"{seed} ({arm_a})" for seed, (_, n) in a.seeds.items() if n > 1] + [
-        f"{seed} ({arm_b})" for seed, (_, n) in b.seeds.items() if n > 1]
-    notes = []
-    if only_a or only_b:
-        notes.append(f"seed sets differ: only {arm_a} ran {_seed_text(only_a) or '-'}, only {arm_b} ran "
-                     f"{_seed_text(only_b) or '-'}; compared on the {len(shared)} shared seeds")
-    if rep:
-        notes.append(f"seed(s) repeat: {', '.join(rep)}; their values are averaged before pairing")
-    notes += [n for n in [_precision_note(a.precisions, b.precisions, arm_a, arm_b)] if n]
-    text = {"seeds_only_a": _seed_text(only_a), "seeds_only_b": _seed_text(only_b),
-            "repeated_seeds": ", ".join(rep), "warning": "; ".join(notes)}
-    return va, vb, text
-
-
-PRECISION = "param.precision"  # the format a trial computed in (the record's params.precision)
-
-
-def _precision_note(pa: list[str] | None, pb: list[str] | None, method_a: str, method_b: str) -> str:
-    """A warning when the two arms did not all run at one precision (bf16 against fp32 is not like for like);
-    "" when they did, or when a side's precision is unknown (NNI trials without a record)."""
-    if not pa or not pb or (pa == pb and len(pa) == 1):
-        return ""
-    return (f"the arms ran at different precisions ({method_a}: {', '.join(pa)}; {method_b}: "
-            f"{', '.join(pb)}): part of the difference may be the number format; run every arm with one "
-            "--precision")
 
 
 PAIRED_COLUMNS = ["arm_a", "arm_b", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff",
@@ -203,9 +136,9 @@ def paired_comparison(scores: pd.DataFrame, arm_a: str, arm_b: str, by: Sequence
     check_interval(interval)
     rows = []
     s = _arm_rows(scores, arm_a, arm_b, by, split, metric)
-    for key, sides in _sides(s, by).items():
-        a, b = sides.get(arm_a, _Side()), sides.get(arm_b, _Side())
-        va, vb, text = _pairs(a, b, arm_a, arm_b)
+    for key, group in sides(s, by).items():
+        a, b = group.get(arm_a, Side()), group.get(arm_b, Side())
+        va, vb, text = pairs(a, b, arm_a, arm_b)
         if strict and text["warning"]:
             raise SeedMismatch(f"{dict(zip(by, key))}, {arm_a} vs {arm_b}: {text['warning']}")
         st = paired_stats(va, vb, interval, confidence, n_boot, seed)
@@ -346,11 +279,11 @@ def seed_problems(scores: pd.DataFrame, by: Sequence[str] = ("model", "task"), s
         sets = {m: sorted(int(x) for x in v.dropna().unique()) for m, v in seeds.items()}
         if len({tuple(v) for v in sets.values()}) > 1:
             out.append(f"{where}: seed sets "
-                "differ: " + "; ".join(f"{m} {_seed_text(v)}" for m, v in sets.items()))
+                "differ: " + "; ".join(f"{m} {seed_text(v)}" for m, v in sets.items()))
         for m, v in seeds.items():
             rep = sorted(int(x) for x in v[v.duplicated()].dropna().unique())
             if rep:
-                out.append(f"{where}: seed(s) {_seed_text(rep)} repeat in {m}")
+                out.append(f"{where}: seed(s) {seed_text(rep)} repeat in {m}")
     return out
 
 
