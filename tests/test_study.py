@@ -4,6 +4,7 @@ estimate; and a real run whose NNI manager is SIGKILLed in the middle of a phase
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -174,6 +175,30 @@ def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.Ca
     line = next(x for x in out.splitlines() if x.startswith("whole study, estimate:"))
     hours = float(line.split(": ")[1].split(" ")[0])
     assert 18 < hours < 30 and "at 2 at a time" in line
+
+
+def test_a_phase_runs_its_longest_trials_first(tmp_path: Path) -> None:
+    """GridSearch walks the cells in order: the benchmark's tune phase starts with MAT's (13 passes a step),
+    then SMART's (7), ..., and ends with vanilla's (2), each arm's learning rates in grid order; a study
+    without reference records keeps the study's order."""
+    if not (REPO / "results" / "components" / "cola").is_dir():
+        pytest.skip("no component-study records in this checkout")
+    study = dataclasses.replace(load_study(REPO / "studies" / "benchmark_cpu.yml"), records=tmp_path)
+    arms = study.enabled()
+    cells = runner.missing(study, "cola", "tune", arms)
+    assert [c.arm for c in cells][:3] == ["vanilla"] * 3
+    ordered = runner.longest_first(study, "cola", cells)
+    assert sorted(map(id, ordered)) == sorted(map(id, cells))
+    # estimated seconds (status): mat 1503, smart 826, vanilla_steps 515, freelb = r3f 487 (study order), vanilla 261
+    assert list(dict.fromkeys(c.arm for c in ordered)) == ["mat", "smart", "vanilla_steps", "freelb", "r3f", "vanilla"]
+    assert [c.point for c in ordered if c.arm == "mat"] == [c.point for c in cells if c.arm == "mat"]
+    no_estimate = dataclasses.replace(study, estimate_from=None)
+    assert runner.longest_first(no_estimate, "cola", cells) == cells
+    # the report phase stays seed-major (whole seeds to pair if stopped), longest first within each seed
+    chosen = {a.name: a.points[0] for a in arms}
+    report = runner.longest_first(study, "cola", runner.report_cells(study, "cola", chosen))
+    assert [c.seed for c in report] == [s for s in study.report_seeds for _ in arms]
+    assert [c.arm for c in report[:6]] == ["mat", "smart", "vanilla_steps", "freelb", "r3f", "vanilla"]
 
 
 # ------------------------------------------------------------------------------------- under real NNI

@@ -153,6 +153,20 @@ def missing(study: Study, task: str, phase: str, arms: Sequence[Arm]) -> list[Ce
     return [c for c in cells if c.folder() not in done]
 
 
+def longest_first(study: Study, task: str, cells: Sequence[Cell]) -> list[Cell]:
+    """``cells`` seed by seed in their order (a report phase stopped half-way still leaves whole seeds), and
+    within a seed the longest estimated trials first (:mod:`trials.study_estimate`; ties keep their order), so
+    that a phase ends on short trials instead of one long trial running alone while the other slots wait; as
+    given when the study has no estimate for ``task``."""
+    ref = task_reference(study.estimate_from, task) if study.estimate_from is not None else None
+    if ref is None:
+        return list(cells)
+    seconds = [trial_seconds(resolve(study, c), ref) for c in cells]
+    seed_rank = {seed: k for k, seed in enumerate(dict.fromkeys(c.seed for c in cells))}
+    order = sorted(range(len(cells)), key=lambda i: (seed_rank[cells[i].seed], -seconds[i]))  # stable
+    return [cells[i] for i in order]
+
+
 def space(study: Study, cells: Sequence[Cell]) -> dict[str, Any]:
     """An NNI search space that GridSearch walks through exactly ``cells``, in order: one nested choice per
     cell, named by the arm, each parameter a one-value choice (the trial flattens it)."""
@@ -312,7 +326,7 @@ def _run(study: Study, args: argparse.Namespace) -> int:
     print("\n".join(status_lines(study, arms, tasks)), flush=True)
     for task in tasks:
         for phase in ("tune", "report"):
-            cells = missing(study, task, phase, arms)
+            cells = longest_first(study, task, missing(study, task, phase, arms))
             if cells:
                 run_phase(study, task, phase, cells, args)
     print("\n".join(status_lines(study, arms, tasks)))
