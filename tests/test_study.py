@@ -201,6 +201,30 @@ def test_a_phase_runs_its_longest_trials_first(tmp_path: Path) -> None:
     assert [c.arm for c in report[:6]] == ["mat", "smart", "vanilla_steps", "freelb", "r3f", "vanilla"]
 
 
+def test_an_arm_reports_as_soon_as_its_own_tuning_is_complete(tmp_path: Path) -> None:
+    """With only vanilla's and FreeLB's CoLA tuning records in (the committed ones), what can run is the other
+    arms' 12 tune cells, longest first, then vanilla's and FreeLB's report cells at the learning rates their
+    selection halves chose (3e-5 and 1e-4), seed-major: one experiment keeps both slots busy."""
+    import shutil
+
+    committed = REPO / "results" / "benchmark" / "cola" / "tune"
+    wanted = [f"{arm}-lr{lr}-seed101" for arm in ("vanilla", "freelb") for lr in ("3e-05", "0.0001", "0.0003")]
+    if not all((committed / w / "trial.json").is_file() for w in wanted):
+        pytest.skip("the benchmark's CoLA tuning records of vanilla and FreeLB are not in this checkout")
+    for w in wanted:
+        shutil.copytree(committed / w, tmp_path / "cola" / "tune" / w)
+    study = dataclasses.replace(load_study(REPO / "studies" / "benchmark_cpu.yml"), records=tmp_path)
+    label, cells = runner.ready_cells(study, "cola", study.enabled())
+    assert label == "tune+report" and len(cells) == 12 + 2 * 5
+    assert [c.phase for c in cells] == ["tune"] * 12 + ["report"] * 10
+    assert list(dict.fromkeys(c.arm for c in cells[:12])) == ["mat", "smart", "vanilla_steps", "r3f"]
+    report = cells[12:]
+    assert [(c.arm, c.seed) for c in report[:4]] == [("freelb", 1), ("vanilla", 1), ("freelb", 2), ("vanilla", 2)]
+    assert {c.arm: dict(c.point)["learning_rate"] for c in report} == {"vanilla": 3e-5, "freelb": 1e-4}
+    done = dataclasses.replace(study, records=tmp_path / "none")
+    assert runner.ready_cells(done, "cola", study.enabled())[0] == "tune"
+
+
 # ------------------------------------------------------------------------------------- under real NNI
 
 def tiny_study(root: Path, records: Path) -> Path:

@@ -167,6 +167,23 @@ def longest_first(study: Study, task: str, cells: Sequence[Cell]) -> list[Cell]:
     return [cells[i] for i in order]
 
 
+def ready_cells(study: Study, task: str, arms: Sequence[Arm]) -> tuple[str, list[Cell]]:
+    """What can run now, and its label (``tune``, ``report`` or ``tune+report``): the tune cells without a
+    record, then the report cells of the arms whose tuning is complete (each at its chosen point; an arm's
+    report waits only for its own tune cells), each part in :func:`longest_first` order. Running them in one
+    experiment keeps every slot busy while an arm's last tune trials run.
+
+    Raises:
+        ValueError: a report record ran another point than the one now chosen for its arm (named).
+    """
+    tune = missing(study, task, "tune", arms)
+    pending = {c.arm for c in tune}
+    tuned = [a for a in arms if a.name not in pending]
+    report = missing(study, task, "report", tuned) if tuned else []
+    label = "+".join(phase for phase, part in (("tune", tune), ("report", report)) if part)
+    return label, longest_first(study, task, tune) + longest_first(study, task, report)
+
+
 def space(study: Study, cells: Sequence[Cell]) -> dict[str, Any]:
     """An NNI search space that GridSearch walks through exactly ``cells``, in order: one nested choice per
     cell, named by the arm, each parameter a one-value choice (the trial flattens it)."""
@@ -277,8 +294,9 @@ def status_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str] | None 
     return lines + estimate_lines(study, arms, tasks or study.tasks)
 
 
-def run_phase(study: Study, task: str, phase: str, cells: list[Cell], args: argparse.Namespace) -> None:
-    """One NNI experiment of ``cells``, records collected as they land; stopped at the end."""
+def run_phase(study: Study, task: str, phase: str, cells: list[Cell], args: argparse.Namespace) -> bool:
+    """One NNI experiment of ``cells``, records collected as they land; stopped at the end. Returns whether
+    it ran to its end (every trial done), not stopped, killed or timed out."""
     at_once = args.concurrency or study.concurrency
     workdir = Path(tempfile.mkdtemp(prefix=f"study-{study.name}-{task}-{phase}-"))
     exp = experiment.create(str(nni_config(study, task, phase, cells, workdir, at_once)), args.port)
@@ -302,6 +320,7 @@ def run_phase(study: Study, task: str, phase: str, cells: list[Cell], args: argp
         harvest(force=True)
         experiment.stop(exp)
     print(f"experiment {exp}: {state}", flush=True)
+    return state == "DONE" or state in experiment.NO_MORE  # not STOPPED, ERROR or ended early
 
 
 def refuse_dirty(allow_dirty: bool) -> str | None:
@@ -325,10 +344,14 @@ def _run(study: Study, args: argparse.Namespace) -> int:
     arms, tasks = study.enabled(args.arms), args.tasks or study.tasks
     print("\n".join(status_lines(study, arms, tasks)), flush=True)
     for task in tasks:
-        for phase in ("tune", "report"):
-            cells = longest_first(study, task, missing(study, task, phase, arms))
-            if cells:
-                run_phase(study, task, phase, cells, args)
+        while True:  # tune and the tuned arms' report together; then the report of the arms tuned last
+            label, cells = ready_cells(study, task, arms)
+            if not cells:
+                break
+            landed = len(done_cells(study, task))
+            ended = run_phase(study, task, label, cells, args)
+            if not ended or len(done_cells(study, task)) == landed:
+                break  # stopped from elsewhere, or every trial failed: the status below says what is missing
     print("\n".join(status_lines(study, arms, tasks)))
     return 1 if any(chosen_points(study, t, arms) is None or missing(study, t, "report", arms)
                     for t in tasks) else 0
