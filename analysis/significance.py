@@ -62,14 +62,15 @@ def welch_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def wilcoxon_null(n: int) -> np.ndarray:
     """The exact null distribution of the signed-rank sum ``W+`` of ``n`` untied non-zero differences:
     ``P(W+ = w)`` for ``w = 0 .. n(n+1)/2`` (shape (n(n+1)/2 + 1,)). Each rank ``k`` joins ``W+`` with
-    probability 1/2, so the counts follow ``c_k(w) = c_{k-1}(w) + c_{k-1}(w - k)``; divided by 2^n."""
-    counts = np.ones(1)
+    probability 1/2: ``P_k(w) = (P_{k-1}(w) + P_{k-1}(w - k)) / 2`` (halved at every step, not counted and
+    divided by 2^n at the end, so no count overflows at large n)."""
+    pmf = np.ones(1)
     for k in range(1, n + 1):
-        grown = np.zeros(counts.size + k)
-        grown[:counts.size] += counts
-        grown[k:] += counts
-        counts = grown
-    return counts / 2.0**n
+        grown = np.zeros(pmf.size + k)
+        grown[:pmf.size] += pmf / 2
+        grown[k:] += pmf / 2
+        pmf = grown
+    return pmf
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:

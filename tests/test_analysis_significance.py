@@ -19,6 +19,8 @@ def test_wilcoxon_null_by_enumeration() -> None:
         sums = [sum(k for k, s in zip(range(1, n + 1), signs) if s) for signs in product((0, 1), repeat=n)]
         want = np.bincount(sums, minlength=n * (n + 1) // 2 + 1) / 2**n
         np.testing.assert_array_equal(wilcoxon_null(n), want)
+    big = wilcoxon_null(1200)  # 2^1200 would overflow a count
+    assert big.size == 1200 * 1201 // 2 + 1 and np.isfinite(big).all() and abs(big.sum() - 1) < 1e-9
 
 
 def test_wilcoxon_hand_values() -> None:
