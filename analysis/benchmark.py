@@ -153,7 +153,6 @@ def _progress(cells: pd.DataFrame, tuning: pd.DataFrame, plan: StudyPlan,
     out = []
     for task in plan.tasks:
         t = tuning[tuning["task"] == task]
-        task_tuned = bool(t.groupby("arm")["complete"].all().all())
         for arm in arms:
             a = t[t["arm"] == arm]
             tune = ok[(ok["task"] == task) & (ok["arm"] == arm) & (ok["phase"] == "tune")]
@@ -161,12 +160,9 @@ def _progress(cells: pd.DataFrame, tuning: pd.DataFrame, plan: StudyPlan,
             chosen = a[a["chosen"]]
             seeds = sorted(int(s) for s in report["seed"])
             lacking = [s for s in plan.report_seeds if s not in seeds]
-            if chosen.empty:
-                waiting = "waits for its tune phase"
-            elif not task_tuned:
-                waiting = "waits for every arm's tune phase (the runner then starts the report cells)"
-            else:
-                waiting = seeds_phrase(lacking) if lacking else "-"
+            # the runner starts an arm's report cells as soon as its own tune phase is complete
+            waiting = ("waits for its tune phase" if chosen.empty
+                       else seeds_phrase(lacking) if lacking else "-")
             out.append((task, arm, len(tune), len(plan.points[arm]) * len(plan.tuning_seeds),
                         _missing_tune(plan, arm, tune),
                         point_text(plan.points[arm][int(chosen["point"].iloc[0])]) if len(chosen) else "",
