@@ -187,12 +187,11 @@ def report(args: argparse.Namespace) -> int:
     """Run ``report``; return the exit status."""
     # the report's modules (matplotlib among them, and scipy.special for its tests) are imported while another
     # process reads records
-    gc.disable()  # while loading (as analysis.load does), and until the loaded records are frozen below
-    try:
+    from analysis.load import collector_paused
+
+    with collector_paused():
         loaded = _load_or_explain(args, lambda: [importlib.import_module(m) for m in REPORT_MODULES])
-    finally:
-        gc.freeze()  # the records stay to the end: later collections (and the figures' children) skip them
-        gc.enable()
+        gc.freeze()  # before the collector resumes: the records stay to the end, later collections skip them
     if loaded is None:
         return 1
     data, sources = loaded

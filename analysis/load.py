@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import gc
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -111,17 +112,24 @@ def load_with_notes(records: Iterable[str | os.PathLike[str]] = (), experiments:
         FileNotFoundError: a records folder or an experiment does not exist.
     """
     dirs = [nni_experiment_dir(e, nni_dir) for e in experiments]
-    # Reading makes millions of objects and no reference cycles: the cyclic collector, which would walk all of
-    # them again and again as they pile up, is paused meanwhile (a third of the frame's build time).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         b = Builder()
         for exp_dir in dirs:
             load_nni_into(b, exp_dir)
         paths = [p for root in _roots(records) for p in find_record_files(root)]
         read_files_into(b, paths, meanwhile)
         return b.loaded()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector inside the block (restored as it was after). Reading records
+    makes millions of objects and no reference cycles: the collector would walk all of them again and again
+    as they pile up (a third of the frame's build time)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if collecting:
             gc.enable()

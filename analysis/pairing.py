@@ -33,7 +33,7 @@ class Side:
 
 
 def sides(s: pd.DataFrame, by: Sequence[str]) -> dict[tuple[Any, ...], dict[str, Side]]:
-    """``{group key: {arm: _Side}}`` for the rows ``s`` (already one split and metric), groups in sorted
+    """``{group key: {arm: Side}}`` for the rows ``s`` (already one split and metric), groups in sorted
     order: three groupbys over the whole frame instead of several per group."""
     keys = [*by, "arm"]
     out: dict[tuple[Any, ...], dict[str, Side]] = {}

@@ -340,9 +340,8 @@ def hparam_plot(info: pd.DataFrame) -> Figure:
             if len(ga):
                 ax.scatter(ga["setting"].to_numpy(dtype=float), ga["delta"].to_numpy(dtype=float), s=12,
                            alpha=0.35, linewidths=0, color=palette[arm], rasterized=True)
-        for arm, gm in g.groupby("arm", sort=False):
-            mean = gm.groupby("setting")["delta"].mean()
-            ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette[arm], label=arm)
+                mean = ga.groupby("setting")["delta"].mean()
+                ax.plot(mean.index, mean.to_numpy(), marker="o", color=palette[arm], label=arm)
         if _log_x(g["setting"].tolist()):
             ax.set_xscale("log")
         ax.set_xlabel(p)

@@ -19,6 +19,7 @@ import functools
 import math
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["paired_t", "t_two_sided_p", "welch_t", "wilcoxon_exact_p", "wilcoxon_null"]
 
@@ -73,17 +74,6 @@ def wilcoxon_null(n: int) -> np.ndarray:
     return pmf
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``x`` (shape (n,)), tied values sharing the mean of their ranks."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    ends = np.r_[starts[1:], xs.size]
-    ranks = np.empty(x.size)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # mean of ranks start+1 .. end
-    return ranks
-
-
 def wilcoxon_exact_p(d: np.ndarray) -> float:
     """The two-sided exact Wilcoxon signed-rank p of the differences ``d`` (shape (n,)): zero differences
     dropped, ``|d|`` ranked (ties averaged), ``W+`` the rank sum of the positive ones, and
@@ -94,7 +84,7 @@ def wilcoxon_exact_p(d: np.ndarray) -> float:
     d = d[d != 0]
     if d.size == 0:
         return math.nan
-    ranks = _average_ranks(np.abs(d))
+    ranks = pd.Series(np.abs(d)).rank(method="average").to_numpy()  # ties share their mean rank
     w = float(ranks[d > 0].sum())
     pmf = wilcoxon_null(int(d.size))
     upper = float(pmf[math.floor(w):].sum())

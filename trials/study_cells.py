@@ -96,7 +96,8 @@ def chosen_points(study: Study, task: str, arms: Sequence[Arm]) -> dict[str, Poi
 
 
 def missing(study: Study, task: str, phase: str, arms: Sequence[Arm]) -> list[Cell]:
-    """The cells of ``phase`` without a record (report cells only once the tune phase is complete).
+    """The cells of ``phase`` of ``arms`` without a record (report cells only once every one of ``arms`` is
+    tuned).
 
     Raises:
         ValueError: a report record ran another point than the one now chosen for its arm (named).
