@@ -3,29 +3,40 @@
 A checkpoint (``<output_dir>/checkpoints/checkpoint-<step>.pt``) holds the model, optimizer, scheduler and
 method state (e.g. SMART's teacher), the RNG states of torch (CPU and CUDA), numpy and python, the data
 loader's generator state at the start of the current epoch and the position in it, the step, the
-evaluations so far, and a fingerprint of the config and code version. ``best.pt`` beside it holds the
-best-so-far weights. Writes are atomic (temp file + ``os.replace``); only the newest checkpoint and the
-best weights are kept. Loading uses ``torch.load(weights_only=True)``: no arbitrary pickle is executed.
-A checkpoint whose fingerprint differs from the running config is refused with the differing fields.
+evaluations so far, the cost counted so far (:class:`mat.spec.cost.CostMeter`: a resumed trial's record
+costs the whole run), and a fingerprint of the config, the code (:func:`mat.provenance.code_sha`) and the
+torch and transformers versions. ``best.pt`` beside it holds the best-so-far weights. Writes are atomic
+(temp file + ``os.replace``); only the newest checkpoint and the best weights are kept. Loading uses
+``torch.load(weights_only=True)``: no arbitrary pickle is executed. A checkpoint whose fingerprint differs
+from the running config is refused with the differing fields.
+
+**A checkpoint store** (``--checkpoint_store DIR``, :func:`claim_store`): the checkpoints go to
+``DIR/<key>/`` instead, the key a hash of the fingerprint, so any later run of the same configuration (another
+output dir, another NNI experiment) finds and resumes them. The run holds an exclusive lock on its folder
+(``fcntl.flock``, released by the kernel when the process dies) and deletes the folder when it succeeds; a
+second run of the same configuration at the same time keeps its checkpoints in its own output dir.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from mat import __version__
-from mat.provenance import git_sha
+from mat.provenance import code_sha, versions
 from mat.spec.config import TrialConfig
+from mat.spec.cost import CostMeter
 from mat.spec.records import TrialRecord, record_from_dict
 
 log = logging.getLogger("mat.checkpoint")
@@ -38,11 +49,90 @@ class CheckpointError(ValueError):
 
 
 def fingerprint(cfg: TrialConfig) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed: hyperparameters, training run settings, code
-    version."""
+    """What must match for a checkpoint to be resumed: hyperparameters (the seed included), the run settings
+    that change the result, the code (a hash of the ``mat`` package's sources) and the torch and
+    transformers versions."""
     run = {"task": cfg.run.task, "model": cfg.run.model, "method": cfg.run.method, **cfg.run_settings()}
-    return json.loads(json.dumps({"mat": __version__, "git_sha": git_sha(), "run": run,
-        "params": cfg.params()}))
+    return json.loads(json.dumps({**fingerprint_code(), "run": run, "params": cfg.params()}))
+
+
+def store_key(cfg: TrialConfig) -> str:
+    """The folder name of ``cfg``'s checkpoints in a checkpoint store: 16 hex digits of the SHA-256 of its
+    :func:`fingerprint`."""
+    text = json.dumps(fingerprint(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def try_lock(path: Path) -> IO[str] | None:
+    """An open handle holding an exclusive ``flock`` on ``path``, or None when another process holds it.
+    Without ``fcntl`` (not POSIX) nothing is locked."""
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the run's life
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+@dataclass
+class StoreFolder:
+    """A run's folder in a checkpoint store, locked while the run lives."""
+
+    path: Path
+    handle: IO[str]
+
+    def release(self, delete: bool) -> None:
+        """Unlock; with ``delete`` (the run succeeded: nothing left to resume) remove the folder first."""
+        if delete:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self.handle.close()
+
+
+def claim_store(root: str | Path, cfg: TrialConfig) -> StoreFolder | None:
+    """Lock ``<root>/<store_key(cfg)>/`` for this run (created with its ``fingerprint.json``), or None when
+    another live run of the same configuration holds it (this run then checkpoints in its output dir)."""
+    path = Path(root).expanduser() / store_key(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    handle = try_lock(path / ".lock")
+    if handle is None:
+        log.warning("checkpoint store %s is in use by another run of the same configuration: this run keeps "
+                    "its checkpoints in its output dir", path)
+        return None
+    (path / "fingerprint.json").write_text(json.dumps(fingerprint(cfg), indent=1, sort_keys=True) + "\n")
+    return StoreFolder(path, handle)
+
+
+def prune_store(root: str | Path) -> list[Path]:
+    """Delete the folders of a checkpoint store that this code can never resume (their ``fingerprint.json``
+    names other code or versions, or is missing) and that no live run holds; returns them."""
+    here = fingerprint_code()
+    gone = []
+    for folder in sorted(p for p in Path(root).expanduser().glob("*") if p.is_dir()):
+        try:
+            theirs = json.loads((folder / "fingerprint.json").read_text())
+        except (OSError, ValueError):
+            theirs = {}
+        if {k: theirs.get(k) for k in here} == here:
+            continue
+        handle = try_lock(folder / ".lock")
+        if handle is None:
+            continue  # a live run of other code (another checkout) holds it
+        shutil.rmtree(folder, ignore_errors=True)
+        handle.close()
+        gone.append(folder)
+    return gone
+
+
+def fingerprint_code() -> dict[str, Any]:
+    """The code part of :func:`fingerprint`: mat's version, the sources' hash, torch and transformers."""
+    stack = versions()
+    return {"mat": __version__, "code_sha": code_sha(), "torch": stack["torch"],
+            "transformers": stack["transformers"]}
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -74,8 +164,12 @@ class CheckpointManager:
     """Saves and restores the whole training state of one trial's output dir."""
 
     def __init__(self, out_dir: Path, cfg: TrialConfig, model: Any, optimizer: Any, scheduler: Any,
-                 method: Any, generator: torch.Generator, telemetry: Any = None) -> None:
-        self.dir = Path(out_dir) / "checkpoints"
+                 method: Any, generator: torch.Generator, telemetry: Any = None,
+                 meter: CostMeter | None = None, directory: Path | None = None) -> None:
+        """``directory``: where the checkpoints go (default ``<out_dir>/checkpoints``; a checkpoint store's
+        folder, :func:`claim_store`); ``meter``: the run's cost so far travels with the checkpoint."""
+        self.dir = Path(directory) if directory is not None else Path(out_dir) / "checkpoints"
+        self.meter = meter
         self.fingerprint = fingerprint(cfg)
         self.model, self.optimizer, self.scheduler, self.method = model, optimizer, scheduler, method
         # mat.telemetry.Telemetry: the open interval's sums travel with the checkpoint
@@ -113,6 +207,7 @@ class CheckpointManager:
             "scheduler": self.scheduler.state_dict(),
             "method": self.method.state_dict() if hasattr(self.method, "state_dict") else {},
             "telemetry": self.telemetry.state_dict() if self.telemetry is not None else {},
+            "cost": self.meter.state_dict() if self.meter is not None else {},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -175,6 +270,8 @@ class CheckpointManager:
             self.method.load_state_dict(ck["method"])
         if self.telemetry is not None:
             self.telemetry.load_state_dict(ck.get("telemetry") or {})
+        if self.meter is not None:
+            self.meter.load_state_dict(ck.get("cost") or {})
         self.generator.set_state(ck["generator"])
         state.step = int(ck["step"])
         partial = record_from_dict({**record.to_dict(), **ck["record"]}, str(path))

@@ -8,6 +8,7 @@ Beside :mod:`mat.spec.records` (the record format itself): this module knows the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import subprocess
@@ -76,10 +77,20 @@ def git_state(path: str | Path | None = None) -> GitState:
     return GitState(sha, bool(diff), hashlib.sha256(diff).hexdigest() if diff else None)
 
 
-def git_sha() -> str | None:
-    """The commit of the mat-harness checkout, when it is one (None for an installed copy)."""
-    head = _git(["rev-parse", "HEAD"], HERE)
-    return head.decode().strip() or None if head is not None else None
+@functools.lru_cache(maxsize=None)
+def code_sha(root: Path = HERE) -> str:
+    """SHA-256 of the package's Python sources: the relative path and bytes of every ``*.py`` under ``root``
+    (default: this ``mat`` package), in sorted order.
+
+    The code a checkpoint was written by (:func:`mat.checkpoint.fingerprint`). Unlike the commit, it does not
+    move when files outside the package are committed (records, docs), and it does see uncommitted edits and
+    an installed copy's code.
+    """
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def task_name(name: str) -> str:

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mat.batching import make_loader, tokenize
-from mat.checkpoint import CheckpointManager, Resumed
+from mat.checkpoint import CheckpointManager, Resumed, StoreFolder, claim_store
 from mat.combined_nli import load_combined_nli
 from mat.data import load_raw, require_split
 from mat.evaluation import (
@@ -89,10 +89,8 @@ class Run:
     telemetry: Telemetry  # step statistics -> <out_dir>/tensorboard and the evaluations' means
 
 
-def fit(
-    trial: Trial, record: TrialRecord | None = None, on_eval: OnEval | None = None,
-    show_progress: bool = True, startup_seconds: float | None = None,
-) -> TrialRecord:
+def fit(trial: Trial, record: TrialRecord | None = None, on_eval: OnEval | None = None,
+        show_progress: bool = True, startup_seconds: float | None = None) -> TrialRecord:
     """Train ``trial.method`` on ``trial.task`` and return the finished trial record.
 
     The record is written (atomically) to the output dir at the start, after every evaluation and at
@@ -118,12 +116,15 @@ def fit(
     state = _State()
     previous = install_stop_handlers(lambda signum: setattr(state, "stop_signal", signum))
     meter = CostMeter()
+    meter.seconds["startup"] = startup_seconds or 0.0
     run: Run | None = None
+    store: StoreFolder | None = None
     try:
-        run = setup(trial, meter)
+        store = claim_store(cfg.run.checkpoint_store, cfg) if cfg.run.checkpoint_store else None
+        run = setup(trial, meter, store.path if store is not None else None)
         record.dev_labels = dev_labels(run.eval_sets, run.task)  # once; each evaluation keeps its predictions
         train_loop(run, record, state, on_eval, show_progress)
-        finish(run, record, state, startup_seconds)
+        finish(run, record, state)
         record.status = "SUCCEEDED"
     except TrainingInterrupted as e:
         record.status, record.error = "INTERRUPTED", str(e)
@@ -135,15 +136,17 @@ def fit(
         restore_handlers(previous)
         if run is not None:
             run.telemetry.close()
-        record.wall_seconds = time.time() - start
+        record.wall_seconds = meter.earlier + time.time() - start  # every process of a resumed run
         record.train_steps = state.step
         write_record(record, out_dir)
+        if store is not None:  # a succeeded run leaves nothing to resume
+            store.release(delete=record.status == "SUCCEEDED")
     return record
 
 
-def setup(trial: Trial, meter: CostMeter) -> Run:
+def setup(trial: Trial, meter: CostMeter, checkpoint_dir: Path | None = None) -> Run:
     """Seed, load the data and the model, tokenize, and build the optimizer, schedule, method and
-    checkpoints."""
+    checkpoints (in ``checkpoint_dir``, a checkpoint store's folder, or else ``<output_dir>/checkpoints``)."""
     cfg, task, out_dir = trial.cfg, trial.task, trial.out_dir
     run, train = cfg.run, cfg.train
     seed_everything(train.seed)
@@ -173,7 +176,7 @@ def setup(trial: Trial, meter: CostMeter) -> Run:
                                       autocast_dtype=precision.dtype)
     telemetry = Telemetry(out_dir / TENSORBOARD_DIR)
     ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator,
-        telemetry)
+        telemetry, meter, checkpoint_dir)
     when = eval_steps(steps_per_epoch, total, run.eval_times, run.eval_schedule)
     log.info("task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
              task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets])
@@ -192,7 +195,7 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
     show_progress: bool) -> None:
     """Step through the batches until ``run.total_steps``: evaluate, checkpoint and stop on a signal as due.
 
-    A checkpoint in the output dir is resumed first (same batch order, same RNG state after its step).
+    A checkpoint (output dir or store) is resumed first (same batch order, same RNG state after its step).
 
     Raises:
         NonFiniteLossError: the task loss became NaN or inf.
@@ -250,14 +253,12 @@ def train_loop(run: Run, record: TrialRecord, state: _State, on_eval: OnEval | N
     bar.close()
 
 
-def finish(run: Run, record: TrialRecord, state: _State, startup_seconds: float | None = None) -> None:
-    """Close the record (``final``, ``cost``), save the model and write test predictions (best weights) if
-    asked."""
+def finish(run: Run, record: TrialRecord, state: _State) -> None:
+    """Close the record (``final``, ``cost``), save the model and write test predictions if asked."""
     record.final = record.evals[-1]
     counts = run.method.counts  # training's passes, the --diagnostics passes and every optimizer update
-    record.cost = run.meter.to_dict(state.step, counts.passes, startup_seconds, counts.updates,
-                                    counts.diagnostic_passes)
-    log.info("%s", run.meter.summary(state.step, counts.passes, startup_seconds))
+    record.cost = run.meter.to_dict(state.step, counts.passes, None, counts.updates, counts.diagnostic_passes)
+    log.info("%s", run.meter.summary(state.step, counts.passes))
     if run.cfg.run.save_model:
         run.model.save_pretrained(run.out_dir / "model")
         run.tokenizer.save_pretrained(run.out_dir / "model")

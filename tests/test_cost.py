@@ -83,3 +83,27 @@ def test_group_by_length_is_recorded_and_counts_the_same_tokens(tiny: dict[str, 
     grouped = _run(tiny, tmp_path / "g", "--method", "vanilla", "--group_by_length")
     assert grouped["train_tokens"] == plain["train_tokens"]  # each example once per epoch either way
     assert grouped["padded_tokens"] <= plain["padded_tokens"]
+
+
+def test_a_resumed_meter_adds_the_checkpointed_cost_to_its_own() -> None:
+    from mat.spec.cost import CostMeter
+
+    first = CostMeter()
+    first.seconds.update(startup=1.0, data=2.0, train=30.0)
+    first.cpu.update(data=1.5, train=28.0)
+    first.train_tokens, first.padded_tokens = 1000, 200
+    saved = first.state_dict()
+    assert saved["elapsed"] >= 0.0 and saved["seconds"]["train"] == 30.0
+
+    second = CostMeter(earlier=0.0)
+    second.seconds.update(startup=0.5, data=2.5, train=10.0)
+    second.cpu.update(train=9.0)
+    second.train_tokens = 300
+    second.load_state_dict({**saved, "elapsed": 40.0})
+    cost = second.to_dict(7, {"forward": 7.0, "backward": 7.0})
+    assert cost["wall_seconds"]["startup"] == 1.5 and cost["wall_seconds"]["data"] == 4.5
+    assert cost["wall_seconds"]["train"] == 40.0 and cost["cpu_seconds"]["train"] == 37.0
+    assert cost["cpu_seconds"]["data"] == 1.5 and (cost["train_tokens"], cost["padded_tokens"]) == (1300, 200)
+    assert 41.5 <= cost["wall_seconds"]["total"] < 42.5  # both start-ups + 40 s of the first fit + this one's
+    second.load_state_dict({})  # a checkpoint from before the cost was carried changes nothing
+    assert second.to_dict(7, {})["train_tokens"] == 1300

@@ -54,6 +54,7 @@ def write(tmp_path: Path, **change: Any) -> Path:
      "unknown parameter 'adv_steps' for method vanilla"),
     ({"arms": {**GOOD["arms"], "mat": {"method": "mat", "settings": {"lambda_s": -1}}}}, "arms.mat", "lambda_s"),
     ({"flags": "--seed 3"}, "flags", "--seed is set per cell"),
+    ({"flags": "--checkpoint_store /tmp/x"}, "flags", "--checkpoint_store is set per cell"),
     ({"flags": "--epohcs 3"}, "flags", "unrecognized arguments: --epohcs"),
     ({"arms": {**GOOD["arms"], "Mat": {"method": "mat"}}}, "arms.Mat", "lower-case"),
     ({"arms": {**GOOD["arms"], "mat": {"method": "mat", "settings": {"phase": "tune"}}}}, "arms.mat.settings.phase",
@@ -112,6 +113,20 @@ def test_cells_folders_and_the_space_gridsearch_walks(tmp_path: Path) -> None:
     assert [(p["arm"], p["learning_rate"]) for p in got] == [(c.arm, dict(c.point)["learning_rate"]) for c in cells]
     with pytest.raises(Exception, match="fully explored"):
         tuner.generate_parameters(len(cells))
+
+
+def test_the_trials_of_a_run_keep_their_checkpoints_in_the_store(tmp_path: Path) -> None:
+    study = load_study(write(tmp_path, flags="--epochs 1 --device cpu --checkpoint_every 50"))
+    cells = runner.missing(study, "sst2", "tune", study.enabled())
+    config = yaml.safe_load(runner.nni_config(study, "sst2", "tune", cells, tmp_path, 2, tmp_path / "store")
+                            .read_text())
+    words = config["trialCommand"].split()
+    assert words[words.index("--checkpoint_store") + 1] == str(tmp_path / "store")
+    assert words[words.index("--checkpoint_every") + 1] == "50"
+    assert config["maxTrialNumber"] == len(cells) == 6 and config["tuner"]["name"] == "GridSearch"
+    from mat.batching import default_cache_dir
+
+    assert runner.default_store(study) == default_cache_dir() / "study-checkpoints" / "t"
 
 
 def test_a_study_without_a_grid_reports_every_arm_at_its_settings(tmp_path: Path,
@@ -232,7 +247,7 @@ def tiny_study(root: Path, records: Path) -> Path:
     config = {
         "name": "tiny", "records": str(records), "tasks": ["sst2"], "model": str(model), "python": sys.executable,
         "flags": f"--data_dir {data} --max_length 16 --epochs 1 --batch_size 16 --eval_times 2 --device cpu "
-                 "--num_threads 1",
+                 "--num_threads 1 --checkpoint_every 1",
         "grid": {"learning_rate": [1e-4, 3e-4]}, "tuning_seeds": [101], "report_seeds": [1, 2], "concurrency": 2,
         "arms": {"vanilla": {"method": "vanilla"}, "vanilla_steps": {"method": "vanilla", "settings": {"epochs": 2}},
                  "mat": {"method": "mat", "settings": {"sampling_times_theta": 2, "sampling_times_delta": 1,
@@ -297,5 +312,9 @@ def test_a_killed_manager_loses_no_cell_and_a_rerun_completes_the_study(
                                                                                   "SUCCEEDED")
         assert rec.method == ("mat" if cell.arm == "mat" else "vanilla")
         assert rec.params["epochs"] == (2.0 if cell.arm == "vanilla_steps" else 1.0)
+        # 32 examples in batches of 16: 2 steps an epoch; a trial resumed from the store costs the whole run
+        steps = 4 if cell.arm == "vanilla_steps" else 2
+        assert (rec.train_steps, rec.cost["optimizer_steps"]) == (steps, steps)
+        assert rec.cost["optimizer_updates"] == steps * (2 if cell.arm == "mat" else 1)
         if cell.phase == "report":
             assert rec.params["learning_rate"] == dict(chosen[cell.arm])["learning_rate"]

@@ -24,10 +24,15 @@ run stopped half-way leaves whole seeds to pair.
 
 Every trial gets its arm's method and settings, the grid point, the seed and the labels ``arm`` and ``phase``
 as NNI parameters (:mod:`mat.spec.arms`); the records carry them in ``params``. A run is resumable by cells:
-only cells without a record run, a stopped or killed run loses only its running trials, and ``run`` exits
-non-zero unless every cell of the tasks it ran has a record. It refuses a checkout with uncommitted changes
-unless ``--allow_dirty``. ``status`` prints the estimate before a run (:mod:`trials.study_estimate`) and
-estimate against actual after.
+only cells without a record run, a stopped or killed run loses only its trials' steps since their last
+checkpoint, and ``run`` exits non-zero unless every cell of the tasks it ran has a record. Its trials keep
+their checkpoints in a checkpoint store keyed by configuration (``--checkpoint_store``, default
+``~/.cache/mat_harness/study-checkpoints/<study name>``; :func:`mat.checkpoint.claim_store`), so a cell whose
+trial was stopped or killed resumes, in the next ``run``, from its last checkpoint (the study's
+``--checkpoint_every`` flag, or the one a stop writes) as long as the ``mat`` package's code is unchanged;
+committing records or docs in between does not matter. It refuses a checkout with uncommitted changes unless
+``--allow_dirty``. ``status`` prints the estimate before a run (:mod:`trials.study_estimate`) and estimate
+against actual after.
 
 ``trials`` imports ``analysis`` here (one way: ``analysis`` never imports ``trials``) so the choice is the
 analysis's own function on the analysis's own frame, not a second implementation. No ``import nni``.
@@ -110,12 +115,13 @@ def collect(study: Study, sources: Iterable[Path]) -> list[Path]:
 
 
 def nni_config(study: Study, task: str, phase: str, cells: Sequence[Cell], workdir: Path,
-    at_once: int) -> Path:
-    """The NNI experiment config of ``cells`` (GridSearch, local), written to ``workdir``."""
+    at_once: int, store: Path | None = None) -> Path:
+    """The NNI experiment config of ``cells`` (GridSearch, local), written to ``workdir``; its trials keep
+    their checkpoints in the checkpoint store ``store`` when given."""
     space_file = workdir / "space.json"
     space_file.write_text(json.dumps(space(study, cells), indent=1) + "\n")
     words = [study.python or sys.executable, "trials/mat_trial.py", "--task", task, "--model", study.model,
-             *study.flags]
+             *study.flags, *(["--checkpoint_store", str(store)] if store is not None else [])]
     config = {"experimentName": f"{study.name}_{task}_{phase}", "searchSpaceFile": str(space_file),
               "trialCommand": " ".join(shlex.quote(w) for w in words), "trialCodeDirectory": str(REPO),
               "trialConcurrency": at_once, "maxTrialNumber": len(cells), "maxExperimentDuration": "7d",
@@ -192,7 +198,8 @@ def run_phase(study: Study, task: str, phase: str, cells: list[Cell], args: argp
     it ran to its end (every trial done), not stopped, killed or timed out."""
     at_once = args.concurrency or study.concurrency
     workdir = Path(tempfile.mkdtemp(prefix=f"study-{study.name}-{task}-{phase}-"))
-    exp = experiment.create(str(nni_config(study, task, phase, cells, workdir, at_once)), args.port)
+    config = nni_config(study, task, phase, cells, workdir, at_once, args.store)
+    exp = experiment.create(str(config), args.port)
     exp_dir = Path(args.nni_home).expanduser() / exp
     print(f"experiment {exp}: {task} {phase}, {len(cells)} cells; web UI http://127.0.0.1:{args.port}",
         flush=True)
@@ -229,11 +236,27 @@ def refuse_dirty(allow_dirty: bool) -> str | None:
             "pass --allow_dirty to run anyway (the records then say git_dirty and carry the diff's hash)")
 
 
+def default_store(study: Study) -> Path:
+    """Where ``run`` keeps its trials' checkpoints by default: ``<cache>/study-checkpoints/<study name>``, the
+    cache being mat's (``$XDG_CACHE_HOME/mat_harness`` or ``~/.cache/mat_harness``)."""
+    from mat.batching import default_cache_dir  # torch: only when a run starts
+
+    return default_cache_dir() / "study-checkpoints" / study.name
+
+
 def _run(study: Study, args: argparse.Namespace) -> int:
     refused = refuse_dirty(args.allow_dirty)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
+    from mat.checkpoint import prune_store
+
+    args.store = Path(args.checkpoint_store).expanduser() if args.checkpoint_store else default_store(study)
+    for gone in prune_store(args.store):
+        print(f"checkpoint store: removed {gone.name}, written by other code (it cannot be resumed)",
+              flush=True)
+    waiting = sorted(p.parent.name for p in args.store.glob("*/checkpoint-*.pt"))
+    print(f"checkpoint store {args.store}: {len(waiting)} interrupted trials to resume", flush=True)
     arms, tasks = study.enabled(args.arms), args.tasks or study.tasks
     print("\n".join(status_lines(study, arms, tasks)), flush=True)
     for task in tasks:
@@ -286,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--collect_every", type=float, default=30.0, help="seconds between collections (default "
         "30)")
     r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder")
+    r.add_argument("--checkpoint_store", default=None, help="where trials keep their checkpoints, keyed by "
+        "configuration, so a stopped or killed cell resumes in the next run (default: "
+        "~/.cache/mat_harness/study-checkpoints/<study name>); how often: --checkpoint_every in the study's "
+        "flags")
     r.add_argument("--allow_dirty", action="store_true", help="run although tracked files have uncommitted "
         "changes")
     args = p.parse_args(argv)

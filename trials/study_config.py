@@ -44,7 +44,8 @@ Point = tuple[tuple[str, Any], ...]  # a grid point: ((key, value), ...) in the 
 TOP_KEYS = ("name", "records", "tasks", "model", "flags", "arms", "grid", "tuning_seeds", "report_seeds",
             "concurrency", "baselines", "estimate_from", "python", "layout")
 ARM_KEYS = ("method", "settings", "grid", "enabled", "about")
-CELL_FLAGS = ("--task", "--model", "--seed", "--output_dir", "--trial_id")  # set per cell by the runner
+# set per cell (or, --checkpoint_store, per run) by the runner
+CELL_FLAGS = ("--task", "--model", "--seed", "--output_dir", "--trial_id", "--checkpoint_store")
 SHORT = {"learning_rate": "lr"}  # how a grid key is written in a folder name
 LAYOUTS = ("phased", "flat")  # <task>/{tune,report}/<cell>/ or <task>/<arm>-seed<k>/ (module docstring)
 

@@ -76,6 +76,11 @@ class RunArgs(_Checked):
         "schedule).", rng=(1, 10**9))
     checkpoint_every: int = _f(0, "Write a resumable checkpoint every N steps (0: only on SIGTERM/SIGINT). A "
         "rerun into the same output dir resumes from it.", rng=(0, 10**9))
+    checkpoint_store: str | None = _f(None, "Keep checkpoints in DIR/<key>/ instead of "
+        "<output_dir>/checkpoints, the key a hash of the configuration, seed, code and torch/transformers "
+        "versions: a later run of the same configuration in any output dir or NNI experiment resumes from "
+        "them (bit for bit). The folder is "
+        "deleted when the run succeeds. python -m trials.study run sets it.")
     save_model: bool = _f(False, "Save the final model and tokenizer to <output_dir>/model (safetensors) at "
         "the end.")
     num_workers: int = _f(0, "DataLoader worker processes.", rng=(0, 64))

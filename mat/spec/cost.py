@@ -28,7 +28,11 @@ each other (a study's trials run two at a time).
 
 ``startup`` is the time from the process's start (``/proc/self/stat`` on Linux) to the start of ``fit``:
 interpreter start and imports. ``train`` excludes the evaluations that happen between training steps.
-No torch here.
+
+A trial resumed from a checkpoint costs the whole run: the checkpoint carries the meter
+(:meth:`CostMeter.state_dict`), and the resumed process adds its own seconds to it, so every phase (start-up,
+data and model loading, tokenizing included) counts each process that ran it; the steps trained after the last
+checkpoint by a process that was then killed are lost and not counted. No torch here.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class CostMeter:
     train_tokens: int = 0
     padded_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
+    earlier: float = 0.0  # wall seconds of the earlier processes of a resumed run (their ``total``)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -83,6 +88,26 @@ class CostMeter:
         self.train_tokens += real
         self.padded_tokens += int(ids.numel()) - real
 
+    def elapsed(self) -> float:
+        """Wall seconds since this meter started, plus the earlier processes' of a resumed run."""
+        return self.earlier + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the run has cost so far, for a checkpoint."""
+        return {"seconds": dict(self.seconds), "cpu": dict(self.cpu), "train_tokens": self.train_tokens,
+                "padded_tokens": self.padded_tokens, "elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Add a checkpoint's :meth:`state_dict` to this process's counts (an older checkpoint's empty state
+        changes nothing)."""
+        for name, value in (state.get("seconds") or {}).items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + float(value)
+        for name, value in (state.get("cpu") or {}).items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + float(value)
+        self.train_tokens += int(state.get("train_tokens") or 0)
+        self.padded_tokens += int(state.get("padded_tokens") or 0)
+        self.earlier += float(state.get("elapsed") or 0.0)
+
     def tokens_per_second(self) -> float:
         """Real training tokens per second of training time so far (0 before the first step)."""
         t = self.seconds.get("train", 0.0)
@@ -90,19 +115,21 @@ class CostMeter:
 
     def to_dict(self, optimizer_steps: int, passes: Mapping[str, float], startup: float | None = None,
                 updates: int | None = None, diagnostic: Mapping[str, float] | None = None) -> dict[str, Any]:
-        """The record's ``cost`` block; ``total`` is the wall time of ``fit`` plus ``startup``.
+        """The record's ``cost`` block; ``total`` is the wall time of ``fit`` plus ``startup`` (of every
+        process of a resumed run).
 
         Args:
             optimizer_steps: training steps (batches).
             passes: training's forward and backward passes.
-            startup: seconds from the process's start to ``fit``.
+            startup: seconds from the process's start to ``fit``, added to the meter's ``startup`` (a resumed
+                run's earlier processes'); ``fit`` puts its own there when it starts and passes None.
             updates: every optimizer step (the method's ``updates``); left out when None.
             diagnostic: the ``--diagnostics`` passes (the method's ``diagnostic_passes``); left out when None.
         """
         secs = dict(self.seconds)
         if startup is not None:
-            secs["startup"] = startup
-        secs["total"] = secs.get("startup", 0.0) + time.perf_counter() - self.started
+            secs["startup"] = secs.get("startup", 0.0) + startup
+        secs["total"] = secs.get("startup", 0.0) + self.elapsed()
         out: dict[str, Any] = {
             "wall_seconds": {k: round(v, 3) for k, v in secs.items()},
             "cpu_seconds": {k: round(v, 3) for k, v in self.cpu.items()},
