@@ -30,10 +30,15 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_tiny_setup(tmp_path_factory.mktemp("resume"), n_train=48, n_dev=16)
 
 
-# Each method with draws of its own in every step: MAT's Langevin noise, SALT's δ_0 (and the dropout of both).
+# Each method with draws of its own in every step: MAT's Langevin noise, SALT's δ_0 (and the dropout of all).
 METHOD_FLAGS = {
     "mat": ("--method", "mat", "--sampling_times_delta", "1", "--sampling_times_theta", "2", "--sampling_noise_ratio", "1"),
     "salt": ("--method", "salt", "--inner_steps", "2", "--inner_lr", "10", "--init_std", "1e-2"),
+    # the rest of the benchmark's methods at their defaults: FreeLB's and R3F's random starts, SMART's teacher
+    "vanilla": ("--method", "vanilla"),
+    "freelb": ("--method", "freelb"),
+    "smart": ("--method", "smart"),
+    "r3f": ("--method", "r3f"),
 }
 
 
