@@ -127,6 +127,17 @@ def test_the_trials_of_a_run_keep_their_checkpoints_in_the_store(tmp_path: Path)
     from mat.batching import default_cache_dir
 
     assert runner.default_store(study) == default_cache_dir() / "study-checkpoints" / "t"
+    # a stopped trial's checkpoint, where the cell's next trial looks for it: status names the cell and step
+    from mat.checkpoint import store_key
+
+    folder = tmp_path / "store" / store_key(resolve(study, cells[4]))
+    folder.mkdir(parents=True)
+    for step in (7, 12):
+        (folder / f"checkpoint-{step}.pt").write_bytes(b"")
+    assert runner.resumable(study, "sst2", study.enabled(), tmp_path / "store") == [(cells[4], 12)]
+    lines = runner.status_lines(study, study.enabled(), None, tmp_path / "store")
+    assert f"  latest checkpoints in the store (a stopped trial resumes there): tune/{cells[4].folder().split('/')[-1]} " \
+        "at step 12" in lines
 
 
 def test_a_study_without_a_grid_reports_every_arm_at_its_settings(tmp_path: Path,

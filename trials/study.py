@@ -64,6 +64,7 @@ from trials.study_cells import (
     longest_first,
     missing,
     ready_cells,
+    resumable,
 )
 from trials.study_config import (
     Arm,
@@ -77,7 +78,7 @@ from trials.study_config import (
 from trials.study_estimate import actual_seconds, hours_line, task_reference, trial_seconds
 
 __all__ = ["cell_of", "chosen_points", "collect", "done_cells", "longest_first", "main", "missing",
-           "nni_config", "ready_cells", "space"]
+           "nni_config", "ready_cells", "resumable", "space"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,11 +166,14 @@ def estimate_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str]) -> l
     return lines
 
 
-def status_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str] | None = None) -> list[str]:
+def status_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str] | None = None,
+    store: Path | None = None) -> list[str]:
     """Per task (``tasks``, default the study's): which cells have a record, per arm its tune cells, chosen
-    point and report cells (``done`` or ``-`` per seed); then the estimate."""
+    point and report cells (``done`` or ``-`` per seed), the cells whose trial resumes from a checkpoint in
+    ``store``; then the estimate."""
     lines = []
     for task in tasks or study.tasks:
+        waiting = resumable(study, task, arms, store) if store is not None else []
         done = done_cells(study, task)
         tune, chosen = tune_cells(study, task, arms), chosen_points(study, task, arms)
         report = report_cells(study, task, chosen) if chosen else []
@@ -190,6 +194,9 @@ def status_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str] | None 
                 n = sum(c.folder() in done for c in report if c.arm == arm.name)
                 parts.append(f"report {n}/{len(study.report_seeds)}: {marks(report, arm.name)}")
             lines.append(f"  {arm.name:<20} " + "; ".join(parts))
+        if waiting:
+            lines.append("  latest checkpoints in the store (a stopped trial resumes there): " + ", ".join(
+                f"{c.folder().split('/', 1)[1]} at step {step}" for c, step in waiting))
     return lines + estimate_lines(study, arms, tasks or study.tasks)
 
 
@@ -244,6 +251,11 @@ def default_store(study: Study) -> Path:
     return default_cache_dir() / "study-checkpoints" / study.name
 
 
+def store_of(study: Study, args: argparse.Namespace) -> Path:
+    """The checkpoint store of a ``run`` or ``status``: ``--checkpoint_store``, else :func:`default_store`."""
+    return Path(args.checkpoint_store).expanduser() if args.checkpoint_store else default_store(study)
+
+
 def _run(study: Study, args: argparse.Namespace) -> int:
     refused = refuse_dirty(args.allow_dirty)
     if refused:
@@ -251,14 +263,13 @@ def _run(study: Study, args: argparse.Namespace) -> int:
         return 2
     from mat.checkpoint import prune_store
 
-    args.store = Path(args.checkpoint_store).expanduser() if args.checkpoint_store else default_store(study)
+    args.store = store_of(study, args)
     for gone in prune_store(args.store):
         print(f"checkpoint store: removed {gone.name}, written by other code (it cannot be resumed)",
               flush=True)
-    waiting = sorted(p.parent.name for p in args.store.glob("*/checkpoint-*.pt"))
-    print(f"checkpoint store {args.store}: {len(waiting)} interrupted trials to resume", flush=True)
+    print(f"checkpoint store: {args.store}", flush=True)
     arms, tasks = study.enabled(args.arms), args.tasks or study.tasks
-    print("\n".join(status_lines(study, arms, tasks)), flush=True)
+    print("\n".join(status_lines(study, arms, tasks, args.store)), flush=True)
     for task in tasks:
         while True:  # tune and the tuned arms' report together; then the report of the arms tuned last
             label, cells = ready_cells(study, task, arms)
@@ -268,7 +279,7 @@ def _run(study: Study, args: argparse.Namespace) -> int:
             ended = run_phase(study, task, label, cells, args)
             if not ended or len(done_cells(study, task)) == landed:
                 break  # stopped from elsewhere, or every trial failed: the status below says what is missing
-    print("\n".join(status_lines(study, arms, tasks)))
+    print("\n".join(status_lines(study, arms, tasks, args.store)))
     return 1 if any(chosen_points(study, t, arms) is None or missing(study, t, "report", arms)
                     for t in tasks) else 0
 
@@ -298,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     subs["space"].add_argument("--out", required=True, help="search-space JSON file to write")
     subs["collect"].add_argument("sources", nargs="+", help="folders searched for trial.json")
     for q in subs["status"], subs["run"]:
+        q.add_argument("--checkpoint_store", default=None, help="where trials keep their checkpoints, keyed "
+            "by configuration, so a stopped or killed cell resumes in the next run (default: "
+            "~/.cache/mat_harness/study-checkpoints/<study name>); how often: --checkpoint_every in the "
+            "study's flags")
         q.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], default=None,
                        help="comma-separated tasks, in this order (default: the study's, in its order)")
     r = subs["run"]
@@ -309,10 +324,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--collect_every", type=float, default=30.0, help="seconds between collections (default "
         "30)")
     r.add_argument("--nni_home", default="~/nni-experiments", help="NNI's experiments folder")
-    r.add_argument("--checkpoint_store", default=None, help="where trials keep their checkpoints, keyed by "
-        "configuration, so a stopped or killed cell resumes in the next run (default: "
-        "~/.cache/mat_harness/study-checkpoints/<study name>); how often: --checkpoint_every in the study's "
-        "flags")
     r.add_argument("--allow_dirty", action="store_true", help="run although tracked files have uncommitted "
         "changes")
     args = p.parse_args(argv)
@@ -324,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--tasks {','.join(unknown)}: not in the study (its tasks: "
                              f"{', '.join(study.tasks)})")
         if args.cmd == "status":
-            print("\n".join(status_lines(study, arms, args.tasks)))
+            print("\n".join(status_lines(study, arms, args.tasks, store_of(study, args))))
         elif args.cmd == "space":
             phase = args.phase or ("tune" if study.tuning_seeds else "report")
             cells = missing(study, args.task, phase, arms)

@@ -4,8 +4,9 @@
 :func:`chosen_points` is each arm's choice on the selection half (the analysis's own
 :func:`analysis.selection.choose_arm_configs`); :func:`missing` lists a phase's cells without a record, and
 :func:`ready_cells` what can run now: the tune cells, then the report cells of the arms whose tuning is
-complete, each part in :func:`longest_first` order (seed by seed, the longest estimated trial first).
-:mod:`trials.study` runs them.
+complete, each part in :func:`longest_first` order (seed by seed, the longest estimated trial first);
+:func:`resumable` which of those left a checkpoint in the run's checkpoint store. :mod:`trials.study` runs
+them.
 """
 
 from __future__ import annotations
@@ -146,3 +147,21 @@ def ready_cells(study: Study, task: str, arms: Sequence[Arm]) -> tuple[str, list
     report = missing(study, task, "report", tuned) if tuned else []
     label = "+".join(phase for phase, part in (("tune", tune), ("report", report)) if part)
     return label, longest_first(study, task, tune) + longest_first(study, task, report)
+
+
+def resumable(study: Study, task: str, arms: Sequence[Arm], store: Path) -> list[tuple[Cell, int]]:
+    """The cells that can run now (:func:`ready_cells`) whose stopped or killed trial left a checkpoint in the
+    checkpoint store ``store``, with its step: their next trial resumes there
+    (:func:`mat.checkpoint.store_key` of the cell's configuration, as the trial builds it)."""
+    if not Path(store).is_dir():
+        return []
+    from mat.checkpoint import store_key  # torch: only with a store
+
+    out = []
+    for cell in ready_cells(study, task, arms)[1]:
+        # checkpoint-<step>.pt, the name mat.checkpoint writes
+        steps = [int(p.stem.split("-", 1)[1]) for p in (Path(store) / store_key(resolve(study, cell)))
+                 .glob("checkpoint-*.pt") if p.stem.split("-", 1)[1].isdigit()]
+        if steps:
+            out.append((cell, max(steps)))
+    return out
