@@ -201,6 +201,28 @@ def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.Ca
     line = next(x for x in out.splitlines() if x.startswith("whole study, estimate:"))
     hours = float(line.split(": ")[1].split(" ")[0])
     assert 18 < hours < 30 and "at 2 at a time" in line
+    # the pace line: each arm's CPU seconds over its records / the estimate of those records, by hand
+    estimate: dict[tuple[str, str], float] = {}
+    task = ""
+    for x in out.splitlines():
+        if x.startswith(("stsb,", "cola,")):
+            task = x.split(",")[0]
+        elif task and " estimate " in x and x.startswith("  "):
+            estimate[task, x.split()[0]] = float(x.split(" estimate ")[1].split(" s")[0])
+    spent: dict[str, list[float]] = {}
+    for (task, arm), secs in estimate.items():
+        for path in (REPO / "results" / "benchmark" / task).glob(f"*/{arm}-*/trial.json"):
+            cpu = read_record(path).cost.get("cpu_seconds")
+            if cpu:
+                sums = spent.setdefault(arm, [0.0, 0.0])
+                sums[0], sums[1] = sums[0] + sum(cpu.values()), sums[1] + secs
+    if not spent:
+        return
+    line = next(x for x in out.splitlines() if x.startswith("still to run, at the records' pace:"))
+    for arm, (cpu_sum, est_sum) in spent.items():
+        # printed estimates are rounded to the second: allow the last digit of the ratio to differ by one
+        printed = float(line.split(f" {arm} ")[1].split("x")[0])
+        assert abs(printed - cpu_sum / est_sum) <= 0.051, (arm, printed, cpu_sum / est_sum)
 
 
 def test_a_phase_runs_its_longest_trials_first(tmp_path: Path) -> None:

@@ -139,6 +139,8 @@ def estimate_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str]) -> l
     if study.estimate_from is None:
         return ["no estimate: the study config names no estimate_from records"]
     lines, total, left = [], 0.0, 0.0
+    todo: list[tuple[str, float]] = []  # (arm, estimated seconds) of every cell still to run
+    spent: dict[str, list[float]] = {}  # per arm: [actual CPU seconds, their estimate] over its records
     for task in tasks:
         ref = task_reference(study.estimate_from, task)
         if ref is None:
@@ -149,20 +151,30 @@ def estimate_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str]) -> l
                    for a in arms}
         n = len(study.tuning_seeds) * len(arms[0].points) + len(study.report_seeds)
         secs = sum(per_arm.values()) * n
-        remaining = sum(per_arm[c.arm] for c in tune_cells(study, task, arms) if c.folder() not in done)
-        remaining += sum(per_arm[c.arm] for c in report_cells(study, task, {a.name: () for a in arms})
-                         if c.folder() not in done)  # a report folder does not name the point
-        total, left = total + secs, left + remaining
+        cells = [*tune_cells(study, task, arms), *report_cells(study, task, {a.name: () for a in arms})]
+        todo += [(c.arm, per_arm[c.arm]) for c in cells if c.folder() not in done]  # report: point not named
+        total, left = total + secs, left + sum(per_arm[c.arm] for c in cells if c.folder() not in done)
         lines.append(hours_line(f"{task}, {n * len(arms)} trials estimated", secs, study.concurrency))
         for a in arms:
             paths = [p for c, p in done.values() if c.arm == a.name]
             real, cpu = actual_seconds(paths), actual_seconds(paths, "cpu_seconds")
+            sums = spent.setdefault(a.name, [0.0, 0.0])
+            sums[0], sums[1] = sums[0] + sum(cpu), sums[1] + per_arm[a.name] * len(cpu)
             got = f"; actual {sum(real) / len(real):.0f} s a trial over {len(real)}" if real else ""
             got += f" (CPU {sum(cpu) / len(cpu):.0f} s a trial over {len(cpu)})" if cpu else ""
             lines.append(f"  {a.name:<20} estimate {per_arm[a.name]:.0f} s a trial{got}")
     whole = "whole study" if tuple(tasks) == study.tasks else ", ".join(tasks)
     lines.append(hours_line(f"{whole}, estimate", total, study.concurrency))
     lines.append(hours_line("still to run, estimate", left, study.concurrency))
+    # The records' own pace: each arm at its CPU seconds / estimate so far (an arm without records at the
+    # pooled ratio). CPU seconds, not wall: a trial's wall time also counts whatever else shared the machine.
+    pace = {arm: real / est for arm, (real, est) in spent.items() if est > 0}
+    if pace and todo:
+        pooled = sum(r for r, _ in spent.values()) / sum(e for _, e in spent.values())
+        paced = sum(secs * pace.get(arm, pooled) for arm, secs in todo)
+        ratios = ", ".join(f"{arm} {ratio:.1f}x" for arm, ratio in pace.items())
+        lines.append(hours_line("still to run, at the records' pace", paced, study.concurrency)
+                     + f" (their CPU seconds / the estimate: {ratios}; with nothing else on the machine)")
     return lines
 
 
