@@ -307,8 +307,7 @@ def kill_manager_when(home: Path, records: Path, n_records: int) -> threading.Th
     return t
 
 
-@pytest.mark.nni
-@pytest.mark.slow
+@pytest.mark.nni  # about 3 minutes, and in `make test`: the study runner's resumability is its contract
 def test_a_killed_manager_loses_no_cell_and_a_rerun_completes_the_study(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     records = tmp_path / "records"
