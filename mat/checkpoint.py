@@ -13,8 +13,9 @@ from the running config is refused with the differing fields.
 **A checkpoint store** (``--checkpoint_store DIR``, :func:`claim_store`): the checkpoints go to
 ``DIR/<key>/`` instead, the key a hash of the fingerprint, so any later run of the same configuration (another
 output dir, another NNI experiment) finds and resumes them. The run holds an exclusive lock on its folder
-(``fcntl.flock``, released by the kernel when the process dies) and deletes the folder when it succeeds; a
-second run of the same configuration at the same time keeps its checkpoints in its own output dir.
+(``fcntl.flock``, released by the kernel when the process dies) and deletes the folder when it succeeds
+(:meth:`CheckpointManager.close`); a second run of the same configuration at the same time keeps its
+checkpoints in its own output dir.
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ def prune_store(root: str | Path) -> list[Path]:
     return gone
 
 
+def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """The step and path of the newest ``checkpoint-<step>.pt`` in ``folder``, or None."""
+    found = [(int(m.group(1)), p)
+             for p in Path(folder).glob("checkpoint-*.pt") if (m := _NAME.search(p.name))]
+    return max(found) if found else None
+
+
 def fingerprint_code() -> dict[str, Any]:
     """The code part of :func:`fingerprint`: mat's version, the sources' hash, torch and transformers."""
     stack = versions()
@@ -165,10 +173,12 @@ class CheckpointManager:
 
     def __init__(self, out_dir: Path, cfg: TrialConfig, model: Any, optimizer: Any, scheduler: Any,
                  method: Any, generator: torch.Generator, telemetry: Any = None,
-                 meter: CostMeter | None = None, directory: Path | None = None) -> None:
-        """``directory``: where the checkpoints go (default ``<out_dir>/checkpoints``; a checkpoint store's
-        folder, :func:`claim_store`); ``meter``: the run's cost so far travels with the checkpoint."""
-        self.dir = Path(directory) if directory is not None else Path(out_dir) / "checkpoints"
+                 meter: CostMeter | None = None) -> None:
+        """The checkpoints go to ``<out_dir>/checkpoints``, or with ``cfg.run.checkpoint_store`` to the store
+        folder this run claims (:func:`claim_store`; :meth:`close` releases it); ``meter``: the run's cost so
+        far travels with the checkpoint."""
+        self.store = claim_store(cfg.run.checkpoint_store, cfg) if cfg.run.checkpoint_store else None
+        self.dir = self.store.path if self.store is not None else Path(out_dir) / "checkpoints"
         self.meter = meter
         self.fingerprint = fingerprint(cfg)
         self.model, self.optimizer, self.scheduler, self.method = model, optimizer, scheduler, method
@@ -232,9 +242,13 @@ class CheckpointManager:
 
     def latest(self) -> Path | None:
         """The newest ``checkpoint-<step>.pt``, or None."""
-        found = [(int(m.group(1)), p)
-                 for p in self.dir.glob("checkpoint-*.pt") if (m := _NAME.search(p.name))]
-        return max(found)[1] if found else None
+        found = latest_checkpoint(self.dir)
+        return found[1] if found is not None else None
+
+    def close(self, succeeded: bool) -> None:
+        """Release the store folder, deleting it when the run succeeded (nothing left to resume)."""
+        if self.store is not None:
+            self.store.release(delete=succeeded)
 
     def load_latest(self, record: TrialRecord, state: Any) -> Resumed | None:
         """Restore model, optimizer, scheduler, method, loader generator, step and evaluations.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mat.batching import make_loader, tokenize
-from mat.checkpoint import CheckpointManager, Resumed, StoreFolder, claim_store
+from mat.checkpoint import CheckpointManager, Resumed
 from mat.combined_nli import load_combined_nli
 from mat.data import load_raw, require_split
 from mat.evaluation import (
@@ -112,16 +111,13 @@ def fit(trial: Trial, record: TrialRecord | None = None, on_eval: OnEval | None 
     record = record or new_record(cfg)
     record.status, record.error = "RUNNING", None
     write_record(record, out_dir)
-    start = time.time()
     state = _State()
     previous = install_stop_handlers(lambda signum: setattr(state, "stop_signal", signum))
     meter = CostMeter()
     meter.seconds["startup"] = startup_seconds or 0.0
     run: Run | None = None
-    store: StoreFolder | None = None
     try:
-        store = claim_store(cfg.run.checkpoint_store, cfg) if cfg.run.checkpoint_store else None
-        run = setup(trial, meter, store.path if store is not None else None)
+        run = setup(trial, meter)
         record.dev_labels = dev_labels(run.eval_sets, run.task)  # once; each evaluation keeps its predictions
         train_loop(run, record, state, on_eval, show_progress)
         finish(run, record, state)
@@ -136,17 +132,17 @@ def fit(trial: Trial, record: TrialRecord | None = None, on_eval: OnEval | None 
         restore_handlers(previous)
         if run is not None:
             run.telemetry.close()
-        record.wall_seconds = meter.earlier + time.time() - start  # every process of a resumed run
+        record.wall_seconds = meter.elapsed()  # every process of a resumed run
         record.train_steps = state.step
         write_record(record, out_dir)
-        if store is not None:  # a succeeded run leaves nothing to resume
-            store.release(delete=record.status == "SUCCEEDED")
+        if run is not None:  # after the record: a store folder goes once the run is SUCCEEDED on disk
+            run.ckpt.close(succeeded=record.status == "SUCCEEDED")
     return record
 
 
-def setup(trial: Trial, meter: CostMeter, checkpoint_dir: Path | None = None) -> Run:
+def setup(trial: Trial, meter: CostMeter) -> Run:
     """Seed, load the data and the model, tokenize, and build the optimizer, schedule, method and
-    checkpoints (in ``checkpoint_dir``, a checkpoint store's folder, or else ``<output_dir>/checkpoints``)."""
+    checkpoints."""
     cfg, task, out_dir = trial.cfg, trial.task, trial.out_dir
     run, train = cfg.run, cfg.train
     seed_everything(train.seed)
@@ -176,7 +172,7 @@ def setup(trial: Trial, meter: CostMeter, checkpoint_dir: Path | None = None) ->
                                       autocast_dtype=precision.dtype)
     telemetry = Telemetry(out_dir / TENSORBOARD_DIR)
     ckpt = CheckpointManager(out_dir, cfg, model, optimizer, scheduler, method, train_loader.generator,
-        telemetry, meter, checkpoint_dir)
+        telemetry, meter)
     when = eval_steps(steps_per_epoch, total, run.eval_times, run.eval_schedule)
     log.info("task %s: %d train examples, %d steps/epoch, %d steps, evaluating at %d points on %s",
              task.name, len(train_raw), steps_per_epoch, total, len(when), [e.split for e in eval_sets])
@@ -257,7 +253,7 @@ def finish(run: Run, record: TrialRecord, state: _State) -> None:
     """Close the record (``final``, ``cost``), save the model and write test predictions if asked."""
     record.final = record.evals[-1]
     counts = run.method.counts  # training's passes, the --diagnostics passes and every optimizer update
-    record.cost = run.meter.to_dict(state.step, counts.passes, None, counts.updates, counts.diagnostic_passes)
+    record.cost = run.meter.to_dict(state.step, counts.passes, counts.updates, counts.diagnostic_passes)
     log.info("%s", run.meter.summary(state.step, counts.passes))
     if run.cfg.run.save_model:
         run.model.save_pretrained(run.out_dir / "model")

@@ -73,7 +73,7 @@ def test_nested_blocks_match_the_code() -> None:
     assert list(_keys(_inner(_inner(doc["evals"], "[")))) == list(written["evals"][0])
     assert list(_keys(_inner(doc["best"]))) == list(written["best"]) == list(_keys(_inner(doc["final"])))
     assert set(_keys(_inner(doc["versions"]))) == {"python", "mat", *STACK}
-    cost = CostMeter().to_dict(3, {"forward": 3.0, "backward": 3.0}, startup=1.0, updates=6,
+    cost = CostMeter().to_dict(3, {"forward": 3.0, "backward": 3.0}, updates=6,
                                diagnostic={"forward": 3.0, "backward": 0.0})
     documented = _keys(_inner(doc["cost"]))
     assert list(documented) == list(cost)

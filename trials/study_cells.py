@@ -155,13 +155,11 @@ def resumable(study: Study, task: str, arms: Sequence[Arm], store: Path) -> list
     (:func:`mat.checkpoint.store_key` of the cell's configuration, as the trial builds it)."""
     if not Path(store).is_dir():
         return []
-    from mat.checkpoint import store_key  # torch: only with a store
+    from mat.checkpoint import latest_checkpoint, store_key  # torch: only with a store
 
     out = []
     for cell in ready_cells(study, task, arms)[1]:
-        # checkpoint-<step>.pt, the name mat.checkpoint writes
-        steps = [int(p.stem.split("-", 1)[1]) for p in (Path(store) / store_key(resolve(study, cell)))
-                 .glob("checkpoint-*.pt") if p.stem.split("-", 1)[1].isdigit()]
-        if steps:
-            out.append((cell, max(steps)))
+        found = latest_checkpoint(Path(store) / store_key(resolve(study, cell)))
+        if found is not None:
+            out.append((cell, found[0]))
     return out

@@ -113,22 +113,18 @@ class CostMeter:
         t = self.seconds.get("train", 0.0)
         return self.train_tokens / t if t > 0 else 0.0
 
-    def to_dict(self, optimizer_steps: int, passes: Mapping[str, float], startup: float | None = None,
-                updates: int | None = None, diagnostic: Mapping[str, float] | None = None) -> dict[str, Any]:
-        """The record's ``cost`` block; ``total`` is the wall time of ``fit`` plus ``startup`` (of every
-        process of a resumed run).
+    def to_dict(self, optimizer_steps: int, passes: Mapping[str, float], updates: int | None = None,
+                diagnostic: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The record's ``cost`` block; ``total`` is the meter's ``startup`` (``fit`` sets it) plus the wall
+        time since the meter started, each of every process of a resumed run.
 
         Args:
             optimizer_steps: training steps (batches).
             passes: training's forward and backward passes.
-            startup: seconds from the process's start to ``fit``, added to the meter's ``startup`` (a resumed
-                run's earlier processes'); ``fit`` puts its own there when it starts and passes None.
             updates: every optimizer step (the method's ``updates``); left out when None.
             diagnostic: the ``--diagnostics`` passes (the method's ``diagnostic_passes``); left out when None.
         """
         secs = dict(self.seconds)
-        if startup is not None:
-            secs["startup"] = secs.get("startup", 0.0) + startup
         secs["total"] = secs.get("startup", 0.0) + self.elapsed()
         out: dict[str, Any] = {
             "wall_seconds": {k: round(v, 3) for k, v in secs.items()},
@@ -144,9 +140,9 @@ class CostMeter:
             out["diagnostic_passes"] = {k: round(float(v), 2) for k, v in diagnostic.items()}
         return out
 
-    def summary(self, optimizer_steps: int, passes: Mapping[str, float], startup: float | None = None) -> str:
+    def summary(self, optimizer_steps: int, passes: Mapping[str, float]) -> str:
         """One log line: where the time went."""
-        c = self.to_dict(optimizer_steps, passes, startup)
+        c = self.to_dict(optimizer_steps, passes)
         w = c["wall_seconds"]
         parts = ", ".join(f"{k} {w[k]:.1f}s" for k in (*PHASES, "total") if k in w)
         total = c["train_tokens"] + c["padded_tokens"]
