@@ -4,6 +4,8 @@
   ``nni``.
 * :mod:`trials.experiment`: ``python -m trials.experiment run CONFIG`` starts an experiment and waits for it.
 * :mod:`trials.search_space`: ``python -m trials.search_space FILE --method M`` checks a search-space file.
+* :mod:`trials.reproduce`: ``python -m trials.reproduce RECORD`` trains a recorded trial again and compares it
+  with its record, bit for bit.
 * ``trials/safe_tpe.py``: NNI's TPE with a defect of NNI 3.0 handled (a customized tuner).
 
 Run these from the repository root (the ``mat`` library is installed; this folder is not).
