@@ -155,7 +155,7 @@ def code_changes(commit: str | None) -> str:
     if not commit:
         return "the record names no commit"
     try:
-        out = subprocess.run(["git", "diff", "--name-only", commit, "--", "mat"], cwd=REPO,
+        out = subprocess.run(["git", "diff", "--name-only", commit, "--", "mat/"], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"cannot compare with commit {commit[:7]} ({type(e).__name__})"
