@@ -27,10 +27,11 @@ for f in tok.iterdir():
     shutil.copy(f, out / f.name)
 print("random-init model in", out, "with the tokenizer of", tok)
 PY
-  # each method at its defaults; "mat" twice: the CPU benchmark's arm (K_delta = K_theta = 2, lambda 3, beta 0.3,
-  # noise 0.1) and MAT's own defaults (K_delta = K_theta = 10)
+  # each method at its defaults; "mat" twice: the CPU benchmark's arm (its settings read from
+  # studies/benchmark_cpu.yml: K_delta = K_theta = 2, lambda 3, beta 0.3, noise 0.1) and MAT's own defaults (K = 10)
   # ARMS: '|'-separated "method [flags]" to run only those (default: all seven; mat_arm = the benchmark's MAT)
-  MAT_ARM="--sampling_times_delta 2 --sampling_times_theta 2 --lambda_s 3 --beta_s 0.3 --beta_p 0.3 --sampling_noise_ratio 0.1 --sampler adam"
+  MAT_ARM=$(python3 -c "from trials.study_config import load_study
+print(' '.join(f'--{k} {v}' for k, v in load_study('studies/benchmark_cpu.yml').arm('mat').settings.items()))")
   IFS='|' read -r -a ARM_LIST <<< "${ARMS:-vanilla|freelb|smart|r3f|mat_arm|mat|salt}"
   for arm in "${ARM_LIST[@]}"; do
     [ "$arm" = mat_arm ] && arm="mat $MAT_ARM"

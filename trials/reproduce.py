@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from mat.provenance import HERE as MAT_PACKAGE  # noqa: E402
 from mat.provenance import resolve, versions  # noqa: E402
 from mat.runtime import set_threads  # noqa: E402
 from mat.spec.arms import ARM_KEY, PHASE_KEY  # noqa: E402
@@ -155,7 +156,7 @@ def code_changes(commit: str | None) -> str:
     if not commit:
         return "the record names no commit"
     try:
-        out = subprocess.run(["git", "diff", "--name-only", commit, "--", "mat/"], cwd=REPO,
+        out = subprocess.run(["git", "diff", "--name-only", commit, "--", str(MAT_PACKAGE)], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"cannot compare with commit {commit[:7]} ({type(e).__name__})"
