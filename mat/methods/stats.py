@@ -121,18 +121,18 @@ class StepStats:
         tensors (θ before the step)."""
         self.measuring = step % self.every == 0 and "update_norm" not in self._counts
         if self.measuring:
-            if not self._snapshot:
-                self._snapshot = [torch.empty_like(t) for t in self.tracked]
-            torch._foreach_copy_(self._snapshot, self.tracked)  # type: ignore[attr-defined]
+            self._snapshot = [t.detach().clone() for t in self.tracked]
         return self.measuring
 
     @torch.no_grad()
     def after_update(self) -> None:
-        """Add ``update_norm`` = ‖θ_after − θ_before‖₂ when measuring (the snapshot is overwritten)."""
+        """Add ``update_norm`` = ‖θ_after − θ_before‖₂ when measuring, then free the snapshot: between steps
+        the statistics hold no parameter-sized tensor (the copy lives only across one measured update)."""
         if self.measuring:
             # θ_before − θ_after
             torch._foreach_sub_(self._snapshot, self.tracked)  # type: ignore[attr-defined]
             self.add("update_norm", global_norm(self._snapshot))
+            self._snapshot = []
 
     def means(self, *always: str) -> dict[str, Tensor]:
         """The mean of each statistic over this step's observations (names in ``always`` that saw none: 0),
