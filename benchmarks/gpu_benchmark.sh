@@ -18,7 +18,7 @@ DEADLINE=${DEADLINE:-540}
 OUT=${OUT:-/tmp/gpu_benchmark}
 PORT=${PORT:-8500}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 CONFIG=$OUT/benchmark_gpu_slice.yml
 sed -e "s|^model: .*|model: $MODEL|" -e "s|^records: .*|records: $OUT/records|" \
   studies/benchmark_gpu_slice.yml > "$CONFIG"
