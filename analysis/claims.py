@@ -2,8 +2,10 @@
 
 A comparison is the mean of per-seed differences with its interval, the paired t-test p, the exact Wilcoxon
 p and the number of pairs (:func:`analysis.comparison.paired_stats`). :func:`verdict` reads the interval;
-:func:`claim` writes the sentence: "no difference detectable with n seeds" where the interval holds 0, else
-the difference with both p-values and whether it holds once a table's comparisons are taken together
+:func:`claim` writes the sentence: "no difference detectable with n seeds" where the interval holds 0;
+"nothing concluded" where every seed gave the same non-zero difference (a point interval, no t-test: a
+coarse metric on few seeds, such as accuracy on a small dev half, ties); else the difference with both
+p-values and whether it holds once a table's comparisons are taken together
 (Holm's adjusted p, :func:`holm_within`). Used by the component ladder (:func:`analysis.ladder.findings`)
 and the benchmark page (:mod:`analysis.benchmark`).
 """
@@ -18,12 +20,18 @@ import pandas as pd
 from analysis.intervals import holm
 from analysis.tables import fmt_signed, p_clause
 
+NO_SPREAD = "no spread"
+
 
 def verdict(d: float, lo: float, hi: float, n: int) -> str | None:
-    """``"excludes"``, ``"holds"`` (the interval and 0), or None where nothing can be said (< 2 pairs)."""
+    """``"excludes"``, ``"holds"`` (the interval and 0), ``"no spread"`` (a non-zero difference that is the
+    same on every seed: the interval is the point (d, d), which excludes 0 by no evidence, and there is no
+    t-test), or None where nothing can be said (< 2 pairs)."""
     if n < 2 or pd.isna(d):
         return None
-    return "holds" if pd.isna(lo) or lo <= 0 <= hi else "excludes"
+    if pd.isna(lo) or lo <= 0 <= hi:
+        return "holds"
+    return NO_SPREAD if lo == hi else "excludes"
 
 
 def holm_within(groups: Sequence[Hashable], p_values: Sequence[float]) -> tuple[list[float], list[int]]:
@@ -65,6 +73,9 @@ def claim(what: str, label: str, d: float, lo: float, hi: float, n: int, t_p: fl
     if found == "holds":
         return (f"{what}: no difference detectable with {int(n)} seeds ({fmt_signed(d)}, interval "
                 f"[{fmt_signed(lo)}, {fmt_signed(hi)}] holds 0).{tail}")
+    if found == NO_SPREAD:
+        return (f"{what}: {fmt_signed(d)} on each of the {int(n)} seeds, with no spread, so no interval and "
+                f"no t-test (Wilcoxon {p_clause(w_p)}): nothing concluded.{tail}")
     held = "holds" if holm_p < alpha else "does not hold"
     return (f"{what}: {fmt_signed(d)} points, interval [{fmt_signed(lo)}, {fmt_signed(hi)}] excludes 0 "
             f"(paired t {p_clause(t_p)}, Wilcoxon {p_clause(w_p)}, {int(n)} seeds); Holm over the table's "

@@ -48,6 +48,9 @@ class SeedMismatch(ValueError):
     """A paired comparison whose seed sets differ, or whose seeds repeat, under ``strict=True``."""
 
 
+SAME_TOL = 1e-9  # per-seed differences closer than this (relative to the largest) are equal: float rounding
+
+
 @dataclass(frozen=True)
 class PairedStats:
     """Statistics of per-seed differences ``a - b`` (module docstring)."""
@@ -69,7 +72,8 @@ def paired_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
 
     The t-test, its p-value and the t-interval need 2 pairs and some variance in the differences; the
     Wilcoxon test needs one non-zero difference; otherwise they are NaN (all-equal differences give the
-    interval ``(d, d)``). The tests are :mod:`analysis.significance`'s (the same as scipy.stats').
+    interval ``(d, d)``; differences equal up to ``SAME_TOL``, float rounding, count as equal). The tests
+    are :mod:`analysis.significance`'s (the same as scipy.stats').
     """
     check_interval(interval)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -77,6 +81,10 @@ def paired_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     n = int(d.size)
     if n == 0:
         return PairedStats(0, *([math.nan] * 8))
+    if n > 1 and np.ptp(d) <= SAME_TOL * max(1.0, float(np.abs(d).max())):
+        # equal differences up to float rounding (accuracy ties: 76/138 - 73/138 and 79/138 - 76/138 differ in
+        # the 15th digit): no spread, not a spread of 1e-15 that would make the t-test's p ~ 0
+        d = np.full(n, float(d.mean()))
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
     lo, hi = mean_interval(d, interval, confidence, n_boot, seed)
     t, dof, p = paired_t(d)

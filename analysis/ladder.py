@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from analysis.claims import claim, holm_within, verdict
+from analysis.claims import NO_SPREAD, claim, holm_within, verdict
 from analysis.comparison import paired_stats
 from analysis.identity import arm_order
 from analysis.intervals import mean_interval
@@ -234,6 +234,9 @@ def _other_clause(o: pd.Series | None, ref: str, ours: str | None) -> str:
     said = f" With {words}: {fmt_signed(d)} [{fmt_signed(lo)}, {fmt_signed(hi)}]"
     if theirs == ours:
         return said + ", the same conclusion."
+    if theirs == NO_SPREAD:
+        return said + (", the same difference on every seed (no interval): this conclusion depends on which "
+                       "evaluation is scored.")
     return said + f", which {theirs} 0: this conclusion depends on which evaluation is scored."
 
 
