@@ -286,6 +286,33 @@ def test_the_committed_benchmark_page_regenerates_from_the_committed_records(tmp
         assert (tmp_path / rel).read_text().replace(here, "](") == (REPO / "docs" / rel).read_text(), f"docs/{rel} is stale"
 
 
+SLICE_PAGE = ["benchmark", "--study", "results/benchmark_gpu_slice/study.yml", "--page", "benchmark.md", "--title",
+              "The benchmark's slice on one GPU", "--preface", "results/benchmark_gpu_slice/README.md"]
+
+
+def test_the_committed_gpu_slice_page_regenerates_from_its_records(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/gpu_slice/ is what the page makes of results/benchmark_gpu_slice/ (30 records from one H200), tables
+    included, and it says nothing of the arms: with two report seeds no interval excludes 0, and r3f's tie with
+    vanilla on both seeds (+2.11, 3 of 142 examples each) is said as no spread, not as a difference."""
+    if not (REPO / "docs" / "gpu_slice" / "benchmark.md").is_file():
+        pytest.skip("no GPU slice page committed")
+    monkeypatch.chdir(REPO)
+    assert main([*SLICE_PAGE, "--out", str(tmp_path)]) == 0
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.suffix in (".md", ".csv", ".tex"))
+    committed = sorted(p.relative_to(REPO / "docs" / "gpu_slice") for p in (REPO / "docs" / "gpu_slice").rglob("*")
+                       if p.suffix in (".md", ".csv", ".tex"))
+    assert made == committed, "regenerate the GPU slice page: its files differ"
+    here = f"]({Path(os.path.relpath(REPO / 'docs' / 'gpu_slice', tmp_path)).as_posix()}/"
+    for rel in made:
+        assert (tmp_path / rel).read_text().replace(here, "](") == (REPO / "docs" / "gpu_slice" / rel).read_text(), \
+            f"docs/gpu_slice/{rel} is stale"
+    page = (tmp_path / "benchmark.md").read_text()
+    assert "RTE: 18 of 18 tune cells and 12 of 12 report cells have records" in page
+    assert "excludes 0" not in page
+    assert "RTE, r3f − vanilla: +2.11 on each of the 2 seeds, with no spread" in page
+
+
 def test_every_number_the_benchmark_preface_quotes_is_one_the_page_computes() -> None:
     """The findings written in results/benchmark/README.md (the page's preface) may quote only intervals, means and
     p-values the computed part of docs/benchmark.md holds, character for character."""
