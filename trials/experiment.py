@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import mat
+from trials import nni_env
 from trials.nni_store import trial_parameters
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -174,16 +175,27 @@ def create(config: str, port: int, timeout: float = 120, attempts: int = 3,
 
     Raises:
         ConfigError: the config is missing or invalid (:func:`load_config`).
-        ExperimentError: nnictl exits non-zero or prints no experiment id (its output is in the message).
+        ExperimentError: an installed package that makes nnictl hang
+            (:func:`trials.nni_env.nni_dependency_problem`), nnictl exits non-zero, prints no experiment id, or
+            does not return within ``timeout`` seconds (its output is in the message).
     """
+    problem = nni_env.nni_dependency_problem()
+    if problem:
+        raise ExperimentError(problem)
     out, code = "", 0
     address = default_bind(load_config(config)) if bind == AUTO else bind
     for attempt in range(1, attempts + 1):
-        proc = subprocess.run(
-            [nnictl(), "create", "--config", config, "--port", str(port)],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-            env=manager_env(address, env),
-        )
+        try:
+            proc = subprocess.run(
+                [nnictl(), "create", "--config", config, "--port", str(port)],
+                capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                env=manager_env(address, env),
+            )
+        except subprocess.TimeoutExpired as e:
+            said = ANSI.sub("", _text(e.stdout) + _text(e.stderr)).strip()
+            raise ExperimentError(
+                f"nnictl create did not return within {timeout:g} s (NNI's manager may be up: `nnictl stop "
+                f"--port {port}` stops it). It said:\n{said or '(nothing)'}") from None
         out, code = ANSI.sub("", proc.stdout + proc.stderr), proc.returncode
         m = re.search(r"Experiment ID:\s*(\w+)", out) or re.search(r"experiment id:?\s*(\w+)", out, re.I)
         if code == 0 and m:
@@ -193,6 +205,13 @@ def create(config: str, port: int, timeout: float = 120, attempts: int = 3,
         print(f"nnictl create: NNI's web server did not answer within its 3 s (a busy machine?); "
               f"starting again ({attempt + 1}/{attempts})", file=sys.stderr, flush=True)
     raise ExperimentError(f"nnictl create failed (exit {code}):\n{out}")
+
+
+def _text(out: str | bytes | None) -> str:
+    """A subprocess's captured output as text (a timeout leaves bytes, or None)."""
+    if out is None:
+        return ""
+    return out.decode(errors="replace") if isinstance(out, bytes) else out
 
 
 def port_in_use(port: int) -> bool:
