@@ -42,12 +42,21 @@ SECONDS = {"cpu": "training CPU seconds (the trial process's CPU time: comparabl
                    "share the machine, so compare it with care)"}
 
 
+def model_label(model: str) -> str:
+    """How the page names a model: a Hub id or alias as given (``bert-base-uncased``, ``minilm``), a local
+    folder by its own name (``/data/models/minilm16`` -> ``minilm16``), the rest of its path being the
+    machine's, not the model's (the records keep it whole)."""
+    if model.startswith(("/", "~", "./", "../")) or "\\" in model:
+        return Path(model.replace("\\", "/")).name or model
+    return model
+
+
 def _settings(b: Benchmark, sources: Sequence[str], df: pd.DataFrame) -> list[str]:
     p = b.plan
     grids = {a: ", ".join(point_text(x) for x in p.points[a]) for a in b.arms}
     grid = next(iter(grids.values()), "-") if len(set(grids.values())) <= 1 else "; ".join(
         f"{a}: {g}" for a, g in grids.items())
-    return [f"- Study: `{p.path.as_posix()}` (`{p.name}`): model `{p.model}`, tasks "
+    return [f"- Study: `{p.path.as_posix()}` (`{p.name}`): model `{model_label(p.model)}`, tasks "
             f"{', '.join(task_label(t) for t in p.tasks)}; every arm tuned alike on its grid ({grid}) with "
             f"tuning {seeds_phrase(p.tuning_seeds)}, then reported on {seeds_phrase(p.report_seeds)}.",
             *[f"- Source: {s}" for s in sources],
@@ -111,8 +120,8 @@ def tuning_table(b: Benchmark, task: str) -> Table:
     seeds = seeds_text(b.plan.tuning_seeds)
     notes = ("Each tune trial scored on the selection half of dev at the evaluation that half picks; mean "
              f"over the tuning seeds ({seeds}). An arm's point is chosen once all its points have records.",)
-    return Table(f"benchmark_tuning_{slug(task)}_{slug(b.plan.model)}",
-                 f"Tuning, {task_label(task)}, {b.plan.model} (selection-half dev score, tuning "
+    return Table(f"benchmark_tuning_{slug(task)}_{slug(model_label(b.plan.model))}",
+                 f"Tuning, {task_label(task)}, {model_label(b.plan.model)} (selection-half dev score, tuning "
                  f"{seeds_phrase(b.plan.tuning_seeds)})",
                  cell_df, num_df, notes)
 
@@ -148,8 +157,8 @@ def report_table(b: Benchmark, task: str) -> Table:
     cells = pd.DataFrame(cols, index=rows.index)
     numbers = rows.drop(columns=["task"])
     cells.index.name = numbers.index.name = "arm"
-    return Table(f"benchmark_{slug(task)}_{slug(b.plan.model)}",
-                 f"Report, {task_label(task)}, {b.plan.model} (report-half dev score, "
+    return Table(f"benchmark_{slug(task)}_{slug(model_label(b.plan.model))}",
+                 f"Report, {task_label(task)}, {model_label(b.plan.model)} (report-half dev score, "
                  f"{seeds_phrase(b.plan.report_seeds)})", cells, numbers, tuple(_report_notes(b, task)))
 
 
@@ -251,7 +260,7 @@ def build_benchmark_page(loaded: Loaded, plan: StudyPlan, out_dir: str | Path, s
     w.lines += ["## Score against compute", ""]
     info = compute_info(b)
     if len(info):
-        w.figure(compute_plot(info, b.arms, plan.tasks), f"benchmark_compute_{slug(plan.model)}",
+        w.figure(compute_plot(info, b.arms, plan.tasks), f"benchmark_compute_{slug(model_label(plan.model))}",
                  "Report-half dev score against training seconds per trial, per arm with all its report "
                  "seeds (mean and 95% t-interval over the seeds)")
     else:

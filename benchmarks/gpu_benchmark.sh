@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The benchmark's slice on one GPU, sized for 10 minutes of one H200 (prepared; not yet run on a GPU).
+# The benchmark's slice on one GPU, sized for 10 minutes of one H200. Ran once on one H200 (fp32, MiniLM): the tune
+# phase 157 s, the report phase 108 s; records in results/benchmark_gpu_slice/, page docs/gpu_slice/benchmark.md.
 #
 # Runs studies/benchmark_gpu_slice.yml through the study runner (python -m trials.study run): RTE, the six arms
 # (vanilla, vanilla_steps, freelb, smart, r3f, mat) x learning rate {3e-5, 1e-4, 3e-4} on tuning seed 101,
 # each arm's learning rate chosen on the selection half of dev, then the chosen ones on seeds 1-2: 30 trials,
-# 6 at a time on the one GPU. Estimate (unmeasured): MiniLM ~0.3-1 min a trial on RTE, so ~3 min a phase.
+# 6 at a time on the one GPU (MiniLM on RTE: 31-49 s a trial, 16 s of it starting).
 # DEADLINE seconds after the start the runner is stopped (its running trials are lost, finished cells are kept:
 # run it again to continue). Records go to $OUT/benchmark_records.tar.gz with the runner's log; then
-#   python -m analysis report --records <unpacked folder> --selection split --out ...
+#   python -m analysis benchmark --study <this config, records: the unpacked folder> --out ...
 # Needs: nni 3.0, the repo's packages, and a glue_data-style folder in MAT_DATA_DIR
 # (python -m mat.data prepare --out .data --tasks rte writes one).
 # Usage: MAT_DATA_DIR=.data bash benchmarks/gpu_benchmark.sh   [MODEL=bert-base-uncased DEADLINE=540 OUT=...]

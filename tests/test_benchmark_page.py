@@ -334,3 +334,13 @@ def test_every_number_the_benchmark_preface_quotes_is_one_the_page_computes() ->
     computed = page.replace(preface.strip(), "", 1)
     stale = [q for q in quotes if q not in computed]
     assert stale == [], f"quoted in results/benchmark/README.md but not in the computed page: {stale}"
+
+
+def test_a_local_model_folder_is_named_by_its_own_name() -> None:
+    from analysis.benchmark_page import model_label
+
+    assert model_label("/data/users/a/models/minilm16") == "minilm16"
+    assert model_label("~/models/bert-ft/") == "bert-ft"
+    assert model_label("./out/run1") == "run1" and model_label("../m") == "m"
+    assert model_label("bert-base-uncased") == "bert-base-uncased" and model_label("minilm") == "minilm"
+    assert model_label("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"

@@ -232,3 +232,20 @@ def test_the_web_ui_tensorboard_path_links_to_the_trials_folder(tmp_path: Path) 
     assert link == exp / "trials" / "AbCdE" / "output" / "tensorboard" and link.resolve() == (out / "tensorboard").resolve()
     assert link_tensorboard_for_webui(out, "AbCdE", {"NNI_SYS_DIR": str(out)}) is None, "a resumed trial keeps the link"
     assert link_tensorboard_for_webui(out, "AbCdE", {}) is None, "standalone: nothing to do"
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_measuring_the_update_norm_changes_no_trained_number(method: str) -> None:
+    """12 steps (two of them measured: the θ snapshot taken, subtracted, freed) against the same 12 steps with
+    the measurement switched off: the trained parameters are bit-identical. So the telemetry, and any change to
+    how it keeps its snapshot, never moves a study's numbers."""
+    runs = []
+    for measure in (True, False):
+        m = build(method, FAST_ARGS[method], model=tiny_model(seed=0))
+        if not measure:
+            m.stats.before_update = lambda step: False  # type: ignore[method-assign]
+        torch.manual_seed(1234)
+        steps = [m.step(make_batch(seed=i)) for i in range(12)]
+        assert sum("update_norm" in s for s in steps) == (2 if measure else 0)
+        runs.append([p.detach().clone() for p in m.params])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
