@@ -176,8 +176,8 @@ def create(config: str, port: int, timeout: float = 120, attempts: int = 3,
     Raises:
         ConfigError: the config is missing or invalid (:func:`load_config`).
         ExperimentError: an installed package that makes nnictl hang
-            (:func:`trials.nni_env.nni_dependency_problem`), nnictl exits non-zero, prints no experiment id, or
-            does not return within ``timeout`` seconds (its output is in the message).
+            (:func:`trials.nni_env.nni_dependency_problem`), nnictl exits non-zero, prints no experiment id,
+            or does not return within ``timeout`` seconds (its output is in the message).
     """
     problem = nni_env.nni_dependency_problem()
     if problem:
