@@ -30,7 +30,7 @@ from analysis.ladder import diff_cell
 from analysis.ladder_report import code_note
 from analysis.load import status_counts
 from analysis.report import SELECTION_NOTES, PageWriter, ReportResult, slug
-from analysis.study_plan import StudyPlan, point_text, seeds_phrase, seeds_text
+from analysis.study_plan import StudyPlan, grid_edges, point_text, seeds_phrase, seeds_text
 from analysis.tables import MISSING, Table, fmt, fmt_interval, p_clause, plain_markdown
 from analysis.tidy import Loaded
 from mat.spec.tasks import task_label
@@ -109,8 +109,12 @@ def tuning_table(b: Benchmark, task: str) -> Table:
             text = MISSING if r.n == 0 else fmt(r.selection_mean, 2) + (f" ({r.n})" if r.n > 1 else "")
             row[point_text(pts[int(r.point)])] = text + (" (chosen)" if r.chosen else "")
         done = int((a["n"] > 0).sum())
-        row["chosen"] = point_text(pts[int(a[a["chosen"]]["point"].iloc[0])]) if a["chosen"].any() else (
-            f"- ({done} of {len(pts)} points run)")
+        if a["chosen"].any():
+            best = pts[int(a[a["chosen"]]["point"].iloc[0])]
+            edges = grid_edges(pts, best)
+            row["chosen"] = point_text(best) + (f" (the grid's {', '.join(edges)})" if edges else "")
+        else:
+            row["chosen"] = f"- ({done} of {len(pts)} points run)"
         cells[arm] = row
         labels = [point_text(pts[int(p)]) for p in a["point"]]
         numbers[arm] = pd.Series(a["selection_mean"].to_numpy(), index=labels)
@@ -119,7 +123,9 @@ def tuning_table(b: Benchmark, task: str) -> Table:
     cell_df.index.name = num_df.index.name = "arm"
     seeds = seeds_text(b.plan.tuning_seeds)
     notes = ("Each tune trial scored on the selection half of dev at the evaluation that half picks; mean "
-             f"over the tuning seeds ({seeds}). An arm's point is chosen once all its points have records.",)
+             f"over the tuning seeds ({seeds}). An arm's point is chosen once all its points have records. "
+             "A choice at the grid's edge (its lowest or highest value) might be beaten beyond it, where the "
+             "grid did not search.",)
     return Table(f"benchmark_tuning_{slug(task)}_{slug(model_label(b.plan.model))}",
                  f"Tuning, {task_label(task)}, {model_label(b.plan.model)} (selection-half dev score, tuning "
                  f"{seeds_phrase(b.plan.tuning_seeds)})",

@@ -126,6 +126,23 @@ def point_text(point: Point) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in point) or "default"
 
 
+def grid_edges(points: tuple[Point, ...], chosen: Point) -> list[str]:
+    """The grid's numeric parameters (3 values or more) whose chosen value is the smallest or the largest
+    the grid tried: ``["lowest learning_rate"]`` for 3e-5 of {3e-5, 1e-4, 3e-4}. A point chosen there may be
+    beaten beyond the grid, which was not searched."""
+    out = []
+    for i, (key, value) in enumerate(chosen):
+        values = {p[i][1] for p in points if len(p) > i and p[i][0] == key}
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if len(values) < 3 or not numeric:
+            continue
+        if value == min(values):
+            out.append(f"lowest {key}")
+        elif value == max(values):
+            out.append(f"highest {key}")
+    return out
+
+
 def seeds_text(seeds: Any) -> str:
     """``1-5`` for 1, 2, 3, 4, 5; ``1,3`` otherwise; ``-`` for none."""
     s = sorted(int(x) for x in seeds)

@@ -344,3 +344,28 @@ def test_a_local_model_folder_is_named_by_its_own_name() -> None:
     assert model_label("./out/run1") == "run1" and model_label("../m") == "m"
     assert model_label("bert-base-uncased") == "bert-base-uncased" and model_label("minilm") == "minilm"
     assert model_label("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_choice_at_the_grids_edge_is_marked() -> None:
+    from analysis.study_plan import grid_edges
+
+    lr = tuple(((("learning_rate", v),) for v in (3e-5, 1e-4, 3e-4)))
+    assert grid_edges(lr, lr[0]) == ["lowest learning_rate"] and grid_edges(lr, lr[2]) == ["highest learning_rate"]
+    assert grid_edges(lr, lr[1]) == []
+    assert grid_edges(lr[:2], lr[0]) == []  # two values: no inside to be at the edge of
+    two = tuple((("learning_rate", a), ("warmup_ratio", w)) for a in (1e-5, 2e-5, 3e-5) for w in (0.0, 0.06, 0.1))
+    assert grid_edges(two, (("learning_rate", 2e-5), ("warmup_ratio", 0.1))) == ["highest warmup_ratio"]
+    words = tuple(((("rung", r),) for r in ("a", "b", "c")))
+    assert grid_edges(words, words[0]) == []  # not numbers: no order
+
+
+def test_the_committed_page_marks_the_arms_chosen_at_the_grids_edge() -> None:
+    """CoLA's vanilla and R3F chose the smallest learning rate of the grid (3e-5): the page says so."""
+    page = REPO / "docs" / "benchmark.md"
+    if not page.is_file() or not (REPO / "results" / "benchmark" / "cola" / "tune").is_dir():
+        pytest.skip("no benchmark page or CoLA tuning records committed")
+    cola = page.read_text(encoding="utf-8").split("**Tuning, CoLA")[1].split("_Each tune trial")[0]
+    rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in cola.splitlines()
+            if line.startswith("| ") and not line.startswith("| arm")}
+    assert rows["vanilla"] == rows["r3f"] == "learning_rate 3e-05 (the grid's lowest learning_rate)"
+    assert rows["vanilla_steps"] == "learning_rate 0.0001"
