@@ -350,3 +350,14 @@ def test_a_killed_manager_loses_no_cell_and_a_rerun_completes_the_study(
         assert rec.cost["optimizer_updates"] == steps * (2 if cell.arm == "mat" else 1)
         if cell.phase == "report":
             assert rec.params["learning_rate"] == dict(chosen[cell.arm])["learning_rate"]
+
+
+def test_status_names_a_choice_at_the_grids_edge(capsys: pytest.CaptureFixture[str]) -> None:
+    """CoLA's committed tuning: vanilla and R3F chose 3e-5, the smallest learning rate of the grid."""
+    if not (REPO / "results" / "benchmark" / "cola" / "tune").is_dir():
+        pytest.skip("no benchmark CoLA records in this checkout")
+    assert runner.main(["status", str(REPO / "studies" / "benchmark_cpu.yml"), "--tasks", "cola"]) == 0
+    lines = {x.split()[0]: x for x in capsys.readouterr().out.splitlines() if x.startswith("  ") and "tune:" in x}
+    assert "chosen {'learning_rate': 3e-05} (the grid's lowest learning_rate);" in lines["vanilla"]
+    assert "chosen {'learning_rate': 3e-05} (the grid's lowest learning_rate);" in lines["r3f"]
+    assert "chosen {'learning_rate': 0.0001};" in lines["vanilla_steps"]
