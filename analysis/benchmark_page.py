@@ -30,7 +30,7 @@ from analysis.ladder import diff_cell
 from analysis.ladder_report import code_note
 from analysis.load import status_counts
 from analysis.report import SELECTION_NOTES, PageWriter, ReportResult, slug
-from analysis.study_plan import StudyPlan, grid_edges, point_text, seeds_phrase, seeds_text
+from analysis.study_plan import StudyPlan, edge_note, point_text, seeds_phrase, seeds_text
 from analysis.tables import MISSING, Table, fmt, fmt_interval, p_clause, plain_markdown
 from analysis.tidy import Loaded
 from mat.spec.tasks import task_label
@@ -111,8 +111,7 @@ def tuning_table(b: Benchmark, task: str) -> Table:
         done = int((a["n"] > 0).sum())
         if a["chosen"].any():
             best = pts[int(a[a["chosen"]]["point"].iloc[0])]
-            edges = grid_edges(pts, best)
-            row["chosen"] = point_text(best) + (f" (the grid's {', '.join(edges)})" if edges else "")
+            row["chosen"] = point_text(best) + edge_note(pts, best)
         else:
             row["chosen"] = f"- ({done} of {len(pts)} points run)"
         cells[arm] = row

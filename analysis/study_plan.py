@@ -143,6 +143,13 @@ def grid_edges(points: tuple[Point, ...], chosen: Point) -> list[str]:
     return out
 
 
+def edge_note(points: tuple[Point, ...], chosen: Point) -> str:
+    """`` (the grid's lowest learning_rate)`` where :func:`grid_edges` finds the choice at an edge, else
+    ``""``: the words the page's tuning table and ``trials.study status`` append to a chosen point."""
+    edges = grid_edges(points, chosen)
+    return f" (the grid's {', '.join(edges)})" if edges else ""
+
+
 def seeds_text(seeds: Any) -> str:
     """``1-5`` for 1, 2, 3, 4, 5; ``1,3`` otherwise; ``-`` for none."""
     s = sorted(int(x) for x in seeds)

@@ -51,7 +51,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from analysis.study_plan import grid_edges
+from analysis.study_plan import edge_note
 from mat.provenance import git_state
 from mat.spec.arms import ARM_KEY
 from mat.spec.records import read_record
@@ -202,9 +202,8 @@ def status_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str] | None 
         for arm in arms:
             parts = [f"tune: {marks(tune, arm.name)}"] if study.tuning_seeds else []
             if chosen and chosen[arm.name]:
-                edges = grid_edges(arm.points, chosen[arm.name])  # a value beyond it was not tried
-                edge = f" (the grid's {', '.join(edges)})" if edges else ""
-                parts.append(f"chosen {dict(chosen[arm.name])}{edge}")
+                # a value beyond the grid's edge was not tried
+                parts.append(f"chosen {dict(chosen[arm.name])}{edge_note(arm.points, chosen[arm.name])}")
             if report:
                 n = sum(c.folder() in done for c in report if c.arm == arm.name)
                 parts.append(f"report {n}/{len(study.report_seeds)}: {marks(report, arm.name)}")
