@@ -190,7 +190,8 @@ def test_the_benchmark_config_loads_and_its_arms_differ_only_in_their_own_settin
         "dropout_consistency": 9, "salt": 10}
 
 
-def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.CaptureFixture[str],
+                                                                tmp_path: Path) -> None:
     if not (REPO / "results" / "components" / "stsb").is_dir():
         pytest.skip("no component-study records in this checkout")
     assert runner.main(["status", str(REPO / "studies" / "benchmark_cpu.yml")]) == 0
@@ -218,11 +219,30 @@ def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.Ca
                 sums[0], sums[1] = sums[0] + sum(cpu.values()), sums[1] + secs
     if not spent:
         return
-    line = next(x for x in out.splitlines() if x.startswith("still to run, at the records' pace:"))
-    for arm, (cpu_sum, est_sum) in spent.items():
-        # printed estimates are rounded to the second: allow the last digit of the ratio to differ by one
-        printed = float(line.split(f" {arm} ")[1].split("x")[0])
-        assert abs(printed - cpu_sum / est_sum) <= 0.051, (arm, printed, cpu_sum / est_sum)
+
+    def check_ratios(line: str) -> None:
+        for arm, (cpu_sum, est_sum) in spent.items():
+            # printed estimates are rounded to the second: allow the last digit of the ratio to differ by one
+            printed = float(line.split(f" {arm} ")[1].split("x")[0])
+            assert abs(printed - cpu_sum / est_sum) <= 0.051, (arm, printed, cpu_sum / est_sum)
+
+    complete = done == {"tune": 18, "report": 30} and all(
+        len(list((REPO / "results" / "benchmark" / "cola" / phase).glob("*/trial.json"))) == n
+        for phase, n in (("tune", 18), ("report", 30)))
+    # while cells are left, the pace line plans the rest; once every cell has its record, the ratios stand alone
+    start = "every cell has its record;" if complete else "still to run, at the records' pace:"
+    check_ratios(next(x for x in out.splitlines() if x.startswith(start)))
+    assert ("still to run, estimate: 0.0 trial-hours" in out) == complete
+    # the same records with a sixth report seed: its 12 cells are left, planned at the same ratios
+    raw = yaml.safe_load((REPO / "studies" / "benchmark_cpu.yml").read_text())
+    raw.update(name="benchmark_six_seeds", records=str(REPO / "results" / "benchmark"), report_seeds=[1, 2, 3, 4, 5, 6],
+               estimate_from=str(REPO / "results" / "components"))
+    (tmp_path / "six.yml").write_text(yaml.safe_dump(raw))
+    assert runner.main(["status", str(tmp_path / "six.yml")]) == 0
+    six = capsys.readouterr().out
+    assert not any(x.startswith("every cell has its record;") for x in six.splitlines())
+    assert "still to run, estimate: 0.0 trial-hours" not in six
+    check_ratios(next(x for x in six.splitlines() if x.startswith("still to run, at the records' pace:")))
 
 
 def test_a_phase_runs_its_longest_trials_first(tmp_path: Path) -> None:

@@ -170,12 +170,14 @@ def estimate_lines(study: Study, arms: Sequence[Arm], tasks: Sequence[str]) -> l
     # The records' own pace: each arm at its CPU seconds / estimate so far (an arm without records at the
     # pooled ratio). CPU seconds, not wall: a trial's wall time also counts whatever else shared the machine.
     pace = {arm: real / est for arm, (real, est) in spent.items() if est > 0}
+    ratios = ", ".join(f"{arm} {ratio:.1f}x" for arm, ratio in pace.items())
     if pace and todo:
         pooled = sum(r for r, _ in spent.values()) / sum(e for _, e in spent.values())
         paced = sum(secs * pace.get(arm, pooled) for arm, secs in todo)
-        ratios = ", ".join(f"{arm} {ratio:.1f}x" for arm, ratio in pace.items())
         lines.append(hours_line("still to run, at the records' pace", paced, study.concurrency)
                      + f" (their CPU seconds / the estimate: {ratios}; with nothing else on the machine)")
+    elif pace:  # every cell has its record: what the estimate missed by, for the next study's plan
+        lines.append(f"every cell has its record; the records' CPU seconds / the estimate: {ratios}")
     return lines
 
 
