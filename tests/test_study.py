@@ -196,9 +196,11 @@ def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.Ca
         pytest.skip("no component-study records in this checkout")
     assert runner.main(["status", str(REPO / "studies" / "benchmark_cpu.yml")]) == 0
     out = capsys.readouterr().out
-    done = {phase: len(list((REPO / "results" / "benchmark" / "stsb" / phase).glob("*/trial.json")))
-            for phase in ("tune", "report")}  # the committed records of the study, as they land
-    assert f"stsb: tune {done['tune']}/18 cells, report {done['report']}/30 cells have a record" in out
+    counts = {(task, phase): len(list((REPO / "results" / "benchmark" / task / phase).glob("*/trial.json")))
+              for task in ("stsb", "cola") for phase in ("tune", "report")}  # the committed records, as they land
+    for task in ("stsb", "cola"):
+        tune, report = counts[task, "tune"], counts[task, "report"]
+        assert f"{task}: tune {tune}/18 cells, report {report}/30 cells have a record" in out
     line = next(x for x in out.splitlines() if x.startswith("whole study, estimate:"))
     hours = float(line.split(": ")[1].split(" ")[0])
     assert 18 < hours < 30 and "at 2 at a time" in line
@@ -226,9 +228,7 @@ def test_status_prints_the_estimate_from_the_component_records(capsys: pytest.Ca
             printed = float(line.split(f" {arm} ")[1].split("x")[0])
             assert abs(printed - cpu_sum / est_sum) <= 0.051, (arm, printed, cpu_sum / est_sum)
 
-    complete = done == {"tune": 18, "report": 30} and all(
-        len(list((REPO / "results" / "benchmark" / "cola" / phase).glob("*/trial.json"))) == n
-        for phase, n in (("tune", 18), ("report", 30)))
+    complete = all(n == (18 if phase == "tune" else 30) for (_, phase), n in counts.items())
     # while cells are left, the pace line plans the rest; once every cell has its record, the ratios stand alone
     start = "every cell has its record;" if complete else "still to run, at the records' pace:"
     check_ratios(next(x for x in out.splitlines() if x.startswith(start)))
